@@ -1,0 +1,150 @@
+/**
+ * The one place Warden's configuration is defined and validated. Sources, lowest priority first:
+ * built-in defaults, a YAML file (`--config`), then environment variables. Every problem is reported
+ * with the key that is wrong (`bullmq.batchSize: expected number`), never as a stack trace.
+ */
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml, YAMLParseError } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464');
+const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
+
+const MetadataPaths = z.strictObject({
+  correlation_id: jsonPath.optional(),
+  model: jsonPath.optional(),
+  model_version: jsonPath.optional(),
+  policy: jsonPath.optional(),
+  policy_version: jsonPath.optional(),
+});
+export type MetadataPaths = z.infer<typeof MetadataPaths>;
+
+export const ConfigSchema = z.strictObject({
+  dataDir: z.string().min(1).default('./.warden'),
+  redis: z.strictObject({
+    url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
+  }).prefault({}),
+  bullmq: z.strictObject({
+    prefix: z.string().min(1).default('bull'),
+    /** Queues to watch; empty means every queue found under the prefix, including new ones. */
+    queues: z.array(z.string().min(1)).default([]),
+    discoverIntervalMs: z.number().int().min(100).default(5000),
+    /** Stream entries read per queue per round trip. */
+    batchSize: z.number().int().min(1).max(50_000).default(2000),
+    blockMs: z.number().int().min(10).max(60_000).default(1000),
+    /** Where a queue with no checkpoint starts: the oldest retained event, or only new ones. */
+    startFrom: z.enum(['earliest', 'latest']).default('earliest'),
+    /** JSON paths to model/policy metadata for producers that do not use warden/bullmq. */
+    metadata: MetadataPaths.default({}),
+    queueMetadata: z.record(z.string(), MetadataPaths).default({}),
+    countsIntervalMs: z.number().int().min(100).default(5000),
+  }).prefault({}),
+  redaction: z.strictObject({
+    paths: z.array(z.string().min(1)).default([]),
+    maxInputBytes: z.number().int().min(64).default(8192),
+    maxDepth: z.number().int().min(1).max(256).default(32),
+  }).prefault({}),
+  ledger: z.strictObject({
+    segmentBytes: z.number().int().min(4096).default(64 * 1024 * 1024),
+    groupCommitMs: z.number().min(0).max(1000).default(5),
+  }).prefault({}),
+  metrics: z.strictObject({
+    addr: hostPort.default('127.0.0.1:9464'),
+  }).prefault({}),
+  tracing: z.strictObject({
+    /** OTLP/HTTP base URL; OTEL_EXPORTER_OTLP_ENDPOINT overrides. Unset: no export. */
+    endpoint: z.string().url().optional(),
+    serviceName: z.string().default('warden'),
+  }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  }).prefault({}),
+});
+
+export type WardenConfig = z.infer<typeof ConfigSchema>;
+
+/** Environment variable -> config key. Values are strings; numbers and lists are converted. */
+export const ENV_VARS = {
+  WARDEN_DATA_DIR: 'dataDir',
+  WARDEN_REDIS_URL: 'redis.url',
+  WARDEN_PREFIX: 'bullmq.prefix',
+  WARDEN_QUEUES: 'bullmq.queues',
+  WARDEN_METRICS_ADDR: 'metrics.addr',
+  WARDEN_LOG_LEVEL: 'log.level',
+  WARDEN_REDACT_PATHS: 'redaction.paths',
+  OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',
+  OTEL_SERVICE_NAME: 'tracing.serviceName',
+} as const;
+
+const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths']);
+
+export interface LoadOptions {
+  file?: string;
+  env?: NodeJS.ProcessEnv;
+  /** Highest priority, e.g. CLI flags such as --data-dir. */
+  overrides?: Record<string, unknown>;
+}
+
+export function loadConfig(opts: LoadOptions = {}): WardenConfig {
+  const env = opts.env ?? process.env;
+  let raw: Record<string, unknown> = {};
+  const sources: string[] = ['defaults'];
+  if (opts.file) {
+    raw = readConfigFile(opts.file);
+    sources.push(opts.file);
+  }
+  for (const [name, key] of Object.entries(ENV_VARS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, key, LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value);
+    sources.push(name);
+  }
+  for (const [key, value] of Object.entries(opts.overrides ?? {})) {
+    if (value !== undefined) setPath(raw, key, value);
+  }
+  const result = ConfigSchema.safeParse(raw);
+  if (!result.success) {
+    throw new ConfigError(sources.join(' + '), result.error.issues.map((i) => {
+      const key = i.path.join('.') || '(top level)';
+      const unknown = i.code === 'unrecognized_keys' ? `: unknown key(s) ${i.keys.join(', ')}` : `: ${i.message}`;
+      return `${key}${unknown}`;
+    }));
+  }
+  return result.data;
+}
+
+function readConfigFile(file: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read the file: ${(err as Error).message}`]);
+  }
+  let doc: unknown;
+  try {
+    doc = parseYaml(text);
+  } catch (err) {
+    const where = err instanceof YAMLParseError && err.linePos ? ` at line ${err.linePos[0].line}, column ${err.linePos[0].col}` : '';
+    throw new ConfigError(file, [`not valid YAML${where}: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  if (doc === null || doc === undefined) return {};
+  if (typeof doc !== 'object' || Array.isArray(doc)) throw new ConfigError(file, ['the top level must be a mapping of keys']);
+  return doc as Record<string, unknown>;
+}
+
+function setPath(target: Record<string, unknown>, path: string, value: unknown): void {
+  const parts = path.split('.');
+  let node = target;
+  for (const part of parts.slice(0, -1)) {
+    if (typeof node[part] !== 'object' || node[part] === null) node[part] = {};
+    node = node[part] as Record<string, unknown>;
+  }
+  node[parts[parts.length - 1]] = value;
+}
+
+/** Splits `host:port` into what node:http's listen() takes. */
+export function parseHostPort(addr: string): { host: string; port: number } {
+  const i = addr.lastIndexOf(':');
+  return { host: addr.slice(0, i), port: Number(addr.slice(i + 1)) };
+}

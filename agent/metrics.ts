@@ -1,0 +1,66 @@
+/**
+ * Prometheus metrics (prom-client). Label values come from events that were already redacted; job
+ * names and queue names are the only free-text labels. Output must pass `promtool check metrics`.
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { WardenEvent } from '../collectors/event.js';
+
+const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+
+// prom-client names these gauges `*_total`, which promtool rejects (a gauge is not a counter).
+const NON_CONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+
+const OUTCOME: Partial<Record<WardenEvent['kind'], string>> = {
+  'job.completed': 'completed',
+  'job.failed': 'failed',
+  'job.attempt_failed': 'attempt_failed',
+  'job.stalled': 'stalled',
+  'activity.completed': 'completed',
+  'activity.failed': 'failed',
+  'activity.attempt_failed': 'attempt_failed',
+  'workflow.completed': 'completed',
+  'workflow.failed': 'failed',
+};
+
+export class WardenMetrics {
+  readonly registry = new Registry();
+  readonly jobs = new Counter({ name: 'warden_jobs_total', help: 'Job attempts and outcomes seen, by outcome (completed, failed, attempt_failed, stalled).', labelNames: ['system', 'queue', 'name', 'outcome'], registers: [this.registry] });
+  readonly duration = new Histogram({ name: 'warden_job_duration_seconds', help: 'Processing time of one attempt, from start to its end.', labelNames: ['system', 'queue', 'name'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly wait = new Histogram({ name: 'warden_job_wait_seconds', help: 'Time from a job being ready (added, delay or backoff elapsed) to an attempt starting.', labelNames: ['system', 'queue', 'name'], buckets: LATENCY_BUCKETS, registers: [this.registry] });
+  readonly queueJobs = new Gauge({ name: 'warden_queue_jobs', help: 'Jobs in each BullMQ queue state, polled.', labelNames: ['queue', 'state'], registers: [this.registry] });
+  readonly queuePaused = new Gauge({ name: 'warden_queue_paused', help: '1 while the queue is paused.', labelNames: ['queue'], registers: [this.registry] });
+  readonly ledgerEvents = new Counter({ name: 'warden_ledger_events_total', help: 'Events appended to the ledger spool (durable), by kind.', labelNames: ['kind'], registers: [this.registry] });
+  readonly ledgerAppendErrors = new Counter({ name: 'warden_ledger_append_errors_total', help: 'Spool appends that failed (the batch is re-read, not lost).', registers: [this.registry] });
+  readonly ledgerLastSeq = new Gauge({ name: 'warden_ledger_last_seq', help: 'Sequence number of the newest durable ledger record.', registers: [this.registry] });
+  readonly gaps = new Counter({ name: 'warden_collector_gaps_total', help: 'Times a queue stream was trimmed past the collector checkpoint (events lost, finished jobs reconciled).', labelNames: ['queue'], registers: [this.registry] });
+  readonly streamEntries = new Counter({ name: 'warden_collector_stream_entries_total', help: 'BullMQ event stream entries read, by queue and BullMQ event name.', labelNames: ['queue', 'event'], registers: [this.registry] });
+  readonly collectorErrors = new Counter({ name: 'warden_collector_errors_total', help: 'Errors while collecting (Redis unavailable, bad entries), by where they happened.', labelNames: ['where'], registers: [this.registry] });
+  readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      for (const name of NON_CONFORMING_DEFAULTS) this.registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Metrics derived from one durable event. */
+  observe(ev: WardenEvent): void {
+    this.ledgerEvents.inc({ kind: ev.kind });
+    const system = ev.source === 'warden' ? null : ev.source;
+    if (!system) return;
+    const queue = ev.queue ?? '';
+    const name = ev.job_name ?? ev.activity_type ?? '';
+    const outcome = OUTCOME[ev.kind];
+    if (outcome) this.jobs.inc({ system, queue, name, outcome });
+    if (ev.duration_ms !== null && (ev.kind.endsWith('.completed') || ev.kind.endsWith('failed'))) {
+      this.duration.observe({ system, queue, name }, ev.duration_ms / 1000);
+    }
+    const wait = ev.attrs.wait_ms;
+    if (typeof wait === 'number' && ev.kind.endsWith('.started')) this.wait.observe({ system, queue, name }, wait / 1000);
+  }
+
+  async render(): Promise<{ body: string; contentType: string }> {
+    return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}

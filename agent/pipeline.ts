@@ -1,0 +1,58 @@
+/**
+ * What happens to a batch of collected events, in order: appended to the ledger spool (durable,
+ * hash-chained), then fanned out to metrics and spans, then the queues' positions are recorded.
+ * Nothing reaches a metric or a span before it is durable, so a crash never counts an event the
+ * ledger does not hold.
+ */
+import type { Logger } from 'pino';
+import type { CollectedBatch } from '../collectors/bullmq/collector.js';
+import { streamIdMs } from '../collectors/bullmq/keys.js';
+import type { Spool } from '../ledger/spool.js';
+import type { WardenMetrics } from './metrics.js';
+import type { PositionStore, TerminalIndex } from './positions.js';
+import type { EventSpanBuilder } from './spans.js';
+
+export interface PipelineParts {
+  spool: Spool;
+  metrics: WardenMetrics;
+  spans: EventSpanBuilder;
+  positions: PositionStore;
+  terminals: TerminalIndex;
+  logger: Logger;
+}
+
+export class EventPipeline {
+  private readonly current = new Map<string, string>();
+
+  constructor(private readonly p: PipelineParts, initial: Map<string, string>) {
+    for (const [q, pos] of initial) this.current.set(q, pos);
+  }
+
+  async handle(batches: CollectedBatch[]): Promise<void> {
+    const events = batches.flatMap((b) => b.events);
+    let lastSeq = this.p.spool.lastSeq;
+    if (events.length > 0) {
+      try {
+        const records = await this.p.spool.append(events);
+        lastSeq = records[records.length - 1].seq;
+      } catch (err) {
+        this.p.metrics.ledgerAppendErrors.inc();
+        throw err; // the collector keeps its position and reads the batch again
+      }
+    }
+    const now = Date.now();
+    for (const b of batches) {
+      for (const ev of b.events) {
+        this.p.metrics.observe(ev);
+        this.p.spans.observe(ev, b.instrumented);
+        this.p.terminals.add(ev);
+        if (ev.kind === 'collector.gap') this.p.metrics.gaps.inc({ queue: b.queue });
+      }
+      for (const [event, n] of Object.entries(b.entryCounts)) this.p.metrics.streamEntries.inc({ queue: b.queue, event }, n);
+      if (b.position.includes('-') && b.position !== '0-0') this.p.metrics.collectorLag.set({ queue: b.queue }, Math.max(0, (now - streamIdMs(b.position)) / 1000));
+      this.current.set(b.queue, b.position);
+    }
+    this.p.metrics.ledgerLastSeq.set(lastSeq);
+    this.p.positions.update(this.current, lastSeq);
+  }
+}

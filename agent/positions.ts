@@ -1,0 +1,107 @@
+/**
+ * Where each queue's stream reading stands, kept so a restart (clean or `kill -9`) neither loses nor
+ * duplicates ledger records. The spool is the source of truth: every stream-derived event carries its
+ * `attrs.stream_id`. The positions file is only a shortcut (positions + the spool seq they cover);
+ * on start it is rolled forward over the spool records written after it.
+ */
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
+import type { WardenEvent } from '../collectors/event.js';
+import { compareStreamIds } from '../collectors/bullmq/keys.js';
+import type { LedgerRecord } from '../ledger/record.js';
+
+interface PositionsFile { version: 1; seq: number; positions: Record<string, string> }
+
+/** How far back (in records) the terminal index looks when rebuilt on start. */
+const TERMINAL_LOOKBACK = 200_000;
+
+/** Terminal records already durable, so gap reconciliation does not write a job's outcome twice. */
+export class TerminalIndex {
+  private readonly keys = new Set<string>();
+  constructor(private readonly max = 500_000) {}
+  has(queue: string, jobId: string): boolean { return this.keys.has(`${queue}\0${jobId}`); }
+  add(ev: WardenEvent): void {
+    if ((ev.kind !== 'job.completed' && ev.kind !== 'job.failed') || !ev.queue || !ev.job_id) return;
+    this.keys.add(`${ev.queue}\0${ev.job_id}`);
+    if (this.keys.size > this.max) this.keys.delete(this.keys.values().next().value!);
+  }
+}
+
+export class PositionStore {
+  private readonly file: string;
+  private pending: PositionsFile | null = null;
+  private writing: Promise<void> | null = null;
+
+  constructor(dataDir: string) {
+    this.file = join(dataDir, 'positions.json');
+  }
+
+  /** Reads the positions file and rolls it forward over newer spool records. */
+  async restore(read: (fromSeq: number) => AsyncIterable<LedgerRecord>): Promise<{ positions: Map<string, string>; terminals: TerminalIndex; scanned: number }> {
+    const saved = await this.load();
+    const positions = new Map(Object.entries(saved.positions));
+    const terminals = new TerminalIndex();
+    let scanned = 0;
+    for await (const rec of read(Math.max(1, saved.seq - TERMINAL_LOOKBACK))) {
+      scanned++;
+      terminals.add(rec.event);
+      if (rec.seq <= saved.seq) continue;
+      const ev = rec.event;
+      const pos = typeof ev.attrs.stream_id === 'string' ? ev.attrs.stream_id : ev.kind === 'collector.gap' ? ev.attrs.gap_to : null;
+      if (ev.queue && typeof pos === 'string' && pos.includes('-')) {
+        const cur = positions.get(ev.queue);
+        if (!cur || compareStreamIds(pos, cur) > 0) positions.set(ev.queue, pos);
+      }
+    }
+    return { positions, terminals, scanned };
+  }
+
+  /** Records positions that are durable up to `seq`; written in the background, latest wins. */
+  update(positions: Map<string, string>, seq: number): void {
+    this.pending = { version: 1, seq, positions: Object.fromEntries(positions) };
+    if (!this.writing) this.writing = this.drain();
+  }
+
+  async flush(): Promise<void> {
+    while (this.writing) await this.writing;
+  }
+
+  private async drain(): Promise<void> {
+    try {
+      while (this.pending) {
+        const next = this.pending;
+        this.pending = null;
+        await this.write(next);
+      }
+    } finally {
+      this.writing = null;
+    }
+  }
+
+  // Write-then-rename: a crash leaves either the old file or the new one, never half of one.
+  private async write(data: PositionsFile): Promise<void> {
+    await mkdir(dirname(this.file), { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify(data));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.file);
+  }
+
+  private async load(): Promise<PositionsFile> {
+    try {
+      const data = JSON.parse(await readFile(this.file, 'utf8')) as PositionsFile;
+      if (data.version === 1 && typeof data.seq === 'number' && data.positions) return data;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') {
+        // An unreadable shortcut is not fatal: the spool itself holds every position.
+        return { version: 1, seq: 0, positions: {} };
+      }
+    }
+    return { version: 1, seq: 0, positions: {} };
+  }
+}

@@ -1,0 +1,111 @@
+/**
+ * Wires the sidecar process: spool (ledger) -> positions -> metrics/spans -> BullMQ collector -> HTTP.
+ * Start order makes the ledger durable before anything is read; stop order drains in reverse.
+ */
+import type { Logger } from 'pino';
+import { BullMQCollector } from '../collectors/bullmq/collector.js';
+import { Redactor } from '../collectors/redact.js';
+import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
+import { Spool } from '../ledger/spool.js';
+import { parseHostPort, type WardenConfig } from './config.js';
+import { WardenMetrics } from './metrics.js';
+import { EventPipeline } from './pipeline.js';
+import { PositionStore } from './positions.js';
+import { startHttpServer, type HttpServer, type Readiness } from './server.js';
+import { EventSpanBuilder } from './spans.js';
+import { createTraceExport, type TraceExport } from './tracing.js';
+
+export class Sidecar {
+  private constructor(
+    readonly config: WardenConfig,
+    readonly spool: Spool,
+    readonly metrics: WardenMetrics,
+    readonly collector: BullMQCollector,
+    readonly http: HttpServer,
+    private readonly traces: TraceExport,
+    private readonly positions: PositionStore,
+    private readonly logger: Logger,
+  ) {}
+
+  static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
+    const spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
+    if (spool.recovery.truncatedBytes > 0) {
+      logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
+    }
+    const positions = new PositionStore(config.dataDir);
+    const restored = await positions.restore((fromSeq) => Spool.read(config.dataDir, { fromSeq }));
+    logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
+
+    const metrics = new WardenMetrics();
+    metrics.ledgerLastSeq.set(spool.lastSeq);
+    const traces = createTraceExport(config.tracing);
+    const spans = new EventSpanBuilder(traces.processor, traces.resource);
+    const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger }, restored.positions);
+    const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+
+    const collector = new BullMQCollector({
+      redisUrl: config.redis.url,
+      prefix: config.bullmq.prefix,
+      queues: config.bullmq.queues,
+      discoverIntervalMs: config.bullmq.discoverIntervalMs,
+      countsIntervalMs: config.bullmq.countsIntervalMs,
+      batchSize: config.bullmq.batchSize,
+      blockMs: config.bullmq.blockMs,
+      startFrom: config.bullmq.startFrom,
+      metadata: config.bullmq.metadata,
+      queueMetadata: config.bullmq.queueMetadata,
+      redactor,
+      inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
+      positions: restored.positions,
+      sink: (batches) => pipeline.handle(batches),
+      hasTerminal: (q, id) => restored.terminals.has(q, id),
+      observer: {
+        onQueue: (queue) => logger.info({ queue }, 'watching queue'),
+        onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),
+        onError: (where, err) => {
+          metrics.collectorErrors.inc({ where: where.split(' ')[0] });
+          logger.warn({ where, err: err.message }, 'collector error (retrying)');
+        },
+        onCounts: (queue, counts, paused) => {
+          for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue, state }, n);
+          metrics.queuePaused.set({ queue }, paused ? 1 : 0);
+        },
+      },
+    });
+
+    let sidecar: Sidecar | undefined;
+    const readiness = (): Readiness => {
+      const reasons: string[] = [];
+      if (!sidecar?.collectorRunning) reasons.push('collector starting (waiting for Redis)');
+      else if (!collector.connected) reasons.push(`redis not connected (${config.redis.url.replace(/\/\/[^@]*@/, '//***@')})`);
+      return { ready: reasons.length === 0, reasons };
+    };
+    const { host, port } = parseHostPort(config.metrics.addr);
+    const http = await startHttpServer({ host, port, metrics, readiness });
+    logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
+
+    // Redis may be down at start: keep retrying in the background, ready once it is reachable.
+    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger);
+    sidecar = s;
+    s.starting = collector.start().then(
+      () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
+      (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
+    );
+    return s;
+  }
+
+  collectorRunning = false;
+  /** Resolves once the collector reached Redis and found its queues. */
+  starting: Promise<void> = Promise.resolve();
+
+  /** Graceful: the batch in flight is made durable and its positions saved before exit. */
+  async stop(): Promise<void> {
+    await this.collector.stop();
+    await this.starting;
+    await this.spool.close();
+    await this.positions.flush();
+    await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
+    await this.http.close();
+    this.logger.info({ lastSeq: this.spool.lastSeq }, 'stopped');
+  }
+}

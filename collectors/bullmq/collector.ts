@@ -1,0 +1,285 @@
+/**
+ * The sidecar's BullMQ collector: reads every watched queue's event stream (no change to the
+ * user's code), turns entries into WardenEvents, and hands each batch to a durable sink. A queue's
+ * position advances only after the sink resolved, so a crash re-reads rather than loses.
+ */
+import { Redis } from 'ioredis';
+import { makeEvent, type WardenEvent } from '../event.js';
+import type { InputLimits } from '../input.js';
+import type { Redactor } from '../redact.js';
+import { instrumentedKey } from './convention.js';
+import { fetchSnapshots, snapshotKey, type SnapshotRequest } from './job-snapshot.js';
+import { compareStreamIds, eventsKey, queueFromMetaKey, queueKey, streamIdMs } from './keys.js';
+import type { MetadataPaths } from './metadata.js';
+import { finishedInWindow } from './reconcile.js';
+import { readStreams, type StreamEntry, type StreamRead } from './stream-read.js';
+import { QueueTranslator } from './translate.js';
+
+export interface CollectedBatch {
+  queue: string;
+  events: WardenEvent[];
+  /** Stream position to persist once `events` are durable. */
+  position: string;
+  /** Every stream entry read, by BullMQ event name (including ones that map to no WardenEvent). */
+  entryCounts: Record<string, number>;
+  /** A wrapped (warden/bullmq) worker is processing this queue and makes its own spans. */
+  instrumented: boolean;
+}
+
+export type QueueState = 'waiting' | 'active' | 'delayed' | 'completed' | 'failed' | 'waiting_children';
+
+export interface CollectorObserver {
+  onGap?(queue: string, event: WardenEvent): void;
+  onError?(where: string, err: Error): void;
+  onQueue?(queue: string): void;
+  onCounts?(queue: string, counts: Record<QueueState, number>, paused: boolean): void;
+}
+
+export interface BullMQCollectorOptions {
+  redisUrl: string;
+  prefix: string;
+  /** Empty: discover every queue under the prefix, and keep discovering. */
+  queues: string[];
+  discoverIntervalMs: number;
+  countsIntervalMs: number;
+  batchSize: number;
+  blockMs: number;
+  startFrom: 'earliest' | 'latest';
+  metadata: MetadataPaths;
+  queueMetadata: Record<string, MetadataPaths>;
+  redactor: Redactor;
+  inputLimits: InputLimits;
+  /** Checkpoints restored from durable state; a queue found here can detect a gap. */
+  positions: Map<string, string>;
+  /** Must resolve only when the batch is durable. */
+  sink: (batches: CollectedBatch[]) => Promise<void>;
+  /** Whether a terminal record for this job is already durable (used when reconciling a gap). */
+  hasTerminal: (queue: string, jobId: string) => boolean;
+  observer?: CollectorObserver;
+}
+
+interface QueueCursor {
+  translator: QueueTranslator;
+  position: string;
+  /** True once the position means "everything up to here was seen": only then is a trim a gap. */
+  known: boolean;
+  instrumented: boolean;
+}
+
+const START = '0-0';
+
+export class BullMQCollector {
+  private readonly cmd: Redis;
+  private readonly block: Redis;
+  private readonly cursors = new Map<string, QueueCursor>();
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private timers: NodeJS.Timeout[] = [];
+  private lastErrorAt = 0;
+
+  constructor(private readonly opts: BullMQCollectorOptions) {
+    // Commands queue while Redis is away and run when it is back: the collector waits, never crashes.
+    const common = { maxRetriesPerRequest: null, connectionName: 'warden-collector' } as const;
+    this.cmd = new Redis(opts.redisUrl, common);
+    this.block = new Redis(opts.redisUrl, { ...common, connectionName: 'warden-collector-block' });
+    for (const c of [this.cmd, this.block]) c.on('error', (err) => this.report('redis', err));
+  }
+
+  get connected(): boolean { return this.cmd.status === 'ready'; }
+  get queues(): string[] { return [...this.cursors.keys()]; }
+
+  positions(): Map<string, string> {
+    return new Map([...this.cursors].map(([q, c]) => [q, c.position]));
+  }
+
+  /** Resolves once Redis answered and the queues are known (waits, retrying, while Redis is down). */
+  async start(): Promise<void> {
+    this.running = true;
+    await this.discover();
+    if (!this.running) return;
+    if (this.opts.queues.length === 0) {
+      this.timers.push(setInterval(() => void this.discover().catch((e) => this.report('discover', e)), this.opts.discoverIntervalMs));
+    }
+    this.timers.push(setInterval(() => void this.pollCounts().catch((e) => this.report('counts', e)), this.opts.countsIntervalMs));
+    void this.pollCounts().catch((e) => this.report('counts', e));
+    this.loop = this.run();
+  }
+
+  /** Finishes the batch in flight (so its positions are durable), then disconnects. */
+  async stop(): Promise<void> {
+    this.running = false;
+    for (const t of this.timers) clearInterval(t);
+    this.block.disconnect(); // interrupts a blocking XREAD
+    await this.loop;
+    this.cmd.disconnect();
+  }
+
+  private async discover(): Promise<void> {
+    const names = new Set(this.opts.queues);
+    if (names.size === 0) {
+      let cursor = '0';
+      do {
+        const [next, keys] = await this.cmd.scan(cursor, 'MATCH', `${this.opts.prefix}:*:meta`, 'COUNT', 1000);
+        cursor = next;
+        for (const k of keys) {
+          const q = queueFromMetaKey(this.opts.prefix, k);
+          if (q) names.add(q);
+        }
+      } while (cursor !== '0');
+    }
+    for (const q of names) if (!this.cursors.has(q)) await this.addQueue(q);
+  }
+
+  private async addQueue(queue: string): Promise<void> {
+    const restored = this.opts.positions.get(queue);
+    let position = restored ?? START;
+    if (!restored && this.opts.startFrom === 'latest') {
+      const last = await this.cmd.xrevrange(eventsKey(this.opts.prefix, queue), '+', '-', 'COUNT', 1);
+      position = last[0]?.[0] ?? START;
+    }
+    this.cursors.set(queue, {
+      translator: new QueueTranslator({
+        queue,
+        redactor: this.opts.redactor,
+        inputLimits: this.opts.inputLimits,
+        metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },
+      }),
+      position,
+      known: restored !== undefined || position !== START,
+      instrumented: false,
+    });
+    this.opts.observer?.onQueue?.(queue);
+  }
+
+  private async run(): Promise<void> {
+    while (this.running) {
+      try {
+        const moved = await this.round();
+        if (!moved && this.running) await this.waitForEntries();
+      } catch (err) {
+        if (!this.running) break;
+        this.report('read', err as Error);
+        await sleep(Math.min(1000, this.opts.blockMs));
+      }
+    }
+  }
+
+  /** One read of every queue, one snapshot pipeline, one sink call. Returns whether anything was read. */
+  private async round(): Promise<boolean> {
+    const cursors = [...this.cursors];
+    if (cursors.length === 0) return false;
+    const reads = await readStreams(this.cmd, cursors.map(([q, c]) => ({ key: eventsKey(this.opts.prefix, q), after: c.position })), this.opts.batchSize);
+
+    const work: { queue: string; cursor: QueueCursor; read: StreamRead }[] = [];
+    const requests: SnapshotRequest[] = [];
+    reads.forEach((r, i) => {
+      const [queue, cursor] = cursors[i];
+      if (r instanceof Error) { this.report(`read ${queue}`, r); return; }
+      if (r.entries.length === 0 && !this.isGap(cursor, r)) return;
+      work.push({ queue, cursor, read: r });
+      requests.push(...cursor.translator.snapshotRequests(r.entries));
+    });
+    if (work.length === 0) return false;
+    const snapshots = await fetchSnapshots(this.cmd, this.opts.prefix, requests);
+
+    const batches: CollectedBatch[] = [];
+    for (const { queue, cursor, read } of work) {
+      const events: WardenEvent[] = [];
+      if (this.isGap(cursor, read)) events.push(...(await this.reconcile(queue, cursor, read)));
+      const full = read.entries.length >= this.opts.batchSize;
+      const { events: translated, consumed } = cursor.translator.translate(read.entries, snapshots, full);
+      events.push(...translated);
+      const entryCounts: Record<string, number> = {};
+      for (const e of read.entries.slice(0, consumed)) entryCounts[e.fields.event ?? 'unknown'] = (entryCounts[e.fields.event ?? 'unknown'] ?? 0) + 1;
+      const position = consumed > 0 ? read.entries[consumed - 1].id : (read.maxDeletedId && this.isGap(cursor, read) ? read.maxDeletedId : cursor.position);
+      batches.push({ queue, events, position, entryCounts, instrumented: cursor.instrumented });
+    }
+    await this.opts.sink(batches);
+    for (const b of batches) {
+      const c = this.cursors.get(b.queue)!;
+      c.position = b.position;
+      c.known = true;
+    }
+    return true;
+  }
+
+  /** Entries after our position were trimmed before we read them. */
+  private isGap(cursor: QueueCursor, read: StreamRead): boolean {
+    if (!cursor.known) return false;
+    if (read.maxDeletedId) return compareStreamIds(read.maxDeletedId, cursor.position) > 0;
+    // Redis < 7 does not report deletions: the first retained entry being newer is the best evidence.
+    return read.firstId !== null && compareStreamIds(read.firstId, cursor.position) > 0 && read.entries[0]?.id === read.firstId && cursor.position !== START;
+  }
+
+  private async reconcile(queue: string, cursor: QueueCursor, read: StreamRead): Promise<WardenEvent[]> {
+    const to = read.maxDeletedId ?? read.firstId ?? cursor.position;
+    const window = { fromMs: streamIdMs(cursor.position), toMs: streamIdMs(to) };
+    const retainedTerminals = new Set(read.entries.filter((e) => e.fields.event === 'completed' || e.fields.event === 'failed').map((e) => e.fields.jobId));
+    const finished = (await finishedInWindow(this.cmd, this.opts.prefix, queue, window))
+      .filter((j) => !retainedTerminals.has(j.jobId) && !this.opts.hasTerminal(queue, j.jobId));
+    const snaps = await fetchSnapshots(this.cmd, this.opts.prefix, finished.map((j) => ({ queue, jobId: j.jobId, withData: true })));
+    const gapInfo = { from: cursor.position, to };
+    const events: WardenEvent[] = [];
+    for (const j of finished) {
+      const snap = snaps.get(snapshotKey(queue, j.jobId));
+      if (snap) events.push(cursor.translator.reconciled(j.jobId, j.state, snap, gapInfo));
+    }
+    const gap = makeEvent({
+      kind: 'collector.gap',
+      source: 'warden',
+      queue,
+      reason: `stream ${eventsKey(this.opts.prefix, queue)} was trimmed past the checkpoint: entries after ${gapInfo.from} up to ${to} were lost; ${events.length} finished job(s) reconciled from the completed/failed sets`,
+      attrs: { gap_from: gapInfo.from, gap_to: to, reconciled: events.length },
+    });
+    this.opts.observer?.onGap?.(queue, gap);
+    return [gap, ...events];
+  }
+
+  /** Sleeps until any watched stream has an entry past its position (or blockMs passes). */
+  private async waitForEntries(): Promise<void> {
+    const cursors = [...this.cursors];
+    if (cursors.length === 0) { await sleep(this.opts.blockMs); return; }
+    const keys = cursors.map(([q]) => eventsKey(this.opts.prefix, q));
+    const ids = cursors.map(([, c]) => c.position);
+    try {
+      await this.block.xread('COUNT', 1, 'BLOCK', this.opts.blockMs, 'STREAMS', ...keys, ...ids);
+    } catch (err) {
+      if (this.running) throw err;
+    }
+  }
+
+  private async pollCounts(): Promise<void> {
+    const queues = [...this.cursors.keys()];
+    if (queues.length === 0) return;
+    const k = (q: string, s: string) => queueKey(this.opts.prefix, q, s);
+    const pipe = this.cmd.pipeline();
+    for (const q of queues) {
+      pipe.llen(k(q, 'wait')).zcard(k(q, 'prioritized')).llen(k(q, 'active')).zcard(k(q, 'delayed'))
+        .zcard(k(q, 'completed')).zcard(k(q, 'failed')).zcard(k(q, 'waiting-children'))
+        .hget(k(q, 'meta'), 'paused').exists(instrumentedKey(this.opts.prefix, q));
+    }
+    const res = (await pipe.exec()) ?? [];
+    const per = 9;
+    queues.forEach((q, i) => {
+      const v = res.slice(i * per, (i + 1) * per).map(([err, val]) => (err ? 0 : val));
+      const n = (x: unknown) => Number(x) || 0;
+      const cursor = this.cursors.get(q);
+      if (cursor) cursor.instrumented = n(v[8]) === 1;
+      this.opts.observer?.onCounts?.(q, {
+        waiting: n(v[0]) + n(v[1]), active: n(v[2]), delayed: n(v[3]),
+        completed: n(v[4]), failed: n(v[5]), waiting_children: n(v[6]),
+      }, v[7] === '1');
+    });
+  }
+
+  private report(where: string, err: Error): void {
+    // Redis outages produce an error per retry; one report per second is enough to see it.
+    const now = Date.now();
+    if (now - this.lastErrorAt < 1000) return;
+    this.lastErrorAt = now;
+    this.opts.observer?.onError?.(where, err);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+export type { StreamEntry };

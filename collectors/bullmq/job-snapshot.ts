@@ -1,0 +1,71 @@
+/** What the collector reads of a job's hash: one pipelined HMGET per batch, never one call per event. */
+import type { Redis } from 'ioredis';
+import { jobKey } from './keys.js';
+
+const FIELDS = ['name', 'opts', 'timestamp', 'delay', 'processedOn', 'finishedOn', 'atm', 'failedReason', 'parentKey', 'data', 'returnvalue'] as const;
+const WITHOUT_DATA = FIELDS.length - 2;
+
+export interface JobSnapshot {
+  name: string | null;
+  /** Raw JSON text as BullMQ stored it (present only when requested). */
+  data: string | null;
+  opts: Record<string, unknown>;
+  timestamp: number | null;
+  delay: number;
+  processedOn: number | null;
+  finishedOn: number | null;
+  /** BullMQ's attemptsMade: every finished attempt, the final one included. */
+  attemptsMade: number;
+  failedReason: string | null;
+  parentKey: string | null;
+  returnvalue: string | null;
+}
+
+const num = (v: string | null) => (v === null || v === '' ? null : Number(v));
+
+function parseOpts(text: string | null): Record<string, unknown> {
+  if (!text) return {};
+  try {
+    const v = JSON.parse(text);
+    return v && typeof v === 'object' ? v : {};
+  } catch {
+    return {};
+  }
+}
+
+export function toSnapshot(values: (string | null)[]): JobSnapshot | null {
+  if (values.every((v) => v === null)) return null; // the job is gone (removed, or removeOnComplete)
+  const [name, opts, timestamp, delay, processedOn, finishedOn, atm, failedReason, parentKey, data, returnvalue] = values;
+  return {
+    name,
+    opts: parseOpts(opts),
+    timestamp: num(timestamp),
+    delay: num(delay) ?? 0,
+    processedOn: num(processedOn),
+    finishedOn: num(finishedOn),
+    attemptsMade: num(atm) ?? 0,
+    failedReason,
+    parentKey,
+    data: data ?? null,
+    returnvalue: returnvalue ?? null,
+  };
+}
+
+export interface SnapshotRequest { queue: string; jobId: string; withData: boolean }
+
+/** One pipeline for every job a batch mentions, across queues. */
+export async function fetchSnapshots(redis: Redis, prefix: string, reqs: SnapshotRequest[]): Promise<Map<string, JobSnapshot | null>> {
+  const out = new Map<string, JobSnapshot | null>();
+  if (reqs.length === 0) return out;
+  const pipe = redis.pipeline();
+  for (const r of reqs) pipe.hmget(jobKey(prefix, r.queue, r.jobId), ...(r.withData ? FIELDS : FIELDS.slice(0, WITHOUT_DATA)));
+  const results = (await pipe.exec()) ?? [];
+  results.forEach(([err, values], i) => {
+    const r = reqs[i];
+    if (err) throw err;
+    out.set(snapshotKey(r.queue, r.jobId), toSnapshot(values as (string | null)[]));
+  });
+  return out;
+}
+
+export const snapshotKey = (queue: string, jobId: string) => `${queue}\0${jobId}`;

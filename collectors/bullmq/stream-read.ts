@@ -1,0 +1,69 @@
+/**
+ * Reads a queue's event stream after a checkpoint and, in the same atomic step, learns whether
+ * anything after that checkpoint was trimmed away. BullMQ trims its stream (`MAXLEN ~ 10000`), and a
+ * reader that lags or was down loses events; doing both in one Lua call makes the gap check exact
+ * (no trim can land between "what was deleted" and "what is there").
+ */
+import type { Redis } from 'ioredis';
+
+// Returns { maxDeletedId, firstId, entries }. Redis >= 7.0 reports max-deleted-entry-id; on older
+// servers '' comes back and the caller falls back to comparing the first retained id.
+const SCRIPT = `
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', {}} end
+local info = redis.call('XINFO', 'STREAM', KEYS[1])
+local maxDeleted, firstId = '', ''
+for i = 1, #info, 2 do
+  if info[i] == 'max-deleted-entry-id' then maxDeleted = info[i + 1] end
+  if info[i] == 'first-entry' and info[i + 1] then firstId = info[i + 1][1] end
+end
+local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
+return {maxDeleted, firstId, entries}
+`;
+
+export interface StreamEntry {
+  id: string;
+  /** The stream entry's fields, e.g. { event: 'completed', jobId: '12', returnvalue: '...' }. */
+  fields: Record<string, string>;
+}
+
+export interface StreamRead {
+  maxDeletedId: string | null;
+  firstId: string | null;
+  entries: StreamEntry[];
+}
+
+type RawEntry = [string, string[]];
+
+export function defineStreamRead(redis: Redis): void {
+  if (!(redis as unknown as Record<string, unknown>).wardenStreamRead) {
+    redis.defineCommand('wardenStreamRead', { numberOfKeys: 1, lua: SCRIPT });
+  }
+}
+
+export function parseStreamRead(raw: unknown): StreamRead {
+  const [maxDeleted, firstId, entries] = raw as [string, string, RawEntry[]];
+  return {
+    maxDeletedId: maxDeleted || null,
+    firstId: firstId || null,
+    entries: entries.map(([id, kv]) => ({ id, fields: pairs(kv) })),
+  };
+}
+
+function pairs(kv: string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (let i = 0; i + 1 < kv.length; i += 2) out[kv[i]] = kv[i + 1];
+  return out;
+}
+
+/** Queues a read of each stream after its checkpoint in one pipeline; results in the same order. */
+export async function readStreams(
+  redis: Redis,
+  reads: { key: string; after: string }[],
+  count: number,
+): Promise<(StreamRead | Error)[]> {
+  defineStreamRead(redis);
+  const pipe = redis.pipeline();
+  for (const r of reads) (pipe as unknown as Record<string, (...a: unknown[]) => void>).wardenStreamRead(r.key, r.after, count);
+  const results = (await pipe.exec()) ?? [];
+  return results.map(([err, value]) => (err ? err : parseStreamRead(value)));
+}

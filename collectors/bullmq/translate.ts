@@ -1,0 +1,273 @@
+/**
+ * Turns one queue's stream entries, plus snapshots of the jobs they name, into WardenEvents.
+ *
+ * BullMQ's stream does not say "attempt N failed": a failed attempt that will be retried shows up as
+ * `delayed` (with backoff) or `waiting` with `prev=active` (immediate retry). A stalled job shows
+ * `waiting prev=active` immediately followed by `stalled` (one Lua script, adjacent entries). So the
+ * translator tracks each job's current attempt and whether it is active, and reads `attemptsMade`
+ * from the job hash (a failure increments it, a stall or a manual move does not).
+ */
+import { makeEvent, type EventKind, type WardenEvent } from '../event.js';
+import { stableSpanId, traceIdForCorrelation } from '../ids.js';
+import { normalizeInput, type InputLimits } from '../input.js';
+import type { Redactor } from '../redact.js';
+import { createHash } from 'node:crypto';
+import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
+import { snapshotKey } from './job-snapshot.js';
+import { extractMeta, parseTraceparent, type JobMeta, type MetadataPaths } from './metadata.js';
+import { streamIdMs } from './keys.js';
+import type { StreamEntry } from './stream-read.js';
+
+interface JobTrack {
+  /** Attempt number of the current (or next) attempt, 1-based. */
+  attempt: number;
+  active: boolean;
+  activeMs: number | null;
+  /** When the job last became ready to run (added, delay elapsed, or re-queued). */
+  readyMs: number | null;
+  name: string | null;
+  meta: JobMeta;
+}
+
+export interface TranslateOptions {
+  queue: string;
+  redactor: Redactor;
+  inputLimits: InputLimits;
+  metadata: MetadataPaths;
+  /** Jobs tracked at once; the oldest are forgotten first (and re-seeded from their hash if seen again). */
+  maxTrackedJobs?: number;
+}
+
+export interface TranslateResult {
+  events: WardenEvent[];
+  /** Entries consumed; a trailing entry whose meaning depends on the next one is left for the next read. */
+  consumed: number;
+}
+
+const RETRY_LIKE = (e: StreamEntry) =>
+  (e.fields.event === 'waiting' && e.fields.prev === 'active') || (e.fields.event === 'delayed' && e.fields.prev !== 'waiting');
+
+export class QueueTranslator {
+  private readonly jobs = new Map<string, JobTrack>();
+  /** Jobs whose terminal record was already produced (a reconciled job may still have a retained entry). */
+  private readonly terminals = new Set<string>();
+  private readonly maxTracked: number;
+
+  constructor(private readonly opts: TranslateOptions) {
+    this.maxTracked = opts.maxTrackedJobs ?? 100_000;
+  }
+
+  get queue(): string { return this.opts.queue; }
+
+  /** Which job hashes the batch needs; data (the input) only where an event will carry it. */
+  snapshotRequests(entries: StreamEntry[]): SnapshotRequest[] {
+    const want = new Map<string, boolean>();
+    for (const e of entries) {
+      const id = e.fields.jobId;
+      if (!id) continue;
+      const withData = e.fields.event === 'added' || !this.jobs.has(id);
+      want.set(id, (want.get(id) ?? false) || withData);
+    }
+    return [...want].map(([jobId, withData]) => ({ queue: this.opts.queue, jobId, withData }));
+  }
+
+  translate(entries: StreamEntry[], snapshots: Map<string, JobSnapshot | null>, batchWasFull: boolean): TranslateResult {
+    const events: WardenEvent[] = [];
+    let consumed = entries.length;
+    for (let i = 0; i < entries.length; i++) {
+      const entry = entries[i];
+      const next = entries[i + 1];
+      if (!next && batchWasFull && RETRY_LIKE(entry)) { consumed = i; break; }
+      const jobId = entry.fields.jobId;
+      if (!jobId) continue; // drained, paused, resumed, cleaned: queue-level, counted by the caller
+      const snap = snapshots.get(snapshotKey(this.opts.queue, jobId)) ?? null;
+      const ev = this.step(entry, next, jobId, snap);
+      if (ev) events.push(ev);
+    }
+    return { events, consumed };
+  }
+
+  private step(entry: StreamEntry, next: StreamEntry | undefined, jobId: string, snap: JobSnapshot | null): WardenEvent | null {
+    const ms = streamIdMs(entry.id);
+    const f = entry.fields;
+    const track = this.track(jobId, snap, entry);
+    switch (f.event) {
+      case 'added': {
+        track.readyMs = ms + (snap?.delay ?? 0);
+        const input = normalizeInput(snap?.data ?? null, this.opts.redactor, this.opts.inputLimits, { rawIsJsonText: true });
+        return this.event('job.added', entry, jobId, track, {
+          input: input.input,
+          input_digest: input.input_digest,
+          attrs: {
+            ...(input.format === 'text' ? { input_format: 'text' } : {}),
+            ...(snap?.delay ? { delay_ms: snap.delay } : {}),
+            ...(snap?.parentKey ? { parent: this.opts.redactor.redactText(snap.parentKey) } : {}),
+          },
+        });
+      }
+      case 'waiting':
+        if (f.prev === 'active' && track.active) return this.endAttempt(entry, next, jobId, track, snap, null);
+        track.readyMs = ms;
+        return null;
+      case 'delayed':
+        if (track.active) return this.endAttempt(entry, next, jobId, track, snap, Number(f.delay) || null);
+        track.readyMs = Number(f.delay) || ms;
+        return null;
+      case 'active': {
+        track.active = true;
+        track.activeMs = ms;
+        const waitMs = track.readyMs !== null ? Math.max(0, ms - track.readyMs) : null;
+        return this.event('job.started', entry, jobId, track, {
+          attempt: track.attempt,
+          attrs: waitMs !== null ? { wait_ms: waitMs } : {},
+        });
+      }
+      case 'stalled': {
+        track.active = false;
+        track.readyMs = ms;
+        return this.event('job.stalled', entry, jobId, track, { attempt: track.attempt });
+      }
+      case 'completed':
+      case 'failed': {
+        if (this.terminals.delete(jobId)) { this.jobs.delete(jobId); return null; }
+        const attempt = snap?.attemptsMade || track.attempt;
+        const duration = this.duration(ms, track, snap);
+        this.jobs.delete(jobId);
+        const error = f.event === 'failed' ? this.opts.redactor.redactText(f.failedReason ?? snap?.failedReason ?? 'unknown') : null;
+        return this.event(f.event === 'completed' ? 'job.completed' : 'job.failed', entry, jobId, track, {
+          attempt,
+          duration_ms: duration,
+          error,
+          attrs: f.event === 'completed' && f.returnvalue !== undefined ? { output_digest: sha256(f.returnvalue) } : {},
+        });
+      }
+      case 'removed':
+        this.jobs.delete(jobId);
+        return this.event('job.removed', entry, jobId, track, { attrs: f.prev ? { prev: f.prev } : {} });
+      default:
+        return null; // progress, waiting-children, duplicated, deduplicated, retries-exhausted, ...
+    }
+  }
+
+  /**
+   * Terminal record for a job whose stream events were trimmed away, rebuilt from its hash. Marked
+   * `reconciled`, and remembered so that a retained stream entry for the same job is not recorded twice.
+   */
+  reconciled(jobId: string, state: 'completed' | 'failed', snap: JobSnapshot, gap: { from: string; to: string }): WardenEvent {
+    const track = this.track(jobId, snap, { id: '0-0', fields: { event: state, jobId } });
+    this.jobs.delete(jobId);
+    this.rememberTerminal(jobId);
+    const ts = snap.finishedOn ?? Date.now();
+    return this.event(state === 'completed' ? 'job.completed' : 'job.failed', { id: `${ts}-0`, fields: {} }, jobId, track, {
+      attempt: snap.attemptsMade || null,
+      duration_ms: snap.processedOn && snap.finishedOn ? Math.max(0, snap.finishedOn - snap.processedOn) : null,
+      error: state === 'failed' ? this.opts.redactor.redactText(snap.failedReason ?? 'unknown') : null,
+      attrs: {
+        reconciled: true,
+        gap_from: gap.from,
+        gap_to: gap.to,
+        ...(state === 'completed' && snap.returnvalue !== null ? { output_digest: sha256(snap.returnvalue) } : {}),
+      },
+    });
+  }
+
+  private rememberTerminal(jobId: string): void {
+    this.terminals.add(jobId);
+    if (this.terminals.size > this.maxTracked) this.terminals.delete(this.terminals.values().next().value!);
+  }
+
+  /** The job left `active` without finishing: a failed attempt, unless the next entry says it stalled. */
+  private endAttempt(entry: StreamEntry, next: StreamEntry | undefined, jobId: string, track: JobTrack, snap: JobSnapshot | null, dueMs: number | null): WardenEvent | null {
+    const ms = streamIdMs(entry.id);
+    track.readyMs = dueMs ?? ms;
+    if (next && next.fields.event === 'stalled' && next.fields.jobId === jobId) return null;
+    // A failure increments attemptsMade; a rate-limit move or DelayedError does not.
+    if (snap && snap.attemptsMade < track.attempt) {
+      track.active = false;
+      return null;
+    }
+    const attempt = track.attempt;
+    const duration = track.activeMs !== null ? ms - track.activeMs : null;
+    track.active = false;
+    track.activeMs = null;
+    track.attempt += 1;
+    return this.event('job.attempt_failed', entry, jobId, { ...track, attempt }, {
+      attempt,
+      duration_ms: duration,
+      error: this.opts.redactor.redactText(snap?.failedReason ?? 'unknown'),
+      attrs: dueMs ? { retry_delay_ms: Math.max(0, dueMs - ms) } : {},
+    });
+  }
+
+  private duration(ms: number, track: JobTrack, snap: JobSnapshot | null): number | null {
+    if (track.activeMs !== null) return Math.max(0, ms - track.activeMs);
+    if (snap?.processedOn && snap.finishedOn) return Math.max(0, snap.finishedOn - snap.processedOn);
+    return null;
+  }
+
+  private track(jobId: string, snap: JobSnapshot | null, entry: StreamEntry): JobTrack {
+    let t = this.jobs.get(jobId);
+    if (t) {
+      this.jobs.delete(jobId); // refresh LRU position
+      this.jobs.set(jobId, t);
+      return t;
+    }
+    // First sighting (a new job, or any job after a restart): seed from the hash.
+    const parsed = snap?.data ? safeParse(snap.data) : undefined;
+    const meta = snap ? extractMeta(snap, this.opts.metadata, parsed) : NO_META;
+    const atm = snap?.attemptsMade ?? 0;
+    // An entry that ends an attempt (retry with or without backoff): attemptsMade already counts it.
+    const endsAttempt = (entry.fields.event === 'waiting' && entry.fields.prev === 'active')
+      || (entry.fields.event === 'delayed' && snap?.processedOn != null);
+    t = {
+      attempt: endsAttempt ? Math.max(1, atm) : atm + 1,
+      active: endsAttempt,
+      activeMs: endsAttempt ? snap?.processedOn ?? null : null,
+      readyMs: snap?.timestamp != null && atm === 0 ? snap.timestamp + snap.delay : null,
+      name: snap?.name ?? null,
+      meta,
+    };
+    this.jobs.set(jobId, t);
+    if (this.jobs.size > this.maxTracked) this.jobs.delete(this.jobs.keys().next().value!);
+    return t;
+  }
+
+  private event(kind: EventKind, entry: StreamEntry, jobId: string, track: JobTrack, extra: Partial<WardenEvent>): WardenEvent {
+    const q = this.opts.queue;
+    const meta = track.meta;
+    const correlation = meta.correlation_id ?? `bullmq:${q}:${jobId}`;
+    const parent = parseTraceparent(meta.traceparent);
+    const attempt = extra.attempt ?? null;
+    return makeEvent({
+      ts: streamIdMs(entry.id),
+      kind,
+      source: 'bullmq',
+      correlation_id: this.opts.redactor.redactText(correlation),
+      trace_id: parent?.traceId ?? traceIdForCorrelation(correlation),
+      // Events of one attempt share the span the sidecar (or the wrapped worker) builds for it.
+      span_id: attempt !== null ? stableSpanId('bullmq', q, jobId, attempt) : stableSpanId('bullmq', q, jobId),
+      queue: q,
+      job_id: jobId,
+      job_name: track.name === null ? null : this.opts.redactor.redactText(track.name),
+      model: meta.model,
+      model_version: meta.model_version,
+      policy: meta.policy,
+      policy_version: meta.policy_version,
+      ...extra,
+      attrs: {
+        stream_id: entry.id,
+        ...(parent ? { parent_span_id: parent.spanId } : {}),
+        ...(extra.attrs ?? {}),
+      },
+    });
+  }
+}
+
+const NO_META: JobMeta = { correlation_id: null, traceparent: null, tracestate: null, model: null, model_version: null, policy: null, policy_version: null };
+
+function safeParse(text: string): unknown {
+  if (text.length > 4 * 1024 * 1024) return undefined;
+  try { return JSON.parse(text); } catch { return undefined; }
+}
+
+const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
