@@ -191,7 +191,7 @@ export class BullMQCollector {
       events.push(...translated);
       const entryCounts: Record<string, number> = {};
       for (const e of read.entries.slice(0, consumed)) entryCounts[e.fields.event ?? 'unknown'] = (entryCounts[e.fields.event ?? 'unknown'] ?? 0) + 1;
-      const position = consumed > 0 ? read.entries[consumed - 1].id : (read.maxDeletedId && this.isGap(cursor, read) ? read.maxDeletedId : cursor.position);
+      const position = consumed > 0 ? read.entries[consumed - 1].id : cursor.position;
       batches.push({ queue, events, position, entryCounts, instrumented: cursor.instrumented });
     }
     await this.opts.sink(batches);
@@ -203,16 +203,21 @@ export class BullMQCollector {
     return true;
   }
 
-  /** Entries after our position were trimmed before we read them. */
+  /**
+   * Entries after our position were removed before we read them: deleted (XDEL, reported exactly by
+   * Redis 7), or trimmed (MAXLEN): our checkpoint entry is gone and the oldest retained one is newer.
+   * A trim that ended exactly at our checkpoint is indistinguishable and reported as a gap too; the
+   * reconciliation it triggers is deduplicated, so it costs a record, never a duplicate outcome.
+   */
   private isGap(cursor: QueueCursor, read: StreamRead): boolean {
-    if (!cursor.known) return false;
-    if (read.maxDeletedId) return compareStreamIds(read.maxDeletedId, cursor.position) > 0;
-    // Redis < 7 does not report deletions: the first retained entry being newer is the best evidence.
-    return read.firstId !== null && compareStreamIds(read.firstId, cursor.position) > 0 && read.entries[0]?.id === read.firstId && cursor.position !== START;
+    if (!cursor.known || cursor.position === START) return false;
+    if (read.maxDeletedId && compareStreamIds(read.maxDeletedId, cursor.position) > 0) return true;
+    return !read.checkpointExists && read.firstId !== null && compareStreamIds(read.firstId, cursor.position) > 0;
   }
 
   private async reconcile(queue: string, cursor: QueueCursor, read: StreamRead): Promise<WardenEvent[]> {
-    const to = read.maxDeletedId ?? read.firstId ?? cursor.position;
+    // The lost range ends before the oldest retained entry (or at the newest deleted one).
+    const to = read.firstId ?? read.maxDeletedId ?? cursor.position;
     const window = { fromMs: streamIdMs(cursor.position), toMs: streamIdMs(to) };
     const retainedTerminals = new Set(read.entries.filter((e) => e.fields.event === 'completed' || e.fields.event === 'failed').map((e) => e.fields.jobId));
     const finished = (await finishedInWindow(this.cmd, this.opts.prefix, queue, window))

@@ -6,10 +6,11 @@
  */
 import type { Redis } from 'ioredis';
 
-// Returns { maxDeletedId, firstId, entries }. Redis >= 7.0 reports max-deleted-entry-id; on older
-// servers '' comes back and the caller falls back to comparing the first retained id.
+// Returns { maxDeletedId, firstId, entries, checkpointExists }. Redis 7 reports max-deleted-entry-id
+// for XDEL only; MAXLEN trimming removes a prefix, which shows as the checkpoint entry being gone while
+// the first retained entry is newer than it.
 const SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', {}} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'', '', {}, 0} end
 local info = redis.call('XINFO', 'STREAM', KEYS[1])
 local maxDeleted, firstId = '', ''
 for i = 1, #info, 2 do
@@ -17,7 +18,9 @@ for i = 1, #info, 2 do
   if info[i] == 'first-entry' and info[i + 1] then firstId = info[i + 1][1] end
 end
 local entries = redis.call('XRANGE', KEYS[1], '(' .. ARGV[1], '+', 'COUNT', ARGV[2])
-return {maxDeleted, firstId, entries}
+local present = 0
+if ARGV[1] ~= '0-0' and #redis.call('XRANGE', KEYS[1], ARGV[1], ARGV[1]) > 0 then present = 1 end
+return {maxDeleted, firstId, entries, present}
 `;
 
 export interface StreamEntry {
@@ -30,6 +33,8 @@ export interface StreamRead {
   maxDeletedId: string | null;
   firstId: string | null;
   entries: StreamEntry[];
+  /** The entry the read started after is still in the stream (so nothing after it was trimmed). */
+  checkpointExists: boolean;
 }
 
 type RawEntry = [string, string[]];
@@ -41,9 +46,10 @@ export function defineStreamRead(redis: Redis): void {
 }
 
 export function parseStreamRead(raw: unknown): StreamRead {
-  const [maxDeleted, firstId, entries] = raw as [string, string, RawEntry[]];
+  const [maxDeleted, firstId, entries, present] = raw as [string, string, RawEntry[], number];
   return {
-    maxDeletedId: maxDeleted || null,
+    checkpointExists: present === 1,
+    maxDeletedId: maxDeleted && maxDeleted !== '0-0' ? maxDeleted : null,
     firstId: firstId || null,
     entries: entries.map(([id, kv]) => ({ id, fields: pairs(kv) })),
   };

@@ -215,7 +215,8 @@ export class QueueTranslator {
     // First sighting (a new job, or any job after a restart): seed from the hash.
     const parsed = snap?.data ? safeParse(snap.data) : undefined;
     const meta = snap ? extractMeta(snap, this.opts.metadata, parsed) : NO_META;
-    const atm = snap?.attemptsMade ?? 0;
+    // The hash is read after the entry was written: for `added` it may already show later attempts.
+    const atm = entry.fields.event === 'added' ? 0 : snap?.attemptsMade ?? 0;
     // An entry that ends an attempt (retry with or without backoff): attemptsMade already counts it.
     const endsAttempt = (entry.fields.event === 'waiting' && entry.fields.prev === 'active')
       || (entry.fields.event === 'delayed' && snap?.processedOn != null);
