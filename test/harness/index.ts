@@ -34,3 +34,4 @@ export {
   type AlertmanagerServer,
   type AlertmanagerOptions,
 } from './prometheus.js';
+export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp.js';
