@@ -1,0 +1,16 @@
+# Warden sidecar image. Build: docker build -t warden .
+FROM node:20-bookworm-slim
+WORKDIR /app
+COPY package.json package-lock.json tsconfig.json tsconfig.build.json ./
+COPY agent agent
+COPY collectors collectors
+COPY ledger ledger
+COPY policies policies
+COPY grafana grafana
+RUN npm ci && npm prune --omit=dev
+ENV WARDEN_DATA_DIR=/var/lib/warden \
+    WARDEN_METRICS_ADDR=0.0.0.0:9464
+VOLUME /var/lib/warden
+EXPOSE 9464
+ENTRYPOINT ["node", "dist/agent/cli.js"]
+CMD ["start"]
