@@ -9,10 +9,11 @@ import { dirname, join } from 'node:path';
 import type { WardenEvent } from '../collectors/event.js';
 import { compareStreamIds } from '../collectors/bullmq/keys.js';
 import type { LedgerRecord } from '../ledger/record.js';
+import { JobStateIndex } from './job-states.js';
 
 interface PositionsFile { version: 1; seq: number; positions: Record<string, string> }
 
-/** How far back (in records) the terminal index looks when rebuilt on start. */
+/** How far back (in records) the terminal and job-state indexes look when rebuilt on start. */
 const TERMINAL_LOOKBACK = 200_000;
 
 /** Terminal records already durable, so gap reconciliation does not write a job's outcome twice. */
@@ -37,14 +38,16 @@ export class PositionStore {
   }
 
   /** Reads the positions file and rolls it forward over newer spool records. */
-  async restore(read: (fromSeq: number) => AsyncIterable<LedgerRecord>): Promise<{ positions: Map<string, string>; terminals: TerminalIndex; scanned: number }> {
+  async restore(read: (fromSeq: number) => AsyncIterable<LedgerRecord>): Promise<{ positions: Map<string, string>; terminals: TerminalIndex; jobStates: JobStateIndex; scanned: number }> {
     const saved = await this.load();
     const positions = new Map(Object.entries(saved.positions));
     const terminals = new TerminalIndex();
+    const jobStates = new JobStateIndex();
     let scanned = 0;
     for await (const rec of read(Math.max(1, saved.seq - TERMINAL_LOOKBACK))) {
       scanned++;
       terminals.add(rec.event);
+      jobStates.add(rec.event);
       if (rec.seq <= saved.seq) continue;
       const ev = rec.event;
       const pos = typeof ev.attrs.stream_id === 'string' ? ev.attrs.stream_id : ev.kind === 'collector.gap' ? ev.attrs.gap_to : null;
@@ -53,7 +56,7 @@ export class PositionStore {
         if (!cur || compareStreamIds(pos, cur) > 0) positions.set(ev.queue, pos);
       }
     }
-    return { positions, terminals, scanned };
+    return { positions, terminals, jobStates, scanned };
   }
 
   /** Records positions that are durable up to `seq`; written in the background, latest wins. */

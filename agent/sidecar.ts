@@ -59,6 +59,7 @@ export class Sidecar {
       positions: restored.positions,
       sink: (batches) => pipeline.handle(batches),
       hasTerminal: (q, id) => restored.terminals.has(q, id),
+      seedJob: (q, id) => restored.jobStates.get(q, id),
       observer: {
         onQueue: (queue) => logger.info({ queue }, 'watching queue'),
         onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),

@@ -13,7 +13,7 @@ import { compareStreamIds, eventsKey, queueFromMetaKey, queueKey, streamIdMs } f
 import type { MetadataPaths } from './metadata.js';
 import { finishedInWindow } from './reconcile.js';
 import { readStreams, type StreamEntry, type StreamRead } from './stream-read.js';
-import { QueueTranslator } from './translate.js';
+import { QueueTranslator, type JobSeed } from './translate.js';
 
 export interface CollectedBatch {
   queue: string;
@@ -53,6 +53,8 @@ export interface BullMQCollectorOptions {
   positions: Map<string, string>;
   /** Must resolve only when the batch is durable. */
   sink: (batches: CollectedBatch[]) => Promise<void>;
+  /** What durable state says about an unfinished job (after a restart); see QueueTranslator. */
+  seedJob?: (queue: string, jobId: string) => JobSeed | undefined;
   /** Whether a terminal record for this job is already durable (used when reconciling a gap). */
   hasTerminal: (queue: string, jobId: string) => boolean;
   observer?: CollectorObserver;
@@ -143,6 +145,7 @@ export class BullMQCollector {
         redactor: this.opts.redactor,
         inputLimits: this.opts.inputLimits,
         metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },
+        seed: this.opts.seedJob ? (jobId) => this.opts.seedJob!(queue, jobId) : undefined,
       }),
       position,
       known: restored !== undefined || position !== START,

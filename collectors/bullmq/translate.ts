@@ -29,13 +29,23 @@ interface JobTrack {
   meta: JobMeta;
 }
 
+/** A job's state as known from elsewhere (the ledger, after a restart). */
+export interface JobSeed {
+  attempt: number;
+  active: boolean;
+  activeMs: number | null;
+  readyMs: number | null;
+}
+
 export interface TranslateOptions {
   queue: string;
   redactor: Redactor;
   inputLimits: InputLimits;
   metadata: MetadataPaths;
-  /** Jobs tracked at once; the oldest are forgotten first (and re-seeded from their hash if seen again). */
+  /** Jobs tracked at once; the oldest are forgotten first (and re-seeded if seen again). */
   maxTrackedJobs?: number;
+  /** State of jobs seen before a restart; preferred over the job's hash, which may be ahead of the stream. */
+  seed?: (jobId: string) => JobSeed | undefined;
 }
 
 export interface TranslateResult {
@@ -212,22 +222,28 @@ export class QueueTranslator {
       this.jobs.set(jobId, t);
       return t;
     }
-    // First sighting (a new job, or any job after a restart): seed from the hash.
+    // First sighting: a new job, or a job seen before a restart.
     const parsed = snap?.data ? safeParse(snap.data) : undefined;
     const meta = snap ? extractMeta(snap, this.opts.metadata, parsed) : NO_META;
     // The hash is read after the entry was written: for `added` it may already show later attempts.
-    const atm = entry.fields.event === 'added' ? 0 : snap?.attemptsMade ?? 0;
-    // An entry that ends an attempt (retry with or without backoff): attemptsMade already counts it.
-    const endsAttempt = (entry.fields.event === 'waiting' && entry.fields.prev === 'active')
-      || (entry.fields.event === 'delayed' && snap?.processedOn != null);
-    t = {
-      attempt: endsAttempt ? Math.max(1, atm) : atm + 1,
-      active: endsAttempt,
-      activeMs: endsAttempt ? snap?.processedOn ?? null : null,
-      readyMs: snap?.timestamp != null && atm === 0 ? snap.timestamp + snap.delay : null,
-      name: snap?.name ?? null,
-      meta,
-    };
+    const known = entry.fields.event === 'added' ? undefined : this.opts.seed?.(jobId);
+    if (known) {
+      t = { ...known, name: snap?.name ?? null, meta };
+    } else {
+      // Never seen (e.g. the stream was read from the middle): the hash is the best evidence.
+      const atm = entry.fields.event === 'added' ? 0 : snap?.attemptsMade ?? 0;
+      // An entry that ends an attempt (retry with or without backoff): attemptsMade already counts it.
+      const endsAttempt = (entry.fields.event === 'waiting' && entry.fields.prev === 'active')
+        || (entry.fields.event === 'delayed' && snap?.processedOn != null);
+      t = {
+        attempt: endsAttempt ? Math.max(1, atm) : atm + 1,
+        active: endsAttempt,
+        activeMs: endsAttempt ? snap?.processedOn ?? null : null,
+        readyMs: snap?.timestamp != null && atm === 0 ? snap.timestamp + snap.delay : null,
+        name: snap?.name ?? null,
+        meta,
+      };
+    }
     this.jobs.set(jobId, t);
     if (this.jobs.size > this.maxTracked) this.jobs.delete(this.jobs.keys().next().value!);
     return t;
