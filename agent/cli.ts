@@ -7,7 +7,7 @@ import { ConfigError, UsageError } from './errors.js';
 import { RecordWriter, type OutputFormat } from './format.js';
 import { createLogger } from './logger.js';
 import { Sidecar } from './sidecar.js';
-import { lineage, parseTimeArg, queryLedger, verifyLedger } from '../ledger/index.js';
+import { LedgerError, lineage, parseTimeArg, queryLedger, verifyLedger } from '../ledger/index.js';
 
 const EXIT_TAMPERED = 1;
 const EXIT_USAGE = 2;
@@ -130,8 +130,8 @@ export async function main(argv: string[]): Promise<void> {
     } else if (err instanceof ZodError) {
       process.stderr.write(`warden: ${err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
       process.exitCode = EXIT_USAGE;
-    } else if ((err as Error)?.name?.endsWith('Error') && (err as Error).constructor !== Error && (err as Error).constructor !== TypeError) {
-      // Named errors from the ledger (bad time argument, corrupt spool) carry an actionable message.
+    } else if (err instanceof LedgerError) {
+      // Bad time argument, corrupt or locked spool, no ledger at that path: the message says what to do.
       process.stderr.write(`warden: ${(err as Error).message}\n`);
       process.exitCode = EXIT_USAGE;
     } else {

@@ -1,4 +1,5 @@
 /** Runs the real `warden start` command as a child process, as a user would (so kill -9 is real). */
+import { mkdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { freePort, httpGet, ManagedProcess } from '../harness/index.js';
 
@@ -11,6 +12,7 @@ export interface SidecarProcess {
 const CLI = resolve('dist/agent/cli.js');
 
 export async function startSidecarProcess(o: { redisUrl: string; dataDir: string; otlp?: string; queues?: string[]; env?: Record<string, string> }): Promise<SidecarProcess> {
+  mkdirSync(o.dataDir, { recursive: true });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = await ManagedProcess.start({
@@ -18,6 +20,7 @@ export async function startSidecarProcess(o: { redisUrl: string; dataDir: string
     command: process.execPath,
     args: [CLI, 'start'],
     dir: o.dataDir,
+    cwd: process.cwd(),
     env: {
       PATH: process.env.PATH,
       WARDEN_REDIS_URL: o.redisUrl,

@@ -30,12 +30,13 @@ export interface Workload {
 }
 
 /** Plain BullMQ producers and workers: random failures, retries with backoff, a few jobs that exhaust attempts. */
-export async function runWorkload(url: string, opts: { queues: string[]; jobsPerQueue: number; seed: number; failRate: number; prefix?: string }): Promise<Workload> {
+export async function runWorkload(url: string, opts: { queues: string[]; jobsPerQueue: number; seed: number; failRate: number; prefix?: string; workMs?: number; queueOpts?: Record<string, unknown> }): Promise<Workload> {
   const connection = connectionFor(url);
   const random = rng(opts.seed);
   const failPlan = new Map<string, number>(); // job key -> attempts that fail
-  const queues = opts.queues.map((n) => new Queue(n, { connection, prefix: opts.prefix }));
+  const queues = opts.queues.map((n) => new Queue(n, { connection, prefix: opts.prefix, ...opts.queueOpts }));
   const workers = opts.queues.map((n) => new Worker(n, async (job: Job) => {
+    if (opts.workMs) await new Promise((r) => setTimeout(r, opts.workMs! * (0.5 + Math.random())));
     const fails = failPlan.get(`${n}:${job.id}`) ?? 0;
     if (job.attemptsMade < fails) throw new Error(`planned failure ${job.attemptsMade + 1} for ${job.data.user}`);
     return { ok: true, n: job.data.i };
