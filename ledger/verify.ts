@@ -1,0 +1,188 @@
+/**
+ * Offline integrity check of the whole ledger: every record's hash is recomputed from genesis, with
+ * the reference canonicalization, across all segments, and the seq/prev links must be unbroken.
+ *
+ * Stops at the first problem and names it exactly. `problem.segment`/`problem.line` are where the
+ * problem shows; `problem.seq` is the offending record's seq there (for `missing`, the first seq
+ * that is absent). When a break could be blamed on either of two records, one record of lookahead
+ * decides: the record the rest of the chain still links to is the genuine one.
+ */
+import { GENESIS_HASH, inspectLine, type LedgerRecord } from './record.js';
+import { ledgerDirOf, listSegments, readLines, segmentName, type SegmentInfo } from './segments.js';
+
+export type ProblemKind = 'modified' | 'missing' | 'reordered' | 'inserted' | 'unparsable' | 'torn';
+
+export interface VerifyProblem {
+  seq: number;
+  segment: string;
+  /** 1-based line within the segment. */
+  line: number;
+  kind: ProblemKind;
+  message: string;
+}
+
+export interface VerifyResult {
+  ok: boolean;
+  /** Records verified good, in order from seq 1 (up to the problem, if any). */
+  records: number;
+  /** seq and hash of the last good record (0 and the genesis hash when there is none). */
+  lastSeq: number;
+  headHash: string;
+  problem?: VerifyProblem;
+}
+
+interface Item {
+  seg: SegmentInfo;
+  line: number;
+  terminated: boolean;
+  inspected: ReturnType<typeof inspectLine>;
+}
+
+/** A good record already accepted into the chain. */
+interface Accepted {
+  record: LedgerRecord;
+  seg: SegmentInfo;
+  line: number;
+}
+
+export async function verifyLedger(dir: string): Promise<VerifyResult> {
+  const segments = await listSegments(ledgerDirOf(dir));
+  const cur = new Cursor(items(segments));
+  let expect = 1;
+  let prev = GENESIS_HASH;
+  let records = 0;
+  let last: Accepted | null = null;
+  const fail = (problem: VerifyProblem, blameLast = false): VerifyResult =>
+    blameLast && last
+      ? { ok: false, records: records - 1, lastSeq: last.record.seq - 1, headHash: last.record.prev, problem }
+      : { ok: false, records, lastSeq: expect - 1, headHash: prev, problem };
+
+  for (let item = await cur.next(); item; item = await cur.next()) {
+    const at = { segment: item.seg.name, line: item.line };
+    const where = `${item.seg.name} line ${item.line}`;
+    if (!item.terminated) {
+      if (await cur.peek()) {
+        return fail({ ...at, seq: expect, kind: 'unparsable', message: `${where}: the segment ends inside a record where seq ${expect} belongs, and more segments follow` });
+      }
+      return fail({
+        ...at, seq: expect, kind: 'torn',
+        message: `${where}: the last record (seq ${expect}) is incomplete: a write cut off by a crash, so it was never ` +
+          `acknowledged. Opening the spool (starting the agent) truncates it; everything before it verified.`,
+      });
+    }
+    const ins = item.inspected;
+    if (!ins.ok) {
+      return fail({ ...at, seq: expect, kind: 'unparsable', message: `${where}: where seq ${expect} belongs: ${ins.error.message}` });
+    }
+    const r = ins.record;
+    if (!ins.selfOk) {
+      const claim = r.seq === expect ? '' : ` (its seq field now says ${r.seq})`;
+      return fail({ ...at, seq: expect, kind: 'modified', message: `${where}: record seq ${expect} was altered: ${ins.why}${claim}` });
+    }
+    if (r.seq === expect && r.prev === prev) {
+      if (item.line === 1 && item.seg.firstSeq !== r.seq) {
+        return fail({
+          ...at, seq: r.seq, kind: 'modified',
+          message: `${where}: the segment file's name says it starts at seq ${item.seg.firstSeq} but it starts at ` +
+            `seq ${r.seq}; it should be named ${segmentName(r.seq)} (renamed file?)`,
+        });
+      }
+      last = { record: r, seg: item.seg, line: item.line };
+      records++;
+      expect++;
+      prev = r.hash;
+      continue;
+    }
+    const found = await classifyBreak(cur, item, r, expect, prev, last);
+    return fail(found.problem, found.blameLast);
+  }
+  return { ok: true, records, lastSeq: expect - 1, headHash: prev };
+}
+
+/** A self-consistent record that does not continue the chain: decide what happened, and to which record. */
+async function classifyBreak(
+  cur: Cursor, item: Item, r: LedgerRecord, expect: number, prev: string, last: Accepted | null,
+): Promise<{ problem: VerifyProblem; blameLast: boolean }> {
+  const here = { segment: item.seg.name, line: item.line };
+  const where = `${item.seg.name} line ${item.line}`;
+  const problem = (p: Omit<VerifyProblem, 'segment' | 'line'>, at = here) => ({ problem: { ...at, ...p }, blameLast: false });
+  const atLast = last ? { segment: last.seg.name, line: last.line } : here;
+  const lastWhere = last ? `${last.seg.name} line ${last.line}` : where;
+  const next = recordOf(await cur.peek());
+
+  if (r.seq === expect) {
+    if (next && next.seq === r.seq) {
+      return problem({ seq: r.seq, kind: 'inserted', message: `${where}: an extra record claiming seq ${r.seq} that does not link to seq ${r.seq - 1}; the genuine seq ${r.seq} follows it` });
+    }
+    if ((next && next.prev !== r.hash) || !last) {
+      return problem({ seq: r.seq, kind: 'modified', message: `${where}: record seq ${r.seq} does not link to the record before it and nothing links to it: it was forged or replaced (its own hash was recomputed)` });
+    }
+    return {
+      problem: { ...atLast, seq: last.record.seq, kind: 'modified', message: `${lastWhere}: record seq ${last.record.seq} was changed and its hash recomputed: seq ${r.seq} (${where}) still links to the original` },
+      blameLast: true,
+    };
+  }
+
+  if (r.seq < expect) {
+    // Two records claim the same place in the chain; the one the next record links to is genuine.
+    if (last && r.seq === last.record.seq && r.prev === last.record.prev && next && next.prev === r.hash) {
+      return {
+        problem: { ...atLast, seq: last.record.seq, kind: 'inserted', message: `${lastWhere}: a forged record claiming seq ${last.record.seq}; the genuine one is at ${where} and the chain continues from it` },
+        blameLast: true,
+      };
+    }
+    return problem({ seq: r.seq, kind: 'inserted', message: `${where}: seq ${r.seq} appears again after seq ${expect - 1}: a duplicated or inserted record` });
+  }
+
+  // r.seq > expect: records skipped here are either further on (reordered) or gone (missing).
+  if (next && next.seq === expect && next.prev === prev) {
+    if (r.prev === next.hash) {
+      return problem({ seq: r.seq, kind: 'reordered', message: `${where}: seq ${r.seq} is before seq ${expect}: the two records were swapped` });
+    }
+    return problem({ seq: r.seq, kind: 'inserted', message: `${where}: an extra record claiming seq ${r.seq}; the chain continues with seq ${expect} after it` });
+  }
+  for (let later = await cur.next(); later; later = await cur.next()) {
+    const lr = recordOf(later);
+    if (lr && lr.seq >= expect && lr.seq < r.seq) {
+      return problem({ seq: r.seq, kind: 'reordered', message: `${where}: seq ${r.seq} found where seq ${expect} belongs; seq ${lr.seq} comes later (${later.seg.name} line ${later.line}): records were moved` });
+    }
+  }
+  const range = r.seq - 1 === expect ? `seq ${expect} is` : `seqs ${expect}..${r.seq - 1} are`;
+  let segNote = '';
+  if (item.line === 1 && item.seg.firstSeq === r.seq) segNote = ` (a whole segment, ${segmentName(expect)}, may have been deleted)`;
+  else if (item.line === 1) segNote = ' (removed from the start of this segment)';
+  return problem({ seq: expect, kind: 'missing', message: `${where}: ${range} missing before seq ${r.seq}${segNote}` });
+}
+
+function recordOf(item: Item | undefined): LedgerRecord | null {
+  return item && item.terminated && item.inspected.ok ? item.inspected.record : null;
+}
+
+async function* items(segments: SegmentInfo[]): AsyncGenerator<Item> {
+  for (const seg of segments) {
+    for await (const l of readLines(seg.path)) {
+      yield { seg, line: l.lineNo, terminated: l.terminated, inspected: inspectLine(l.text) };
+    }
+  }
+}
+
+/** An async iterator with one item of lookahead. */
+class Cursor {
+  private buffered: Item[] = [];
+  constructor(private readonly source: AsyncIterator<Item>) {}
+
+  async next(): Promise<Item | undefined> {
+    if (this.buffered.length > 0) return this.buffered.shift();
+    const r = await this.source.next();
+    return r.done ? undefined : r.value;
+  }
+
+  async peek(): Promise<Item | undefined> {
+    if (this.buffered.length === 0) {
+      const r = await this.source.next();
+      if (r.done) return undefined;
+      this.buffered.push(r.value);
+    }
+    return this.buffered[0];
+  }
+}
