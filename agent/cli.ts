@@ -57,7 +57,8 @@ export function buildCli(): Command {
       const cfg = configFor(common(cmd));
       const r = await verifyLedger(cfg.dataDir);
       if (r.ok) {
-        out(`ledger intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}\n`);
+        const live = r.writing ? ` (seq ${r.writing.seq} was being written by the running agent, pid ${r.writing.pid})` : '';
+        out(`ledger intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}${live}\n`);
         return;
       }
       const p = r.problem!;

@@ -3,12 +3,8 @@
  * the agent, ledger and policies consume nothing else. Its canonical serialization (RFC 8785
  * JSON canonicalization: sorted keys, no whitespace) is what the ledger hashes.
  */
-import canonicalizeModule from 'canonicalize';
 import { z } from 'zod';
 import { newEventId } from './ids.js';
-
-// The package is CommonJS whose typings declare an ES default export; at runtime the import is the function.
-const canonicalize = canonicalizeModule as unknown as (value: unknown) => string | undefined;
 
 export const EVENT_KINDS = [
   'job.added', 'job.started', 'job.attempt_failed', 'job.completed', 'job.failed', 'job.stalled',
@@ -62,12 +58,8 @@ export type EventAttrs = WardenEvent['attrs'];
 /** Every field of the event, in one list: used to fill defaults and by tabular output. */
 export const EVENT_FIELDS = Object.keys(WardenEventSchema.shape) as (keyof WardenEvent)[];
 
-/** Stable serialization used for hashing and for the spool. Throws on NaN/Infinity. */
-export function canonicalJson(value: unknown): string {
-  const out = canonicalize(value);
-  if (out === undefined) throw new TypeError('value has no JSON representation');
-  return out;
-}
+/** Stable serialization used for hashing and for the spool (RFC 8785); see canonical.ts. */
+export { canonicalJson, NotJsonError } from './canonical.js';
 
 /** Parses untrusted input (HTTP ingest, spool lines) into an event; throws ZodError naming the field. */
 export function parseEvent(value: unknown): WardenEvent {

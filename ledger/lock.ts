@@ -41,3 +41,9 @@ function isAlive(pid: number): boolean {
     return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+
+/** The pid of a live process holding the lock, or null (no lock, or a stale one). */
+export async function liveHolder(lockPath: string): Promise<number | null> {
+  const pid = Number.parseInt(await fs.readFile(lockPath, 'utf8').catch(() => ''), 10);
+  return isAlive(pid) ? pid : null;
+}

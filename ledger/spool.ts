@@ -14,7 +14,7 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { WardenEvent } from '../collectors/event.js';
-import { NotJsonError, encodeCanonical } from './canonical.js';
+import { NotJsonError, canonicalJson } from '../collectors/canonical.js';
 import { InvalidEventError, SpoolClosedError, SpoolFailedError, SpoolWriteError } from './errors.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { encodeRecord, eventShapeProblem, type LedgerRecord } from './record.js';
@@ -350,7 +350,7 @@ function encodeEvent(event: WardenEvent, index: number): string {
   const problem = eventShapeProblem(event);
   if (problem) throw new InvalidEventError(index, `the event ${problem}`);
   try {
-    return encodeCanonical(event);
+    return canonicalJson(event);
   } catch (err) {
     if (err instanceof NotJsonError || err instanceof RangeError) throw new InvalidEventError(index, err.message);
     throw err;

@@ -8,7 +8,9 @@
  * decides: the record the rest of the chain still links to is the genuine one.
  */
 import { GENESIS_HASH, inspectLine, type LedgerRecord } from './record.js';
+import { liveHolder } from './lock.js';
 import { ledgerDirOf, listSegments, readLines, segmentName, type SegmentInfo } from './segments.js';
+import path from 'node:path';
 
 export type ProblemKind = 'modified' | 'missing' | 'reordered' | 'inserted' | 'unparsable' | 'torn';
 
@@ -29,6 +31,8 @@ export interface VerifyResult {
   lastSeq: number;
   headHash: string;
   problem?: VerifyProblem;
+  /** A running agent holds the spool and was writing the record after lastSeq when it was read. */
+  writing?: { pid: number; seq: number };
 }
 
 interface Item {
@@ -64,6 +68,9 @@ export async function verifyLedger(dir: string): Promise<VerifyResult> {
       if (await cur.peek()) {
         return fail({ ...at, seq: expect, kind: 'unparsable', message: `${where}: the segment ends inside a record where seq ${expect} belongs, and more segments follow` });
       }
+      // A live writer's batch can be caught half-written: everything before it is what matters.
+      const pid = await liveHolder(path.join(ledgerDirOf(dir), 'LOCK'));
+      if (pid !== null) return { ok: true, records, lastSeq: expect - 1, headHash: prev, writing: { pid, seq: expect } };
       return fail({
         ...at, seq: expect, kind: 'torn',
         message: `${where}: the last record (seq ${expect}) is incomplete: a write cut off by a crash, so it was never ` +

@@ -222,6 +222,20 @@ describe('verifyLedger', () => {
     expect(result.records).toBe(40);
   });
 
+  it('treats a half-written last record as in progress while a live agent holds the spool', async () => {
+    const file = (await segmentFiles(dir)).at(-1) as string;
+    await fs.appendFile(file, forge(41, written[39].hash).slice(0, 200));
+    // The lock names a live process (this one): its batch write was caught half-way.
+    await fs.writeFile(path.join(path.dirname(file), 'LOCK'), `${process.pid}\n`);
+    const result = await verifyLedger(dir);
+    expect(result).toMatchObject({ ok: true, records: 40, lastSeq: 40, writing: { pid: process.pid, seq: 41 } });
+    // A complete but altered record is still tampering, writer or not.
+    const lines = (await fs.readFile(file, 'utf8')).split('\n');
+    lines[0] = lines[0].replace('"ts":', '"ts":1');
+    await fs.writeFile(file, lines.join('\n'));
+    expect((await verifyLedger(dir)).ok).toBe(false);
+  });
+
   it('reports a renamed segment', async () => {
     const segs = await segmentFiles(dir);
     await fs.rename(segs[3], segs[3].replace('0013.jsonl', '0014.jsonl'));

@@ -1,14 +1,12 @@
 /**
- * A faster encoder for the append path, byte-identical to `canonicalJson` (collectors/event.ts) for
- * every value that has a JSON form. Why it exists: the reference implementation sorts every object's
- * keys and builds strings with reduce/template literals; it runs at 60-85k events/s on the 2-core
- * machine, below the spool's target on its own. Here, objects with a key layout seen before (every
- * event has the same 28 fields) reuse the sorted order, and strings without characters to escape
- * skip JSON.stringify.
+ * Canonical JSON (RFC 8785 JSON Canonicalization Scheme: keys sorted by UTF-16 code units, no
+ * whitespace, ECMAScript number and string forms): the bytes the ledger hashes. Written by hand for
+ * speed, and held byte-identical to the `canonicalize` reference package by
+ * test/collectors/canonical.test.ts. The reference runs at 60-85k events/s on a 2-core machine, below
+ * the spool's target; here objects with a key layout seen before (every event has the same 26 fields)
+ * reuse the sorted order, and strings with nothing to escape skip JSON.stringify.
  *
- * Where the reference would emit invalid or lossy JSON (functions, holes in arrays) or throw (NaN,
- * BigInt, cycles), this throws. verify.ts re-derives every hash with the reference, so a divergence could
- * never pass unnoticed; test/ledger/canonical.test.ts compares both on generated values.
+ * Where JCS has no form (functions, holes in arrays, NaN, BigInt, cycles), this throws NotJsonError.
  */
 
 export class NotJsonError extends Error {
@@ -57,7 +55,7 @@ function shapeOf(obj: object): Shape {
  * a rope of ~100 small strings per event, kept until its batch commits, survived young-generation
  * collections and made GC the main cost of the spool (measured: ~35k vs ~95k records/s).
  */
-export function encodeCanonical(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   const parts: string[] = [];
   write(value, parts, 0);
   return parts.join('');
