@@ -1,8 +1,22 @@
 /** Identifiers: ULIDs for events, W3C trace/span IDs derived deterministically where a source has none. */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
+import { sha256Hex } from './hash.js';
 import { monotonicFactory } from 'ulid';
 
-const nextUlid = monotonicFactory();
+/**
+ * ulid's default PRNG asks the OS for one random byte per character (16 calls per ID, measured at
+ * 45% of the collector's CPU). Same CSPRNG, drawn 4 KiB at a time.
+ */
+function bufferedRandom(): () => number {
+  const buf = new Uint8Array(4096);
+  let i = buf.length;
+  return () => {
+    if (i === buf.length) { randomFillSync(buf); i = 0; }
+    return buf[i++] / 256;
+  };
+}
+
+const nextUlid = monotonicFactory(bufferedRandom());
 
 export function newEventId(ts: number = Date.now()): string {
   return nextUlid(ts);
@@ -13,14 +27,12 @@ export function newEventId(ts: number = Date.now()): string {
  * sidecar rebuilds from events and spans made in-process for the same correlation ID share one trace.
  */
 export function traceIdForCorrelation(correlationId: string): string {
-  return createHash('sha256').update('warden.trace\0').update(correlationId).digest('hex').slice(0, 32);
+  return sha256Hex(`warden.trace\0${correlationId}`).slice(0, 32);
 }
 
 /** A span ID that is the same every time the same thing is described (e.g. after a restart). */
 export function stableSpanId(...parts: (string | number)[]): string {
-  const h = createHash('sha256').update('warden.span');
-  for (const p of parts) h.update('\0').update(String(p));
-  return h.digest('hex').slice(0, 16);
+  return sha256Hex(`warden.span\0${parts.join('\0')}`).slice(0, 16);
 }
 
 export function newCorrelationId(): string {

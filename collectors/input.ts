@@ -4,8 +4,8 @@
  * was used without Warden storing it) and `input` (redacted and size-capped, truncation marked).
  * Malformed input (not JSON, huge, deeply nested, cyclic) is described, never thrown.
  */
-import { createHash } from 'node:crypto';
 import { canonicalJson } from './event.js';
+import { sha256Hex } from './hash.js';
 import type { Redactor } from './redact.js';
 
 export interface InputLimits {
@@ -30,7 +30,7 @@ export interface TruncatedInput {
   preview: string;
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const sha256 = sha256Hex;
 
 /** Raw input as it arrives from Redis (a JSON string) or from an in-process hook (a value). */
 export function normalizeInput(

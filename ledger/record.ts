@@ -3,8 +3,8 @@
  * the canonical JSON of `{event, hash, prev, seq}`, so the bytes on disk are a function of the record
  * and any changed byte is detectable.
  */
-import crypto from 'node:crypto';
 import { canonicalJson, type WardenEvent } from '../collectors/event.js';
+import { sha256Hex } from '../collectors/hash.js';
 import { CorruptRecordError } from './errors.js';
 
 export interface LedgerRecord {
@@ -17,12 +17,7 @@ export interface LedgerRecord {
 
 export const GENESIS_HASH = '0'.repeat(64);
 
-// crypto.hash (Node >= 20.12) is about twice as fast as createHash for one-shot digests of short input.
-const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
-export const sha256Hex: (data: string) => string =
-  typeof oneShot === 'function'
-    ? (data) => oneShot('sha256', data, 'hex')
-    : (data) => crypto.createHash('sha256').update(data).digest('hex');
+export { sha256Hex };
 
 /** sha256 hex over `prev \n seq \n canonicalJson(event)`. */
 export function recordHash(prev: string, seq: number, event: WardenEvent): string {

@@ -62,7 +62,10 @@ export interface BullMQCollectorOptions {
 
 interface QueueCursor {
   translator: QueueTranslator;
+  /** Durable: everything up to here is in the sink. */
   position: string;
+  /** Read: entries up to here are translated (and in the sink, or in the batch being written). */
+  readPosition: string;
   /** True once the position means "everything up to here was seen": only then is a trim a gap. */
   known: boolean;
   instrumented: boolean;
@@ -78,6 +81,8 @@ export class BullMQCollector {
   private loop: Promise<void> | null = null;
   private timers: NodeJS.Timeout[] = [];
   private lastErrorAt = 0;
+  /** The batch being made durable while the next one is read (at most one at a time). */
+  private inflight: Promise<void> = Promise.resolve();
 
   constructor(private readonly opts: BullMQCollectorOptions) {
     // Commands queue while Redis is away and run when it is back: the collector waits, never crashes.
@@ -113,6 +118,7 @@ export class BullMQCollector {
     for (const t of this.timers) clearInterval(t);
     this.block.disconnect(); // interrupts a blocking XREAD
     await this.loop;
+    await this.inflight.catch(() => undefined);
     this.cmd.disconnect();
   }
 
@@ -140,18 +146,34 @@ export class BullMQCollector {
       position = last[0]?.[0] ?? START;
     }
     this.cursors.set(queue, {
-      translator: new QueueTranslator({
-        queue,
-        redactor: this.opts.redactor,
-        inputLimits: this.opts.inputLimits,
-        metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },
-        seed: this.opts.seedJob ? (jobId) => this.opts.seedJob!(queue, jobId) : undefined,
-      }),
+      translator: this.newTranslator(queue),
       position,
+      readPosition: position,
       known: restored !== undefined || position !== START,
       instrumented: false,
     });
     this.opts.observer?.onQueue?.(queue);
+  }
+
+  private newTranslator(queue: string): QueueTranslator {
+    return new QueueTranslator({
+      queue,
+      redactor: this.opts.redactor,
+      inputLimits: this.opts.inputLimits,
+      metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },
+      seed: this.opts.seedJob ? (jobId) => this.opts.seedJob!(queue, jobId) : undefined,
+    });
+  }
+
+  /**
+   * The sink failed (e.g. the disk is full): nothing after the durable positions was written. Read it
+   * again with fresh translators; per-job state is re-seeded as after a restart.
+   */
+  private rewind(): void {
+    for (const [queue, c] of this.cursors) {
+      c.readPosition = c.position;
+      c.translator = this.newTranslator(queue);
+    }
   }
 
   private async run(): Promise<void> {
@@ -167,11 +189,26 @@ export class BullMQCollector {
     }
   }
 
-  /** One read of every queue, one snapshot pipeline, one sink call. Returns whether anything was read. */
+  /** Waits for the batch in flight; if it failed, rewinds and rethrows. */
+  private async settle(): Promise<void> {
+    try {
+      await this.inflight;
+    } catch (err) {
+      this.inflight = Promise.resolve();
+      this.rewind();
+      throw err;
+    }
+  }
+
+  /**
+   * One read of every queue, one snapshot pipeline, one sink call. The sink runs while the next round
+   * reads and translates (a round trip and an fsync hidden behind each other); positions become
+   * durable only when their sink resolves. Returns whether anything was read.
+   */
   private async round(): Promise<boolean> {
     const cursors = [...this.cursors];
     if (cursors.length === 0) return false;
-    const reads = await readStreams(this.cmd, cursors.map(([q, c]) => ({ key: eventsKey(this.opts.prefix, q), after: c.position })), this.opts.batchSize);
+    const reads = await readStreams(this.cmd, cursors.map(([q, c]) => ({ key: eventsKey(this.opts.prefix, q), after: c.readPosition })), this.opts.batchSize);
 
     const work: { queue: string; cursor: QueueCursor; read: StreamRead }[] = [];
     const requests: SnapshotRequest[] = [];
@@ -182,27 +219,37 @@ export class BullMQCollector {
       work.push({ queue, cursor, read: r });
       requests.push(...cursor.translator.snapshotRequests(r.entries));
     });
-    if (work.length === 0) return false;
+    if (work.length === 0) {
+      await this.settle();
+      return false;
+    }
     const snapshots = await fetchSnapshots(this.cmd, this.opts.prefix, requests);
 
     const batches: CollectedBatch[] = [];
     for (const { queue, cursor, read } of work) {
       const events: WardenEvent[] = [];
-      if (this.isGap(cursor, read)) events.push(...(await this.reconcile(queue, cursor, read)));
+      if (this.isGap(cursor, read)) {
+        await this.settle(); // reconciliation asks what is durable: the batch in flight must be
+        events.push(...(await this.reconcile(queue, cursor, read)));
+      }
       const full = read.entries.length >= this.opts.batchSize;
       const { events: translated, consumed } = cursor.translator.translate(read.entries, snapshots, full);
       events.push(...translated);
       const entryCounts: Record<string, number> = {};
       for (const e of read.entries.slice(0, consumed)) entryCounts[e.fields.event ?? 'unknown'] = (entryCounts[e.fields.event ?? 'unknown'] ?? 0) + 1;
-      const position = consumed > 0 ? read.entries[consumed - 1].id : cursor.position;
+      const position = consumed > 0 ? read.entries[consumed - 1].id : cursor.readPosition;
       batches.push({ queue, events, position, entryCounts, instrumented: cursor.instrumented });
+      cursor.readPosition = position;
+      cursor.known = true;
     }
-    await this.opts.sink(batches);
-    for (const b of batches) {
-      const c = this.cursors.get(b.queue)!;
-      c.position = b.position;
-      c.known = true;
-    }
+    await this.settle(); // keep batches in order: one in flight at a time
+    this.inflight = this.opts.sink(batches).then(() => {
+      for (const b of batches) {
+        const c = this.cursors.get(b.queue);
+        if (c) c.position = b.position;
+      }
+    });
+    this.inflight.catch(() => undefined); // observed by settle(); not an unhandled rejection
     return true;
   }
 
@@ -213,20 +260,20 @@ export class BullMQCollector {
    * reconciliation it triggers is deduplicated, so it costs a record, never a duplicate outcome.
    */
   private isGap(cursor: QueueCursor, read: StreamRead): boolean {
-    if (!cursor.known || cursor.position === START) return false;
-    if (read.maxDeletedId && compareStreamIds(read.maxDeletedId, cursor.position) > 0) return true;
-    return !read.checkpointExists && read.firstId !== null && compareStreamIds(read.firstId, cursor.position) > 0;
+    if (!cursor.known || cursor.readPosition === START) return false;
+    if (read.maxDeletedId && compareStreamIds(read.maxDeletedId, cursor.readPosition) > 0) return true;
+    return !read.checkpointExists && read.firstId !== null && compareStreamIds(read.firstId, cursor.readPosition) > 0;
   }
 
   private async reconcile(queue: string, cursor: QueueCursor, read: StreamRead): Promise<WardenEvent[]> {
     // The lost range ends before the oldest retained entry (or at the newest deleted one).
-    const to = read.firstId ?? read.maxDeletedId ?? cursor.position;
-    const window = { fromMs: streamIdMs(cursor.position), toMs: streamIdMs(to) };
+    const to = read.firstId ?? read.maxDeletedId ?? cursor.readPosition;
+    const window = { fromMs: streamIdMs(cursor.readPosition), toMs: streamIdMs(to) };
     const retainedTerminals = new Set(read.entries.filter((e) => e.fields.event === 'completed' || e.fields.event === 'failed').map((e) => e.fields.jobId));
     const finished = (await finishedInWindow(this.cmd, this.opts.prefix, queue, window))
       .filter((j) => !retainedTerminals.has(j.jobId) && !this.opts.hasTerminal(queue, j.jobId));
     const snaps = await fetchSnapshots(this.cmd, this.opts.prefix, finished.map((j) => ({ queue, jobId: j.jobId, withData: true })));
-    const gapInfo = { from: cursor.position, to };
+    const gapInfo = { from: cursor.readPosition, to };
     const events: WardenEvent[] = [];
     for (const j of finished) {
       const snap = snaps.get(snapshotKey(queue, j.jobId));
@@ -248,7 +295,7 @@ export class BullMQCollector {
     const cursors = [...this.cursors];
     if (cursors.length === 0) { await sleep(this.opts.blockMs); return; }
     const keys = cursors.map(([q]) => eventsKey(this.opts.prefix, q));
-    const ids = cursors.map(([, c]) => c.position);
+    const ids = cursors.map(([, c]) => c.readPosition);
     try {
       await this.block.xread('COUNT', 1, 'BLOCK', this.opts.blockMs, 'STREAMS', ...keys, ...ids);
     } catch (err) {

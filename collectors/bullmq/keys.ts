@@ -17,4 +17,4 @@ export function compareStreamIds(a: string, b: string): number {
   return am !== bm ? am - bm : (as ?? 0) - (bs ?? 0);
 }
 
-export const streamIdMs = (id: string) => Number(id.split('-')[0]);
+export const streamIdMs = (id: string) => Number(id.slice(0, id.indexOf('-') >>> 0));

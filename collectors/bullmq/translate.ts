@@ -8,10 +8,10 @@
  * from the job hash (a failure increments it, a stall or a manual move does not).
  */
 import { makeEvent, type EventKind, type WardenEvent } from '../event.js';
+import { sha256Hex } from '../hash.js';
 import { stableSpanId, traceIdForCorrelation } from '../ids.js';
 import { normalizeInput, type InputLimits } from '../input.js';
 import type { Redactor } from '../redact.js';
-import { createHash } from 'node:crypto';
 import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
 import { snapshotKey } from './job-snapshot.js';
 import { extractMeta, parseTraceparent, type JobMeta, type MetadataPaths } from './metadata.js';
@@ -25,9 +25,12 @@ interface JobTrack {
   activeMs: number | null;
   /** When the job last became ready to run (added, delay elapsed, or re-queued). */
   readyMs: number | null;
-  name: string | null;
   meta: JobMeta;
+  /** Computed once per job: every event of the job carries them. */
+  ids: JobIds;
 }
+
+interface JobIds { correlation: string; traceId: string; parentSpanId: string | null; name: string | null }
 
 /** A job's state as known from elsewhere (the ledger, after a restart). */
 export interface JobSeed {
@@ -69,14 +72,22 @@ export class QueueTranslator {
 
   get queue(): string { return this.opts.queue; }
 
-  /** Which job hashes the batch needs; data (the input) only where an event will carry it. */
+  /**
+   * Which job hashes the batch needs: a new job's input (`added`), attemptsMade where an entry ends
+   * an attempt or the job, and everything for a job seen for the first time. An `active` entry of a
+   * job already tracked needs no round trip.
+   */
   snapshotRequests(entries: StreamEntry[]): SnapshotRequest[] {
     const want = new Map<string, boolean>();
+    const seen = new Set<string>();
     for (const e of entries) {
       const id = e.fields.jobId;
       if (!id) continue;
-      const withData = e.fields.event === 'added' || !this.jobs.has(id);
-      want.set(id, (want.get(id) ?? false) || withData);
+      const ev = e.fields.event;
+      const first = !this.jobs.has(id) && !seen.has(id);
+      seen.add(id);
+      const needs = first || ev === 'added' || ev === 'completed' || ev === 'failed' || RETRY_LIKE(e);
+      if (needs) want.set(id, (want.get(id) ?? false) || first || ev === 'added');
     }
     return [...want].map(([jobId, withData]) => ({ queue: this.opts.queue, jobId, withData }));
   }
@@ -228,7 +239,7 @@ export class QueueTranslator {
     // The hash is read after the entry was written: for `added` it may already show later attempts.
     const known = entry.fields.event === 'added' ? undefined : this.opts.seed?.(jobId);
     if (known) {
-      t = { ...known, name: snap?.name ?? null, meta };
+      t = { ...known, meta, ids: this.ids(jobId, meta, snap) };
     } else {
       // Never seen (e.g. the stream was read from the middle): the hash is the best evidence.
       const atm = entry.fields.event === 'added' ? 0 : snap?.attemptsMade ?? 0;
@@ -240,8 +251,8 @@ export class QueueTranslator {
         active: endsAttempt,
         activeMs: endsAttempt ? snap?.processedOn ?? null : null,
         readyMs: snap?.timestamp != null && atm === 0 ? snap.timestamp + snap.delay : null,
-        name: snap?.name ?? null,
         meta,
+        ids: this.ids(jobId, meta, snap),
       };
     }
     this.jobs.set(jobId, t);
@@ -249,23 +260,32 @@ export class QueueTranslator {
     return t;
   }
 
+  private ids(jobId: string, meta: JobMeta, snap: JobSnapshot | null): JobIds {
+    const correlation = this.opts.redactor.redactText(meta.correlation_id ?? `bullmq:${this.opts.queue}:${jobId}`);
+    const parent = parseTraceparent(meta.traceparent);
+    return {
+      correlation,
+      traceId: parent?.traceId ?? traceIdForCorrelation(correlation),
+      parentSpanId: parent?.spanId ?? null,
+      name: snap?.name == null ? null : this.opts.redactor.redactText(snap.name),
+    };
+  }
+
   private event(kind: EventKind, entry: StreamEntry, jobId: string, track: JobTrack, extra: Partial<WardenEvent>): WardenEvent {
     const q = this.opts.queue;
-    const meta = track.meta;
-    const correlation = meta.correlation_id ?? `bullmq:${q}:${jobId}`;
-    const parent = parseTraceparent(meta.traceparent);
+    const { meta, ids } = track;
     const attempt = extra.attempt ?? null;
     return makeEvent({
       ts: streamIdMs(entry.id),
       kind,
       source: 'bullmq',
-      correlation_id: this.opts.redactor.redactText(correlation),
-      trace_id: parent?.traceId ?? traceIdForCorrelation(correlation),
+      correlation_id: ids.correlation,
+      trace_id: ids.traceId,
       // Events of one attempt share the span the sidecar (or the wrapped worker) builds for it.
       span_id: attempt !== null ? stableSpanId('bullmq', q, jobId, attempt) : stableSpanId('bullmq', q, jobId),
       queue: q,
       job_id: jobId,
-      job_name: track.name === null ? null : this.opts.redactor.redactText(track.name),
+      job_name: ids.name,
       model: meta.model,
       model_version: meta.model_version,
       policy: meta.policy,
@@ -273,7 +293,7 @@ export class QueueTranslator {
       ...extra,
       attrs: {
         stream_id: entry.id,
-        ...(parent ? { parent_span_id: parent.spanId } : {}),
+        ...(ids.parentSpanId ? { parent_span_id: ids.parentSpanId } : {}),
         ...(extra.attrs ?? {}),
       },
     });
@@ -287,4 +307,4 @@ function safeParse(text: string): unknown {
   try { return JSON.parse(text); } catch { return undefined; }
 }
 
-const sha256 = (s: string) => createHash('sha256').update(s).digest('hex');
+const sha256 = sha256Hex;
