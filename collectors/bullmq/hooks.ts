@@ -103,8 +103,13 @@ function parentContext(job: Job, cid: string): Context {
   if (stamp?.tp) {
     carrier.traceparent = stamp.tp;
     if (stamp.tst) carrier.tracestate = stamp.tst;
-  } else if (typeof (job.opts as Record<string, unknown>).tm === 'string') {
-    try { Object.assign(carrier, JSON.parse((job.opts as Record<string, string>).tm)); } catch { /* not a carrier */ }
+  } else {
+    // BullMQ stores telemetry context as `tm` in the hash and gives it back as opts.telemetry.metadata.
+    const opts = job.opts as { tm?: unknown; telemetry?: { metadata?: unknown } };
+    const tm = opts.telemetry?.metadata ?? opts.tm;
+    if (typeof tm === 'string') {
+      try { Object.assign(carrier, JSON.parse(tm)); } catch { /* not a carrier */ }
+    }
   }
   if (parseTraceparent(carrier.traceparent)) return propagation.extract(context.active(), carrier);
   // No trace context at all: join the trace the sidecar derives for this correlation ID, under its job span.

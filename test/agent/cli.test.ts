@@ -43,6 +43,15 @@ beforeAll(async () => { dir = await tempDir('warden-cli'); });
 afterAll(async () => { await dir.cleanup(); });
 
 describe('warden CLI', () => {
+  it('is reachable as `npx warden` from the repository (the package bin entry)', async () => {
+    const r = await new Promise<{ code: number; stdout: string }>((res) => {
+      execFile('npx', ['--no-install', 'warden', '--help'], { env: { ...process.env, npm_config_yes: 'false' } }, (err, stdout) => res({ code: err ? 1 : 0, stdout }));
+    });
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/Usage: warden/);
+    expect(r.stdout).toMatch(/ledger/);
+  });
+
   it('config check prints the resolved config, or names the bad key with exit 2', async () => {
     const ok = await warden(['config', 'check'], { WARDEN_QUEUES: 'a,b' });
     expect(ok.code).toBe(0);

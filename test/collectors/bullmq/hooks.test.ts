@@ -92,3 +92,45 @@ describe('warden/bullmq hooks', () => {
     await plain.close();
   });
 });
+
+describe('what the sidecar reads from hooked and telemetry-stamped jobs', () => {
+  it('the collector records the stamp: correlation ID, model/policy versions, and the producer trace', async () => {
+    const { memoryCollector } = await import('./helpers.js');
+    const connection = connectionFor(redis.url);
+    const queue = withWarden(new Queue('h4', { connection }), { model: 'llm-x', model_version: '7', policy: 'pii', policy_version: '2' });
+    const { collector, events } = memoryCollector(redis.url, ['h4']);
+    await collector.start();
+    const job = await withCorrelation('case-9', () => queue.add('gen', { q: 1 }));
+    await until(() => events.some((e) => e.kind === 'job.added'), 5_000, 'added');
+    await collector.stop();
+    const ev = events.find((e) => e.kind === 'job.added')!;
+    const stamp = (await queue.getJob(job.id!))!.opts as Record<string, any>;
+    expect(ev).toMatchObject({ correlation_id: 'case-9', model: 'llm-x', model_version: '7', policy: 'pii', policy_version: '2' });
+    expect(ev.trace_id).toBe(stamp.warden.tp.split('-')[1]);
+    expect(ev.attrs.parent_span_id).toBe(stamp.warden.tp.split('-')[2]);
+    await queue.close();
+  });
+
+  it('continues BullMQ telemetry context (opts.tm) when a job has no Warden stamp, in the worker and in the sidecar', async () => {
+    exporter.reset();
+    const { memoryCollector } = await import('./helpers.js');
+    const connection = connectionFor(redis.url);
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const parentId = '00f067aa0ba902b7';
+    const plain = new Queue('h5', { connection });
+    const { collector, events } = memoryCollector(redis.url, ['h5']);
+    await collector.start();
+    // What bullmq-otel stores: its propagation carrier as JSON text in the job options.
+    const job = await plain.add('x', {}, { telemetry: { metadata: JSON.stringify({ traceparent: `00-${traceId}-${parentId}-01` }) } });
+    const worker = new Worker('h5', wardenProcessor(async () => 'ok'), { connection });
+    await until(async () => (await job.isCompleted()), 10_000, 'job done');
+    await worker.close();
+    await until(() => events.some((e) => e.kind === 'job.completed'), 5_000, 'completed');
+    await collector.stop();
+    const span = exporter.getFinishedSpans().find((s) => s.name === 'process h5')!;
+    expect(span.spanContext().traceId).toBe(traceId);
+    expect(span.parentSpanContext?.spanId).toBe(parentId);
+    expect(events.every((e) => e.trace_id === traceId)).toBe(true);
+    await plain.close();
+  });
+});
