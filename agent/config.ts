@@ -20,6 +20,14 @@ const MetadataPaths = z.strictObject({
 });
 export type MetadataPaths = z.infer<typeof MetadataPaths>;
 
+export const ROLES = ['compliance', 'admin', 'ingest'] as const;
+
+const ApiToken = z.strictObject({
+  name: z.string().regex(/^[\w.-]{1,64}$/, 'expected a short name (letters, digits, . _ -)'),
+  role: z.enum(ROLES),
+  token: z.string().min(24, 'tokens must be at least 24 characters (use e.g. `openssl rand -hex 24`)'),
+});
+
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./.warden'),
   redis: z.strictObject({
@@ -57,6 +65,13 @@ export const ConfigSchema = z.strictObject({
     endpoint: z.string().url().optional(),
     serviceName: z.string().default('warden'),
   }).prefault({}),
+  api: z.strictObject({
+    /** Bearer tokens and their roles; with none, the /v1 API refuses every request. */
+    tokens: z.array(ApiToken).default([]),
+    maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
+    maxUrlBytes: z.number().int().min(256).default(8192),
+    ratePerMinute: z.number().int().min(1).default(600),
+  }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
@@ -73,6 +88,8 @@ export const ENV_VARS = {
   WARDEN_METRICS_ADDR: 'metrics.addr',
   WARDEN_LOG_LEVEL: 'log.level',
   WARDEN_REDACT_PATHS: 'redaction.paths',
+  /** `name:role:token` entries, comma-separated. */
+  WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',
   OTEL_SERVICE_NAME: 'tracing.serviceName',
 } as const;
@@ -97,7 +114,7 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
   for (const [name, key] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    setPath(raw, key, LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value);
+    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value);
     sources.push(name);
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
@@ -112,6 +129,14 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
     }));
   }
   return result.data;
+}
+
+/** `grafana:compliance:abc...,ci:ingest:def...` -> token objects (validated by the schema). */
+function parseTokens(value: string): unknown[] {
+  return value.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
+    const [name, role, ...rest] = entry.split(':');
+    return { name, role, token: rest.join(':') };
+  });
 }
 
 function readConfigFile(file: string): Record<string, unknown> {

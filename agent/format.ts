@@ -21,6 +21,16 @@ function detail(ev: WardenEvent): string {
   return parts.join(' ').replace(/\s+/g, ' ').slice(0, 80);
 }
 
+/** CSV header line (RFC 4180, CRLF), shared by the CLI and the HTTP export. */
+export function csvHeader(): string {
+  return `${CSV_COLUMNS.join(',')}\r\n`;
+}
+
+export function csvRow(rec: LedgerRecord): string {
+  const ev = rec.event as Record<string, unknown>;
+  return `${CSV_COLUMNS.map((c) => csvCell(c === 'seq' ? rec.seq : c === 'hash' ? rec.hash : ev[c])).join(',')}\r\n`;
+}
+
 export class RecordWriter {
   private rows: string[][] = [];
   private wroteHeader = false;
@@ -32,9 +42,8 @@ export class RecordWriter {
     if (this.format === 'jsonl') {
       this.out(`${JSON.stringify({ seq: rec.seq, hash: rec.hash, ...ev })}\n`);
     } else if (this.format === 'csv') {
-      if (!this.wroteHeader) { this.out(`${CSV_COLUMNS.join(",")}\r\n`); this.wroteHeader = true; }
-      const row = CSV_COLUMNS.map((c) => (c === 'seq' ? rec.seq : c === 'hash' ? rec.hash : (ev as Record<string, unknown>)[c]));
-      this.out(`${row.map(csvCell).join(',')}\r\n`);
+      if (!this.wroteHeader) { this.out(csvHeader()); this.wroteHeader = true; }
+      this.out(csvRow(rec));
     } else {
       this.rows.push([String(rec.seq), new Date(ev.ts).toISOString(), ev.kind, ev.queue ?? ev.workflow_id ?? '', ev.job_id ?? ev.activity_type ?? '', ev.attempt === null ? '' : String(ev.attempt), ev.correlation_id ?? '', ev.model_version ?? '', detail(ev)]);
     }

@@ -6,6 +6,7 @@
  */
 import type { Logger } from 'pino';
 import type { CollectedBatch } from '../collectors/bullmq/collector.js';
+import type { WardenEvent } from '../collectors/event.js';
 import { streamIdMs } from '../collectors/bullmq/keys.js';
 import type { Spool } from '../ledger/spool.js';
 import type { WardenMetrics } from './metrics.js';
@@ -26,6 +27,13 @@ export class EventPipeline {
 
   constructor(private readonly p: PipelineParts, initial: Map<string, string>) {
     for (const [q, pos] of initial) this.current.set(q, pos);
+  }
+
+  /** Events Warden produces itself (e.g. audit of ledger reads): durable first, then counted. */
+  async record(events: WardenEvent[]): Promise<void> {
+    const records = await this.p.spool.append(events);
+    for (const ev of events) this.p.metrics.observe(ev);
+    this.p.metrics.ledgerLastSeq.set(records[records.length - 1].seq);
   }
 
   async handle(batches: CollectedBatch[]): Promise<void> {

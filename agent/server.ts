@@ -1,13 +1,14 @@
-/** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive) and `/readyz` (able to do its job). */
-import { createServer, type Server } from 'node:http';
+/** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive), `/readyz` (able to do its job), and the `/v1` API. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { WardenMetrics } from './metrics.js';
 
 export interface Readiness { ready: boolean; reasons: string[] }
 
 export interface HttpServer { server: Server; url: string; close(): Promise<void> }
 
-export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness }): Promise<HttpServer> {
+export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness; api?: { handle(req: IncomingMessage, res: ServerResponse): boolean } }): Promise<HttpServer> {
   const server = createServer((req, res) => {
+    if (opts.api?.handle(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();

@@ -6,7 +6,8 @@ import type { Logger } from 'pino';
 import { BullMQCollector } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
-import { Spool } from '../ledger/spool.js';
+import { lineage, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
+import { ComplianceApi } from './api.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
 import { EventPipeline } from './pipeline.js';
@@ -81,8 +82,18 @@ export class Sidecar {
       else if (!collector.connected) reasons.push(`redis not connected (${config.redis.url.replace(/\/\/[^@]*@/, '//***@')})`);
       return { ready: reasons.length === 0, reasons };
     };
+    const api = new ComplianceApi({
+      ...config.api,
+      redactor,
+      record: (events) => pipeline.record(events),
+      reader: {
+        events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
+        lineage: (cid) => lineage(config.dataDir, cid),
+        verify: () => verifyLedger(config.dataDir),
+      },
+    });
     const { host, port } = parseHostPort(config.metrics.addr);
-    const http = await startHttpServer({ host, port, metrics, readiness });
+    const http = await startHttpServer({ host, port, metrics, readiness, api });
     logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
 
     // Redis may be down at start: keep retrying in the background, ready once it is reachable.

@@ -13,6 +13,8 @@ export const EVENT_KINDS = [
   'activity.started', 'activity.attempt_failed', 'activity.completed', 'activity.failed',
   'signal.received', 'approval.granted', 'approval.denied',
   'policy.decision', 'breaker.opened', 'breaker.half_opened', 'breaker.closed',
+  // Compliance reads of the ledger are themselves recorded (who asked what).
+  'ledger.read',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

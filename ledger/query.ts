@@ -22,6 +22,8 @@ export interface LedgerFilter {
   until?: number;
   /** At most this many records, in seq order. */
   limit?: number;
+  /** Read no further than this seq (beside a live spool: its lastSeq, so only acknowledged records). */
+  toSeq?: number;
 }
 
 export async function* queryLedger(dir: string, filter: LedgerFilter = {}): AsyncGenerator<LedgerRecord> {
@@ -40,7 +42,7 @@ export async function* queryLedger(dir: string, filter: LedgerFilter = {}): Asyn
     needles.every((n) => line.includes(n)) && (!kindNeedles || kindNeedles.some((n) => line.includes(n)));
 
   let found = 0;
-  for await (const r of readRecords(dir, { prefilter })) {
+  for await (const r of readRecords(dir, { prefilter, toSeq: filter.toSeq })) {
     const e = r.event;
     if (!exact.every(([field, value]) => e[field] === value)) continue;
     if (kinds && !kinds.includes(e.kind)) continue;

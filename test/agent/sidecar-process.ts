@@ -11,14 +11,14 @@ export interface SidecarProcess {
 
 const CLI = resolve('dist/agent/cli.js');
 
-export async function startSidecarProcess(o: { redisUrl: string; dataDir: string; otlp?: string; queues?: string[]; env?: Record<string, string> }): Promise<SidecarProcess> {
+export async function startSidecarProcess(o: { redisUrl: string; dataDir: string; otlp?: string; queues?: string[]; env?: Record<string, string>; config?: string }): Promise<SidecarProcess> {
   mkdirSync(o.dataDir, { recursive: true });
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
   const proc = await ManagedProcess.start({
     name: 'warden',
     command: process.execPath,
-    args: [CLI, 'start'],
+    args: [CLI, 'start', ...(o.config ? ['--config', o.config] : [])],
     dir: o.dataDir,
     cwd: process.cwd(),
     env: {

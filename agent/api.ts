@@ -1,0 +1,225 @@
+/**
+ * The compliance HTTP API, beside /metrics on the sidecar's port. Bearer tokens map to roles:
+ * `compliance` reads the ledger, `admin` can also change policies and breakers, `ingest` may only post
+ * events. Tokens are compared in constant time; health and metrics stay open. Every ledger read,
+ * allowed or denied, is itself written to the ledger (who asked what, how many records).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { WardenEvent } from '../collectors/event.js';
+import { makeEvent } from '../collectors/event.js';
+import type { Redactor } from '../collectors/redact.js';
+import { LedgerError, parseTimeArg, type LedgerFilter, type LedgerRecord, type VerifyResult } from '../ledger/index.js';
+import { csvHeader, csvRow } from './format.js';
+
+import type { ROLES } from './config.js';
+
+export type Role = (typeof ROLES)[number];
+
+export interface ApiToken { name: string; role: Role; token: string }
+
+/** Where the API reads the ledger from (the spool today; the ClickHouse store where configured). */
+export interface LedgerReader {
+  events(filter: LedgerFilter): AsyncIterable<LedgerRecord>;
+  lineage(correlationId: string): Promise<LedgerRecord[]>;
+  verify(): Promise<VerifyResult>;
+}
+
+export interface ApiOptions {
+  tokens: ApiToken[];
+  reader: LedgerReader;
+  /** Appends audit events (ledger reads) to the ledger. */
+  record(events: WardenEvent[]): Promise<void>;
+  redactor: Redactor;
+  maxBodyBytes: number;
+  maxUrlBytes: number;
+  /** Requests per minute per token. */
+  ratePerMinute: number;
+}
+
+/** A request the API refuses, with the HTTP status it gets. */
+class ApiError extends Error {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+    super(message);
+  }
+}
+
+const digest = (s: string) => createHash('sha256').update(s).digest();
+
+/** Roles a route accepts: admin may do everything compliance may. */
+const READ_ROLES: Role[] = ['compliance', 'admin'];
+
+export class ComplianceApi {
+  private readonly tokens: { name: string; role: Role; digest: Buffer }[];
+  private readonly buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor(private readonly o: ApiOptions) {
+    this.tokens = o.tokens.map((t) => ({ name: t.name, role: t.role, digest: digest(t.token) }));
+  }
+
+  /** Handles `/v1/...`; returns false for paths that are not the API's. */
+  handle(req: IncomingMessage, res: ServerResponse): boolean {
+    const url = new URL(req.url ?? '/', 'http://warden');
+    if (!url.pathname.startsWith('/v1/')) return false;
+    void this.serve(req, res, url);
+    return true;
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    let caller: { name: string; role: Role } | null = null;
+    let rows = 0;
+    let status = 200;
+    try {
+      if (Buffer.byteLength(req.url ?? '') > this.o.maxUrlBytes) throw new ApiError(414, `the URL is longer than ${this.o.maxUrlBytes} bytes`);
+      const declared = Number(req.headers['content-length'] ?? 0);
+      if (declared > this.o.maxBodyBytes) throw new ApiError(413, `the request body is larger than ${this.o.maxBodyBytes} bytes`);
+      caller = this.authenticate(req);
+      this.rateLimit(caller.name);
+      await drainBody(req, this.o.maxBodyBytes);
+      rows = await this.route(req, res, url, caller.role);
+    } catch (err) {
+      const e = err instanceof ApiError ? err
+        : err instanceof LedgerError ? new ApiError(400, err.message)
+        : new ApiError(500, 'internal error');
+      status = e.status;
+      if (!res.headersSent) {
+        res.writeHead(e.status, { 'content-type': 'application/json', ...e.headers }).end(`${JSON.stringify({ error: e.message })}\n`);
+      } else {
+        res.destroy(err as Error);
+      }
+    }
+    if (url.pathname.startsWith('/v1/ledger/')) await this.audit(caller, url, status, rows);
+  }
+
+  private authenticate(req: IncomingMessage): { name: string; role: Role } {
+    const header = req.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m) throw new ApiError(401, 'missing bearer token: send "Authorization: Bearer <token>"', { 'www-authenticate': 'Bearer' });
+    const given = digest(m[1]);
+    // Compare against every token, always, so timing says nothing about which (or whether one) matched.
+    let found: { name: string; role: Role } | null = null;
+    for (const t of this.tokens) if (timingSafeEqual(given, t.digest) && !found) found = t;
+    if (!found) throw new ApiError(401, 'unknown token', { 'www-authenticate': 'Bearer error="invalid_token"' });
+    return found;
+  }
+
+  private rateLimit(name: string): void {
+    const now = Date.now();
+    const cap = this.o.ratePerMinute;
+    const b = this.buckets.get(name) ?? { tokens: cap, at: now };
+    b.tokens = Math.min(cap, b.tokens + ((now - b.at) / 60_000) * cap);
+    b.at = now;
+    this.buckets.set(name, b);
+    if (b.tokens < 1) throw new ApiError(429, `rate limit of ${cap} requests per minute exceeded`, { 'retry-after': String(Math.ceil(((1 - b.tokens) / cap) * 60)) });
+    b.tokens -= 1;
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL, role: Role): Promise<number> {
+    const path = url.pathname;
+    const need = (roles: Role[]) => {
+      if (!roles.includes(role)) throw new ApiError(403, `role "${role}" may not ${req.method} ${path} (needs ${roles.join(' or ')})`);
+    };
+    if (path.startsWith('/v1/ledger/')) {
+      need(READ_ROLES);
+      if (req.method !== 'GET') throw new ApiError(405, `${path} accepts GET only`, { allow: 'GET' });
+      if (path === '/v1/ledger/events') return this.stream(res, this.o.reader.events(filterFrom(url)), formatFrom(url));
+      if (path.startsWith('/v1/ledger/lineage/')) {
+        const cid = decodeURIComponent(path.slice('/v1/ledger/lineage/'.length));
+        if (!cid) throw new ApiError(400, 'lineage needs a correlation ID: /v1/ledger/lineage/<correlation-id>');
+        return this.stream(res, toAsync(await this.o.reader.lineage(cid)), formatFrom(url));
+      }
+      if (path === '/v1/ledger/verify') {
+        const r = await this.o.reader.verify();
+        res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
+        return r.records;
+      }
+      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify)`);
+    }
+    if (path === '/v1/events') {
+      need(['ingest', 'admin']);
+      throw new ApiError(501, 'event ingest over HTTP is not available in this version');
+    }
+    throw new ApiError(404, `no such endpoint: ${path}`);
+  }
+
+  /** Streams records as JSON lines (default), a JSON array, or CSV, minding backpressure. */
+  private async stream(res: ServerResponse, records: AsyncIterable<LedgerRecord>, format: 'jsonl' | 'json' | 'csv'): Promise<number> {
+    const type = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'json' ? 'application/json' : 'application/x-ndjson';
+    let n = 0;
+    const write = async (s: string) => { if (!res.write(s)) await new Promise((r) => res.once('drain', r)); };
+    for await (const rec of records) {
+      if (n === 0) {
+        res.writeHead(200, { 'content-type': type });
+        if (format === 'csv') await write(csvHeader());
+        if (format === 'json') await write('[');
+      }
+      const line = format === 'csv' ? csvRow(rec) : JSON.stringify({ seq: rec.seq, hash: rec.hash, ...rec.event });
+      await write(format === 'json' ? `${n ? ',' : ''}${line}` : format === 'csv' ? line : `${line}\n`);
+      n++;
+    }
+    if (n === 0) {
+      res.writeHead(200, { 'content-type': type });
+      if (format === 'csv') await write(csvHeader());
+      if (format === 'json') await write('[');
+    }
+    res.end(format === 'json' ? ']\n' : '');
+    return n;
+  }
+
+  private async audit(caller: { name: string; role: Role } | null, url: URL, status: number, rows: number): Promise<void> {
+    const ev = makeEvent({
+      kind: 'ledger.read',
+      source: 'warden',
+      actor: caller?.name ?? 'anonymous',
+      decision: status < 400 ? 'allowed' : 'denied',
+      reason: this.o.redactor.redactText(`GET ${url.pathname}${url.search}`).slice(0, 2000),
+      attrs: { role: caller?.role ?? null, status, rows },
+    });
+    try {
+      await this.o.record([ev]);
+    } catch {
+      // The read was answered; failing to audit it must not crash the API (the ledger reports its own errors).
+    }
+  }
+}
+
+function filterFrom(url: URL): LedgerFilter {
+  const p = url.searchParams;
+  const allowed = new Set(['correlation_id', 'job_id', 'queue', 'kind', 'since', 'until', 'limit', 'format']);
+  for (const key of p.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
+  const limit = p.get('limit');
+  if (limit !== null && !/^[1-9]\d{0,8}$/.test(limit)) throw new ApiError(400, `limit must be a positive whole number, not ${JSON.stringify(limit)}`);
+  const kinds = p.getAll('kind').flatMap((k) => k.split(',')).filter(Boolean);
+  return {
+    correlationId: p.get('correlation_id') ?? undefined,
+    jobId: p.get('job_id') ?? undefined,
+    queue: p.get('queue') ?? undefined,
+    kind: kinds.length ? kinds : undefined,
+    since: p.get('since') ? parseTimeArg(p.get('since')!) : undefined,
+    until: p.get('until') ? parseTimeArg(p.get('until')!) : undefined,
+    limit: limit ? Number(limit) : undefined,
+  };
+}
+
+function formatFrom(url: URL): 'jsonl' | 'json' | 'csv' {
+  const f = url.searchParams.get('format') ?? 'jsonl';
+  if (f !== 'jsonl' && f !== 'json' && f !== 'csv') throw new ApiError(400, `format must be jsonl, json or csv, not ${JSON.stringify(f)}`);
+  return f;
+}
+
+async function* toAsync<T>(items: T[]): AsyncIterable<T> {
+  yield* items;
+}
+
+/** Reads (and discards) a request body, refusing one larger than the limit even without content-length. */
+function drainBody(req: IncomingMessage, max: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let size = 0;
+    req.on('data', (c: Buffer) => {
+      size += c.length;
+      if (size > max) { reject(new ApiError(413, `the request body is larger than ${max} bytes`)); req.pause(); }
+    });
+    req.on('end', () => resolve());
+    req.on('error', reject);
+  });
+}

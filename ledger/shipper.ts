@@ -1,0 +1,177 @@
+/**
+ * Ships the spool into the store (ClickHouse), in batches by size and by time, exactly once.
+ *
+ * Exactly once, not "at least once and dedupe on read": `shipper.json` holds the last seq known to be
+ * in the store. Whenever that could be stale (on start, and after any failed insert, where the insert
+ * may or may not have landed, even partly) the shipper asks the store which seqs after it are already
+ * there and inserts only the others. So a record is inserted again only if the store lost it.
+ *
+ * The backlog lives on disk in the spool, never in memory: a store outage costs disk, not RAM.
+ */
+import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import path from 'node:path';
+import type { LedgerRecord } from './record.js';
+import { SpoolTail } from './tail.js';
+
+/** What the shipper needs from a store. */
+export interface ShipTarget {
+  insert(records: LedgerRecord[]): Promise<void>;
+  /** Seqs greater than `after` that the store holds: their count and max, and (when asked) the list up to `upTo`. */
+  present(after: number, upTo?: number): Promise<{ count: number; max: number; seqs?: number[] }>;
+}
+
+export interface ShipperOptions {
+  dataDir: string;
+  target: ShipTarget;
+  /** Newest durable seq in the spool (only acknowledged records are shipped). */
+  lastSeq: () => number;
+  batchRecords?: number;
+  /** Idle poll interval; a partial batch waits at most this long. */
+  flushIntervalMs?: number;
+  /** Backoff after a failed insert, doubling up to the max. */
+  retryMinMs?: number;
+  retryMaxMs?: number;
+  onShipped?: (records: number, committed: number) => void;
+  onError?: (err: Error) => void;
+}
+
+export interface ShipperStatus {
+  committed: number;
+  backlog: number;
+  /** Set while the store is failing: since when, and the last error. */
+  failing: { since: number; error: string } | null;
+}
+
+interface ShipperFile { version: 1; committed: number }
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class Shipper {
+  private committed = 0;
+  private tail!: SpoolTail;
+  /** Seqs already in the store beyond `committed` (found after a failure): not inserted again. */
+  private already = new Set<number>();
+  private uncertain = true;
+  private running = false;
+  private loop: Promise<void> | null = null;
+  private failing: ShipperStatus['failing'] = null;
+  private wake: (() => void) | null = null;
+  private readonly file: string;
+  private readonly batch: number;
+  private readonly interval: number;
+
+  constructor(private readonly o: ShipperOptions) {
+    this.file = path.join(o.dataDir, 'shipper.json');
+    this.batch = o.batchRecords ?? 5000;
+    this.interval = o.flushIntervalMs ?? 1000;
+  }
+
+  status(): ShipperStatus {
+    return { committed: this.committed, backlog: Math.max(0, this.o.lastSeq() - this.committed), failing: this.failing };
+  }
+
+  async start(): Promise<void> {
+    this.committed = await this.load();
+    this.tail = SpoolTail.at(this.o.dataDir, this.committed + 1);
+    this.running = true;
+    this.loop = this.run();
+  }
+
+  /** New records were appended: ship now rather than at the next poll. */
+  poke(): void {
+    this.wake?.();
+  }
+
+  /** Ships what is durable now (when the store is up), then stops. */
+  async stop(opts: { drainMs?: number } = {}): Promise<void> {
+    const deadline = Date.now() + (opts.drainMs ?? 0);
+    while (this.running && Date.now() < deadline && this.status().backlog > 0 && !this.failing) await sleep(20);
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    let backoff = this.o.retryMinMs ?? 250;
+    while (this.running) {
+      try {
+        if (this.uncertain) await this.resync();
+        const shipped = await this.shipOnce();
+        if (this.failing) this.failing = null;
+        backoff = this.o.retryMinMs ?? 250;
+        if (shipped === 0) await this.idle(this.interval);
+      } catch (err) {
+        const e = err as Error;
+        this.failing ??= { since: Date.now(), error: e.message };
+        this.failing.error = e.message;
+        this.uncertain = true; // the insert may have landed, in part or whole
+        this.o.onError?.(e);
+        await this.idle(backoff);
+        backoff = Math.min(backoff * 2, this.o.retryMaxMs ?? 10_000);
+      }
+    }
+  }
+
+  /** Learns what the store already holds after `committed`. */
+  private async resync(): Promise<void> {
+    const p = await this.o.target.present(this.committed);
+    if (p.count === 0) {
+      this.already.clear();
+    } else if (p.count === p.max - this.committed) {
+      await this.advance(p.max); // contiguous: everything up to max is there
+      this.already.clear();
+    } else {
+      const listed = await this.o.target.present(this.committed, this.committed + this.batch * 4);
+      this.already = new Set(listed.seqs ?? []);
+    }
+    this.uncertain = false;
+  }
+
+  private async shipOnce(): Promise<number> {
+    const records = await this.tail.read(this.batch, this.o.lastSeq());
+    if (records.length === 0) return 0;
+    const missing = this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
+    if (missing.length) await this.o.target.insert(missing);
+    for (const r of records) this.already.delete(r.seq);
+    await this.advance(records[records.length - 1].seq);
+    this.o.onShipped?.(missing.length, this.committed);
+    return records.length;
+  }
+
+  private async advance(seq: number): Promise<void> {
+    if (seq <= this.committed) return;
+    this.committed = seq;
+    if (this.tail.next <= seq) this.tail = SpoolTail.at(this.o.dataDir, seq + 1);
+    await this.save();
+  }
+
+  private idle(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const t = setTimeout(done, ms);
+      function done() { clearTimeout(t); resolve(); }
+      this.wake = () => { this.wake = null; done(); };
+    });
+  }
+
+  private async load(): Promise<number> {
+    try {
+      const data = JSON.parse(await readFile(this.file, 'utf8')) as ShipperFile;
+      return Number.isSafeInteger(data.committed) && data.committed >= 0 ? data.committed : 0;
+    } catch {
+      return 0; // first start, or an unreadable file: resync() asks the store
+    }
+  }
+
+  private async save(): Promise<void> {
+    await mkdir(this.o.dataDir, { recursive: true });
+    const tmp = `${this.file}.tmp`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.writeFile(JSON.stringify({ version: 1, committed: this.committed } satisfies ShipperFile));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.file);
+  }
+}

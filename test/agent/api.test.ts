@@ -1,0 +1,127 @@
+/** The compliance API on a real sidecar process: roles, refusals, streaming formats, and the audit of reads. */
+import { request } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { WardenEvent } from '../../collectors/event.js';
+import { Spool } from '../../ledger/spool.js';
+import { startRedis, tempDir, type RedisServer, type TempDir } from '../harness/index.js';
+import { runWorkload, until, waitFinished } from '../collectors/bullmq/helpers.js';
+import { startSidecarProcess, type SidecarProcess } from './sidecar-process.js';
+
+const COMPLIANCE = 'c0mpliance-token-0123456789abcdef';
+const INGEST = 'ingest-token-0123456789abcdef0123';
+const ADMIN = 'admin-token-0123456789abcdef01234';
+
+let redis: RedisServer;
+let dir: TempDir;
+let sidecar: SidecarProcess;
+
+function call(path: string, opts: { token?: string; method?: string; headers?: Record<string, string>; body?: string } = {}): Promise<{ status: number; body: string; headers: Record<string, unknown> }> {
+  const u = new URL(path, sidecar.url);
+  return new Promise((resolve, reject) => {
+    const req = request(u, {
+      method: opts.method ?? 'GET',
+      headers: { ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}), ...opts.headers },
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, body: Buffer.concat(chunks).toString('utf8'), headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end(opts.body);
+  });
+}
+
+beforeAll(async () => {
+  [redis, dir] = await Promise.all([startRedis(), tempDir('warden-api')]);
+  const config = join(dir.path, 'warden.yaml');
+  writeFileSync(config, 'api:\n  ratePerMinute: 40\n  maxBodyBytes: 2048\n');
+  sidecar = await startSidecarProcess({
+    redisUrl: redis.url, dataDir: dir.path, queues: ['api-q'], config,
+    env: { WARDEN_API_TOKENS: `auditor:compliance:${COMPLIANCE},pipeline:ingest:${INGEST},ops:admin:${ADMIN}` },
+  });
+  const w = await runWorkload(redis.url, { queues: ['api-q'], jobsPerQueue: 30, seed: 2, failRate: 0.2 });
+  await waitFinished(w);
+  await w.close();
+  await until(async () => (await call('/v1/ledger/events?kind=job.completed,job.failed', { token: COMPLIANCE })).body.trim().split('\n').length >= 30, 10_000, 'records');
+});
+afterAll(async () => {
+  await sidecar?.proc.stop();
+  await redis?.dispose();
+  await dir?.cleanup();
+});
+
+describe('compliance API', () => {
+  it('refuses without a token, with an unknown token, and with a role that may not read', async () => {
+    expect((await call('/v1/ledger/events')).status).toBe(401);
+    expect((await call('/v1/ledger/events', { token: 'not-a-real-token-at-all-xxxxxxxx' })).status).toBe(401);
+    const ingest = await call('/v1/ledger/events', { token: INGEST });
+    expect(ingest.status).toBe(403);
+    expect(JSON.parse(ingest.body).error).toMatch(/role "ingest" may not GET/);
+    // Health and metrics stay open.
+    expect((await call('/healthz')).status).toBe(200);
+    expect((await call('/metrics')).status).toBe(200);
+  });
+
+  it('serves filtered events as JSON lines and CSV, and lineage in order, to compliance and admin', async () => {
+    const r = await call('/v1/ledger/events?queue=api-q&kind=job.completed&limit=5', { token: COMPLIANCE });
+    expect(r.status).toBe(200);
+    expect(r.headers['content-type']).toBe('application/x-ndjson');
+    const rows = r.body.trim().split('\n').map((l) => JSON.parse(l) as WardenEvent & { seq: number });
+    expect(rows).toHaveLength(5);
+    expect(rows.every((e) => e.kind === 'job.completed' && e.queue === 'api-q')).toBe(true);
+    const csv = await call('/v1/ledger/events?kind=job.added&format=csv', { token: ADMIN });
+    expect(csv.status).toBe(200);
+    expect(csv.body.split('\r\n')[0]).toMatch(/^seq,hash,event_id,ts,kind/);
+    expect(csv.body.split('\r\n').filter(Boolean)).toHaveLength(31);
+    const cid = rows[0].correlation_id!;
+    const lin = await call(`/v1/ledger/lineage/${encodeURIComponent(cid)}`, { token: COMPLIANCE });
+    const story = lin.body.trim().split('\n').map((l) => JSON.parse(l) as WardenEvent);
+    expect(story[0].kind).toBe('job.added');
+    expect(story.at(-1)!.kind).toBe('job.completed');
+    expect(story.map((e) => e.ts)).toEqual([...story.map((e) => e.ts)].sort((a, b) => a - b));
+  });
+
+  it('answers bad filters with a 400 that names the problem, and an over-large body with 413', async () => {
+    const unknown = await call('/v1/ledger/events?queu=x', { token: COMPLIANCE });
+    expect(unknown.status).toBe(400);
+    expect(JSON.parse(unknown.body).error).toContain('unknown filter "queu"');
+    const time = await call('/v1/ledger/events?since=last-tuesday', { token: COMPLIANCE });
+    expect(time.status).toBe(400);
+    expect(JSON.parse(time.body).error).toContain('last-tuesday');
+    const limit = await call('/v1/ledger/events?limit=-3', { token: COMPLIANCE });
+    expect(limit.status).toBe(400);
+    const big = await call('/v1/ledger/events', { token: COMPLIANCE, body: 'x'.repeat(10_000), headers: { 'content-length': '10000' } });
+    expect(big.status).toBe(413);
+  });
+
+  it('records every ledger read, allowed or denied, in the ledger itself', async () => {
+    const verify = await call('/v1/ledger/verify', { token: COMPLIANCE });
+    expect(verify.status).toBe(200);
+    expect(JSON.parse(verify.body).ok).toBe(true);
+    // The audit record is appended once the response is complete: wait for it to be durable.
+    let audit: WardenEvent[] = [];
+    await until(async () => {
+      const reads = await call('/v1/ledger/events?kind=ledger.read', { token: ADMIN });
+      audit = reads.body.trim().split('\n').map((l) => JSON.parse(l) as WardenEvent);
+      return audit.some((e) => e.reason?.includes('/v1/ledger/verify') ?? false);
+    }, 5_000, 'audit of the verify call');
+    expect(audit.some((e) => e.actor === 'auditor' && e.decision === 'allowed' && e.reason!.includes('/v1/ledger/verify'))).toBe(true);
+    expect(audit.some((e) => e.actor === 'pipeline' && e.decision === 'denied' && e.attrs.status === 403)).toBe(true);
+    expect(audit.some((e) => e.actor === 'anonymous' && e.attrs.status === 401)).toBe(true);
+    expect(audit.some((e) => e.actor === 'auditor' && e.attrs.rows === 5)).toBe(true);
+  });
+
+  it('rate-limits per token with 429 and Retry-After', async () => {
+    let limited: { status: number; headers: Record<string, unknown> } | undefined;
+    for (let i = 0; i < 60 && !limited; i++) {
+      const r = await call('/v1/ledger/events?limit=1', { token: ADMIN });
+      if (r.status === 429) limited = r;
+    }
+    expect(limited?.status).toBe(429);
+    expect(Number(limited?.headers['retry-after'])).toBeGreaterThan(0);
+    // Another token has its own budget.
+    expect((await call('/v1/ledger/events?limit=1', { token: COMPLIANCE })).status).toBe(200);
+  });
+});
