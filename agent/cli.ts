@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 /** The `warden` command: run the sidecar, check config, read and verify the ledger, run the demo. */
+import type { KeyObject } from 'node:crypto';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { ZodError } from 'zod';
 import { loadConfig, type WardenConfig } from './config.js';
@@ -7,7 +9,10 @@ import { ConfigError, UsageError } from './errors.js';
 import { RecordWriter, type OutputFormat } from './format.js';
 import { createLogger } from './logger.js';
 import { Sidecar } from './sidecar.js';
-import { LedgerError, lineage, parseTimeArg, queryLedger, verifyLedger } from '../ledger/index.js';
+import {
+  LedgerError, checkpointsPath, keyIdOf, keyPaths, lineage, loadPublicKey, parseTimeArg, proveConsistency, proveInclusion, queryLedger,
+  readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger,
+} from '../ledger/index.js';
 
 const EXIT_TAMPERED = 1;
 const EXIT_USAGE = 2;
@@ -23,6 +28,32 @@ const positiveInt = (v: string) => {
   if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
   return n;
 };
+const sizeArg = (v: string) => {
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a log size (a whole number >= 0)');
+  return n;
+};
+
+/** --public-key files, else the data directory's public key, else the public half of the configured signing key. */
+async function publicKeysFor(cfg: WardenConfig, given: string[] | undefined): Promise<KeyObject[]> {
+  if (given && given.length > 0) return Promise.all(given.map((f) => loadPublicKey(f)));
+  const { publicFile } = keyPaths(cfg.dataDir);
+  if (existsSync(publicFile)) return [await loadPublicKey(publicFile)];
+  if (cfg.ledger.signingKeyFile) return [await loadPublicKey(cfg.ledger.signingKeyFile)];
+  return [];
+}
+
+/** A JSON document to --out (summary on stdout) or to stdout (summary on stderr, so the JSON stays parseable). */
+function emitJson(doc: unknown, file: string | undefined, summary: string): void {
+  const json = `${JSON.stringify(doc, null, 2)}\n`;
+  if (file) {
+    writeFileSync(file, json);
+    out(`${summary}\nwrote ${file}\n`);
+  } else {
+    out(json);
+    process.stderr.write(`${summary}\n`);
+  }
+}
 
 export function buildCli(): Command {
   const program = new Command('warden')
@@ -52,18 +83,94 @@ export function buildCli(): Command {
     });
 
   const ledger = program.command('ledger').description('read and verify the audit ledger');
-  ledger.command('verify').description('recompute the hash chain; exit 1 naming the first bad record')
-    .action(async (_o, cmd: Command) => {
+  ledger.command('verify').description('recompute the hash chain and check every signed checkpoint; exit 1 naming the first bad record or checkpoint')
+    .option('--public-key <pem...>', 'public key(s) the checkpoints are signed with (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
+    .option('--checkpoints <file>', 'check this checkpoint file (e.g. a copy kept outside the host) instead of <data-dir>/checkpoints.jsonl')
+    .action(async (o: { publicKey?: string[]; checkpoints?: string }, cmd: Command) => {
       const cfg = configFor(common(cmd));
       const r = await verifyLedger(cfg.dataDir);
       if (r.ok) {
         const live = r.writing ? ` (seq ${r.writing.seq} was being written by the running agent, pid ${r.writing.pid})` : '';
         out(`ledger intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}${live}\n`);
+      } else {
+        const p = r.problem!;
+        out(`LEDGER TAMPERED: first bad record seq ${p.seq} (${p.kind}) in ${p.segment} line ${p.line}: ${p.message}\n`);
+        process.exitCode = EXIT_TAMPERED;
+      }
+      const file = o.checkpoints ?? checkpointsPath(cfg.dataDir);
+      const present = await readCheckpointFile(file);
+      if (o.checkpoints && !present.exists) throw new UsageError(`no checkpoint file at ${file}`);
+      if (present.lines.length === 0) {
+        out(`no signed checkpoints (${file}): only the hash chain was checked\n`);
         return;
       }
-      const p = r.problem!;
-      out(`LEDGER TAMPERED: first bad record seq ${p.seq} (${p.kind}) in ${p.segment} line ${p.line}: ${p.message}\n`);
+      const keys = await publicKeysFor(cfg, o.publicKey);
+      if (keys.length === 0) {
+        throw new UsageError(`${file} holds ${present.lines.length} signed checkpoints but no public key was found at ${keyPaths(cfg.dataDir).publicFile}; pass --public-key <pem>`);
+      }
+      const c = await verifyCheckpoints(cfg.dataDir, keys, { file });
+      const torn = c.tornTail ? ' (a partial last line, a write in progress or cut off by a crash, was ignored)' : '';
+      if (c.ok) {
+        const newer = c.spoolRecords - c.verifiedSize;
+        out(`checkpoints intact: ${c.checkpoints} signed by key ${c.keyIds.join(', ')}; Merkle roots match the spool for seq 1..${c.verifiedSize}; ` +
+          `${c.consistencyProofs} consistency proofs show the log only grew${torn}\n`);
+        if (newer > 0) out(`${newer} newer record(s) (seq ${c.verifiedSize + 1}..${c.spoolRecords}) are covered by the hash chain only, until the next checkpoint\n`);
+        return;
+      }
+      const p = c.problem!;
+      const range = p.fromSeq !== undefined ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
+      out(`LEDGER TAMPERED: checkpoint line ${p.line} (${p.kind})${range}: ${p.message}\n`);
+      if (c.keyIds.length === 0 && p.kind === 'signature') out(`(verified with key ${keys.map(keyIdOf).join(', ')})\n`);
       process.exitCode = EXIT_TAMPERED;
+    });
+
+  ledger.command('prove').argument('<event-id>').description('a self-contained inclusion proof of one record against the latest signed checkpoint (JSON)')
+    .option('--out <file>', 'write the proof to a file instead of stdout')
+    .action(async (eventId: string, o: { out?: string }, cmd: Command) => {
+      const cfg = configFor(common(cmd));
+      const proof = await proveInclusion(cfg.dataDir, eventId);
+      emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
+        `(root ${proof.checkpoint.root}, key ${proof.checkpoint.key_id}); check it with: warden ledger verify-proof <file> --public-key <pem>`);
+    });
+
+  ledger.command('verify-proof').argument('<proof-file>').description('check an inclusion proof with only the public key (no data directory); exit 1 if invalid')
+    .requiredOption('--public-key <pem>', 'the ledger public key (ledger-ed25519.pub.pem)')
+    .action(async (file: string, o: { publicKey: string }) => {
+      const key = await loadPublicKey(o.publicKey);
+      let doc: unknown;
+      try {
+        doc = JSON.parse(readFileSync(file, 'utf8'));
+      } catch (err) {
+        out(`INVALID PROOF: step "format" failed: cannot read ${file} as JSON (${(err as Error).message})\n`);
+        process.exitCode = EXIT_TAMPERED;
+        return;
+      }
+      const v = verifyInclusionProof(doc, key);
+      for (const step of v.steps) out(`${step}\n`);
+      if (!v.ok) {
+        out(`INVALID PROOF: step "${v.step}" failed: ${v.message}\n`);
+        process.exitCode = EXIT_TAMPERED;
+        return;
+      }
+      const e = v.record.event;
+      out(`proof valid: event ${e.event_id} (${e.kind}, ${new Date(e.ts).toISOString()}) is record seq ${v.seq} of the ledger signed at ${new Date(v.checkpoint.ts).toISOString()}\n`);
+    });
+
+  ledger.command('consistency').description('prove and check that the log only grew between two sizes (default: the first and the last checkpoint)')
+    .option('--from <size>', 'the older size', sizeArg)
+    .option('--to <size>', 'the newer size', sizeArg)
+    .option('--public-key <pem>', 'check the cited checkpoints\' signatures with this key (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
+    .option('--out <file>', 'write the proof to a file instead of stdout')
+    .action(async (o: { from?: number; to?: number; publicKey?: string; out?: string }, cmd: Command) => {
+      const cfg = configFor(common(cmd));
+      const proof = await proveConsistency(cfg.dataDir, { from: o.from, to: o.to });
+      const [key] = await publicKeysFor(cfg, o.publicKey ? [o.publicKey] : undefined);
+      const v = verifyConsistencyProof(proof, key);
+      const summary = v.ok
+        ? `${v.steps.join('\n')}\nthe log only grew: seq 1..${proof.from.size} are unchanged in the log of size ${proof.to.size}`
+        : `${v.steps.join('\n')}\nINCONSISTENT: ${v.message}`;
+      emitJson(proof, o.out, summary);
+      if (!v.ok) process.exitCode = EXIT_TAMPERED;
     });
 
   ledger.command('query').description('list ledger records matching filters')

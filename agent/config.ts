@@ -56,6 +56,12 @@ export const ConfigSchema = z.strictObject({
   ledger: z.strictObject({
     segmentBytes: z.number().int().min(4096).default(64 * 1024 * 1024),
     groupCommitMs: z.number().min(0).max(1000).default(5),
+    /** Ed25519 private key (PEM) that signs checkpoints; unset: <dataDir>/keys/ledger-ed25519.pem, generated on first start. */
+    signingKeyFile: z.string().min(1).optional(),
+    /** A signed checkpoint after this many records ... */
+    checkpointEvery: z.number().int().min(1).default(1000),
+    /** ... or this often while records arrived since the last one. */
+    checkpointIntervalMs: z.number().int().min(10).default(10_000),
   }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
@@ -88,6 +94,7 @@ export const ENV_VARS = {
   WARDEN_METRICS_ADDR: 'metrics.addr',
   WARDEN_LOG_LEVEL: 'log.level',
   WARDEN_REDACT_PATHS: 'redaction.paths',
+  WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

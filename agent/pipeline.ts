@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { CollectedBatch } from '../collectors/bullmq/collector.js';
 import type { WardenEvent } from '../collectors/event.js';
 import { streamIdMs } from '../collectors/bullmq/keys.js';
+import type { Checkpointer } from '../ledger/checkpoint.js';
 import type { Spool } from '../ledger/spool.js';
 import type { WardenMetrics } from './metrics.js';
 import type { PositionStore, TerminalIndex } from './positions.js';
@@ -20,6 +21,8 @@ export interface PipelineParts {
   positions: PositionStore;
   terminals: TerminalIndex;
   logger: Logger;
+  /** Fed every durable record; signs Merkle checkpoints of the ledger (never throws). */
+  checkpointer?: Checkpointer;
 }
 
 export class EventPipeline {
@@ -32,6 +35,7 @@ export class EventPipeline {
   /** Events Warden produces itself (e.g. audit of ledger reads): durable first, then counted. */
   async record(events: WardenEvent[]): Promise<void> {
     const records = await this.p.spool.append(events);
+    this.p.checkpointer?.add(records);
     for (const ev of events) this.p.metrics.observe(ev);
     this.p.metrics.ledgerLastSeq.set(records[records.length - 1].seq);
   }
@@ -42,6 +46,7 @@ export class EventPipeline {
     if (events.length > 0) {
       try {
         const records = await this.p.spool.append(events);
+        this.p.checkpointer?.add(records);
         lastSeq = records[records.length - 1].seq;
       } catch (err) {
         this.p.metrics.ledgerAppendErrors.inc();

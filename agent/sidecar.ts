@@ -6,7 +6,7 @@ import type { Logger } from 'pino';
 import { BullMQCollector } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
-import { lineage, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
+import { Checkpointer, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
@@ -26,6 +26,8 @@ export class Sidecar {
     private readonly traces: TraceExport,
     private readonly positions: PositionStore,
     private readonly logger: Logger,
+    /** Signs Merkle checkpoints of the ledger; `checkpointer.onCheckpoint(fn)` is where they are published. */
+    readonly checkpointer: Checkpointer,
   ) {}
 
   static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
@@ -36,12 +38,16 @@ export class Sidecar {
     const positions = new PositionStore(config.dataDir);
     const restored = await positions.restore((fromSeq) => Spool.read(config.dataDir, { fromSeq }));
     logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
+    const checkpointer = await openCheckpointer(config, spool, logger).catch(async (err) => {
+      await spool.close();
+      throw err;
+    });
 
     const metrics = new WardenMetrics();
     metrics.ledgerLastSeq.set(spool.lastSeq);
     const traces = createTraceExport(config.tracing);
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
-    const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger }, restored.positions);
+    const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
 
     const collector = new BullMQCollector({
@@ -97,7 +103,7 @@ export class Sidecar {
     logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
 
     // Redis may be down at start: keep retrying in the background, ready once it is reachable.
-    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger);
+    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer);
     sidecar = s;
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
@@ -115,9 +121,28 @@ export class Sidecar {
     await this.collector.stop();
     await this.starting;
     await this.spool.close();
+    const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
+    if (cp) this.logger.info({ size: cp.size, root: cp.root, readBack: this.checkpointer.stats().caughtUp }, 'final ledger checkpoint');
     await this.positions.flush();
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();
     this.logger.info({ lastSeq: this.spool.lastSeq }, 'stopped');
   }
+}
+
+async function openCheckpointer(config: WardenConfig, spool: Spool, logger: Logger): Promise<Checkpointer> {
+  const key = await loadOrCreateSigningKey(config.dataDir, config.ledger.signingKeyFile);
+  for (const w of key.warnings) logger.warn(w);
+  if (key.created) logger.info({ keyId: key.keyId, publicKey: key.publicFile }, 'generated the ledger signing key; give auditors the public key');
+  const checkpointer = await Checkpointer.open({
+    dir: config.dataDir,
+    key,
+    every: config.ledger.checkpointEvery,
+    intervalMs: config.ledger.checkpointIntervalMs,
+    lastSeq: spool.lastSeq,
+    onError: (err, where) => logger.warn({ where, err: err.message }, 'ledger checkpoint failed (retrying)'),
+  });
+  const { caughtUp, last } = checkpointer.stats();
+  logger.info({ keyId: key.keyId, lastCheckpoint: last?.size ?? 0, readBack: caughtUp }, 'ledger checkpoints resumed');
+  return checkpointer;
 }

@@ -1,4 +1,4 @@
-/** The ledger's public surface: the spool, record format, verification and queries. */
+/** The ledger's public surface: the spool, record format, verification, queries, and signed Merkle checkpoints. */
 export { Spool, type SpoolOptions, type SpoolStats } from './spool.js';
 export type { ReadOptions } from './reader.js';
 export type { RecoveryReport } from './recover.js';
@@ -11,3 +11,19 @@ export {
   LedgerError, CorruptRecordError, SpoolCorruptError, SpoolClosedError, SpoolWriteError, SpoolFailedError,
   SpoolLockedError, InvalidEventError, LedgerNotFoundError, TimeArgError, InvalidFilterError,
 } from './errors.js';
+export {
+  EMPTY_ROOT, leafHash, nodeHash, rootOf, MerkleFrontier, MemoryTree, NodeCollector, inclusionRanges, consistencyRanges,
+  rootFromInclusionProof, verifyInclusion, verifyConsistency, type LeafRange, type SerializedFrontier,
+} from './merkle.js';
+export {
+  Checkpointer, signCheckpoint, checkpointMessage, checkpointSignatureProblem, parseCheckpoint, readCheckpointFile, recordLeaf,
+  checkpointsPath, CHECKPOINTS_FILE, type Checkpoint, type CheckpointerOptions, type CheckpointerOpenOptions, type CheckpointListener,
+  type CheckpointerStats,
+} from './checkpoint.js';
+export { loadOrCreateSigningKey, loadPublicKey, publicKeyFromPem, keyIdOf, keyPaths, type SigningKey } from './checkpoint-keys.js';
+export { verifyCheckpoints, type CheckpointVerifyResult, type CheckpointProblem, type CheckpointProblemKind } from './checkpoint-verify.js';
+export {
+  proveInclusion, verifyInclusionProof, proveConsistency, verifyConsistencyProof, type InclusionProof, type ConsistencyProof,
+  type ProofVerdict, type ProofStep,
+} from './proof.js';
+export { CheckpointError, CheckpointMismatchError } from './checkpoint-errors.js';
