@@ -122,7 +122,7 @@ export class Sidecar {
     await this.starting;
     await this.spool.close();
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
-    if (cp) this.logger.info({ size: cp.size, root: cp.root, readBack: this.checkpointer.stats().caughtUp }, 'final ledger checkpoint');
+    if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');
     await this.positions.flush();
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();
@@ -142,7 +142,7 @@ async function openCheckpointer(config: WardenConfig, spool: Spool, logger: Logg
     lastSeq: spool.lastSeq,
     onError: (err, where) => logger.warn({ where, err: err.message }, 'ledger checkpoint failed (retrying)'),
   });
-  const { caughtUp, last } = checkpointer.stats();
-  logger.info({ keyId: key.keyId, lastCheckpoint: last?.size ?? 0, readBack: caughtUp }, 'ledger checkpoints resumed');
+  const { readAtOpen, last } = checkpointer.stats();
+  logger.info({ keyId: key.keyId, lastCheckpoint: last?.size ?? 0, readBack: readAtOpen }, 'ledger checkpoints resumed');
   return checkpointer;
 }

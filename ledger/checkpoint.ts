@@ -19,7 +19,7 @@ import crypto, { type KeyObject } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { CheckpointError, CheckpointMismatchError } from './checkpoint-errors.js';
-import { readLeafLines } from './checkpoint-leaves.js';
+import { LeafTail } from './checkpoint-leaves.js';
 import { keyIdOf } from './checkpoint-keys.js';
 import { MerkleFrontier, leafHash } from './merkle.js';
 import { serializeRecord, type LedgerRecord } from './record.js';
@@ -174,8 +174,8 @@ export interface CheckpointerStats {
   size: number;
   /** Checkpoints written since open. */
   written: number;
-  /** Records read back from the spool (at open, and to fill gaps in what add() was given). */
-  caughtUp: number;
+  /** Records after the saved frontier that open read back from the spool (0 after a clean stop). */
+  readAtOpen: number;
   last: Checkpoint | null;
 }
 
@@ -199,20 +199,20 @@ export class Checkpointer {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<unknown> = Promise.resolve();
   private queued = false;
-  private catchingUp = false;
   private closed = false;
   /** The highest seq add() has been told of: the spool holds every record up to it. */
   private highest: number;
   private lastSize: number;
-  private readonly counters = { written: 0, caughtUp: 0 };
+  private readonly counters = { written: 0, readAtOpen: 0 };
 
   private constructor(
     private readonly opts: CheckpointerOptions,
     private readonly tree: MerkleFrontier,
+    private readonly tail: LeafTail,
     private fh: fs.FileHandle,
     private fileSize: number,
     private lastCp: Checkpoint | null,
-    caughtUp: number,
+    readAtOpen: number,
   ) {
     this.file = checkpointsPath(opts.dir);
     this.stateFile = path.join(path.resolve(opts.dir), CHECKPOINT_STATE_FILE);
@@ -222,7 +222,7 @@ export class Checkpointer {
     this.onError = opts.onError ?? (() => undefined);
     this.highest = tree.size;
     this.lastSize = lastCp?.size ?? 0;
-    this.counters.caughtUp = caughtUp;
+    this.counters.readAtOpen = readAtOpen;
     const interval = opts.intervalMs ?? 10_000;
     this.timer = setInterval(() => {
       if (this.tree.size > this.lastSize || this.highest > this.tree.size) this.schedule();
@@ -265,14 +265,15 @@ export class Checkpointer {
       }
     };
     check(tree.size);
-    for await (const leaf of readLeafLines(dir, { fromSeq: tree.size + 1, toSeq: opts.lastSeq, strict: true })) {
+    const tail = new LeafTail(dir, tree.size + 1);
+    for await (const leaf of tail.read(opts.lastSeq)) {
       tree.append(leafHash(leaf.bytes));
       check(tree.size);
     }
     if (tree.size !== opts.lastSeq) throw new CheckpointError(`read ${tree.size} records back from the spool, expected ${opts.lastSeq}`);
     const fh = await fs.open(file, 'a');
     try {
-      return new Checkpointer(opts, tree, fh, read.goodBytes, last, tree.size - from);
+      return new Checkpointer(opts, tree, tail, fh, read.goodBytes, last, tree.size - from);
     } catch (err) {
       await fh.close();
       throw err;
@@ -289,22 +290,15 @@ export class Checkpointer {
   }
 
   /**
-   * Records that are durable in the spool, in seq order (what Spool.append resolved with). Never
-   * throws. A gap (records that reached the spool some other way) is filled from the spool before the
-   * next checkpoint.
+   * Records that are durable in the spool (what Spool.append resolved with). Cheap and never throws:
+   * it only notes how far the spool is durable. The leaves are hashed from the spool's own bytes
+   * when the next checkpoint is made (read from where the last read stopped), so every record up to
+   * the highest seq seen is covered, including records that reached the spool some other way.
    */
   add(records: readonly LedgerRecord[]): void {
-    if (this.closed || records.length === 0) return;
-    try {
-      for (const r of records) {
-        if (r.seq > this.highest) this.highest = r.seq;
-        if (this.catchingUp || r.seq !== this.tree.size + 1) continue;
-        this.tree.append(recordLeaf(r));
-      }
-    } catch (err) {
-      this.onError(err as Error, 'add');
-    }
-    if (this.tree.size - this.lastSize >= this.every || this.highest - this.lastSize >= this.every) this.schedule();
+    if (this.closed) return;
+    for (const r of records) if (r.seq > this.highest) this.highest = r.seq;
+    if (this.highest - this.lastSize >= this.every) this.schedule();
   }
 
   /** Writes a checkpoint now if there are records since the last one; resolves with it (or null). */
@@ -364,7 +358,9 @@ export class Checkpointer {
   }
 
   private async write(): Promise<Checkpoint | null> {
-    if (this.highest > this.tree.size) await this.catchUp();
+    if (this.highest > this.tree.size) {
+      for await (const leaf of this.tail.read(this.highest)) this.tree.append(leafHash(leaf.bytes));
+    }
     const size = this.tree.size;
     if (size === 0 || size === this.lastSize) return null;
     const root = this.tree.root().toString('hex');
@@ -393,24 +389,6 @@ export class Checkpointer {
       }
     }
     return cp;
-  }
-
-  /** Reads records the tree lacks (up to the highest seq reported durable) back from the spool. */
-  private async catchUp(): Promise<void> {
-    this.catchingUp = true;
-    try {
-      while (this.highest > this.tree.size) {
-        const from = this.tree.size + 1;
-        for await (const leaf of readLeafLines(this.opts.dir, { fromSeq: from, toSeq: this.highest, strict: true })) {
-          if (leaf.seq !== this.tree.size + 1) continue;
-          this.tree.append(leafHash(leaf.bytes));
-          this.counters.caughtUp++;
-        }
-        if (this.tree.size < from) throw new CheckpointError(`the spool has no record ${from} although it was reported durable`);
-      }
-    } finally {
-      this.catchingUp = false;
-    }
   }
 
   private async saveState(state: SavedState): Promise<void> {

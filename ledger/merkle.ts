@@ -268,8 +268,19 @@ export class MemoryTree {
     return size === 0 ? EMPTY_ROOT : this.rangeHash({ lo: 0, hi: size });
   }
 
+  /** Hashes of ranges that are not perfect subtrees (the right edges of trees), computed once. */
+  private readonly ragged = new Map<string, Buffer>();
+
   rangeHash(r: LeafRange): Buffer {
-    return foldNodes(rangeNodes(r).map((n) => this.levels[n.level][n.index]));
+    const nodes = rangeNodes(r);
+    if (nodes.length === 1) return this.levels[nodes[0].level][nodes[0].index];
+    const key = `${r.lo}:${r.hi}`;
+    let h = this.ragged.get(key);
+    if (!h) {
+      h = foldNodes(nodes.map((n) => this.levels[n.level][n.index]));
+      this.ragged.set(key, h);
+    }
+    return h;
   }
 
   inclusionProof(index: number, size = this.size): Buffer[] {
