@@ -72,6 +72,9 @@ export function buildCli(): Command {
       await untilSignal();
       logger.info('shutting down: flushing the ledger');
       await sidecar.stop();
+      // Everything durable is flushed and closed; a Redis client still retrying a connection that was
+      // never made may hold timers for seconds, so do not wait for them.
+      process.exit(process.exitCode ?? 0);
     });
 
   const config = program.command('config').description('configuration');

@@ -83,6 +83,8 @@ export class BullMQCollector {
   private lastErrorAt = 0;
   /** The batch being made durable while the next one is read (at most one at a time). */
   private inflight: Promise<void> = Promise.resolve();
+  private signalStop!: () => void;
+  private readonly stopSignal = new Promise<void>((resolve) => { this.signalStop = resolve; });
 
   constructor(private readonly opts: BullMQCollectorOptions) {
     // Commands queue while Redis is away and run when it is back: the collector waits, never crashes.
@@ -102,7 +104,9 @@ export class BullMQCollector {
   /** Resolves once Redis answered and the queues are known (waits, retrying, while Redis is down). */
   async start(): Promise<void> {
     this.running = true;
-    await this.discover();
+    // ioredis never settles commands queued while it reconnects if disconnect() is called then, so a
+    // stop() during an outage at start must not wait on discovery.
+    await Promise.race([this.discover(), this.stopSignal]);
     if (!this.running) return;
     if (this.opts.queues.length === 0) {
       this.timers.push(setInterval(() => void this.discover().catch((e) => this.report('discover', e)), this.opts.discoverIntervalMs));
@@ -115,6 +119,7 @@ export class BullMQCollector {
   /** Finishes the batch in flight (so its positions are durable), then disconnects. */
   async stop(): Promise<void> {
     this.running = false;
+    this.signalStop();
     for (const t of this.timers) clearInterval(t);
     this.block.disconnect(); // interrupts a blocking XREAD
     await this.loop;
