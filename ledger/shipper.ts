@@ -12,12 +12,17 @@ import { mkdir, open, readFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import type { LedgerRecord } from './record.js';
 import { SpoolTail } from './tail.js';
+import { LEDGER_TABLE } from './store/rows.js';
+import { sqlNumber } from './store/sql.js';
+import type { LedgerStore } from './store/store.js';
 
 /** What the shipper needs from a store. */
 export interface ShipTarget {
   insert(records: LedgerRecord[]): Promise<void>;
-  /** Seqs greater than `after` that the store holds: their count and max, and (when asked) the list up to `upTo`. */
-  present(after: number, upTo?: number): Promise<{ count: number; max: number; seqs?: number[] }>;
+  /** Distinct seqs the store holds in (after, upTo]: their count and max. */
+  present(after: number, upTo?: number): Promise<{ count: number; max: number }>;
+  /** The distinct seqs the store holds in (after, upTo], ascending. */
+  list(after: number, upTo: number): Promise<number[]>;
 }
 
 export interface ShipperOptions {
@@ -112,18 +117,31 @@ export class Shipper {
     }
   }
 
-  /** Learns what the store already holds after `committed`. */
+  /**
+   * Learns what the store already holds after `committed`: the longest run with no hole (binary
+   * search: distinct seqs in (committed, k] = k - committed holds up to the first hole and never after)
+   * becomes committed; seqs present beyond the first hole are remembered and not inserted again.
+   */
   private async resync(): Promise<void> {
-    const p = await this.o.target.present(this.committed);
-    if (p.count === 0) {
-      this.already.clear();
-    } else if (p.count === p.max - this.committed) {
-      await this.advance(p.max); // contiguous: everything up to max is there
-      this.already.clear();
-    } else {
-      const listed = await this.o.target.present(this.committed, this.committed + this.batch * 4);
-      this.already = new Set(listed.seqs ?? []);
+    const all = await this.o.target.present(this.committed);
+    this.already.clear();
+    if (all.count > 0) {
+      let lo = this.committed;
+      let hi = all.max;
+      if (all.count !== all.max - this.committed) {
+        while (lo < hi) {
+          const mid = Math.ceil((lo + hi) / 2);
+          const p = await this.o.target.present(this.committed, mid);
+          if (p.count === mid - this.committed) lo = mid; else hi = mid - 1;
+        }
+      } else {
+        lo = all.max;
+      }
+      await this.advance(lo);
+      if (lo < all.max) this.already = new Set(await this.o.target.list(lo, all.max));
     }
+    // A failed batch was already read from the tail: read again from just after what is confirmed.
+    this.tail = SpoolTail.at(this.o.dataDir, this.committed + 1);
     this.uncertain = false;
   }
 
@@ -174,4 +192,22 @@ export class Shipper {
     }
     await rename(tmp, this.file);
   }
+}
+
+/** The shipper's view of a ClickHouse store (server or embedded): same SQL on both. */
+export function storeTarget(store: LedgerStore): ShipTarget {
+  // uniqExact, not count(): rows duplicated by some earlier tool must not hide a hole.
+  const range = (after: number, upTo?: number) =>
+    `seq > ${sqlNumber(after)}${upTo === undefined ? '' : ` AND seq <= ${sqlNumber(upTo)}`}`;
+  return {
+    insert: (records) => store.insert(records),
+    async present(after, upTo) {
+      const [row] = await store.query<{ c: string; m: string }>(`SELECT uniqExact(seq) AS c, max(seq) AS m FROM ${LEDGER_TABLE} WHERE ${range(after, upTo)}`);
+      return { count: Number(row?.c ?? 0), max: Number(row?.m ?? 0) };
+    },
+    async list(after, upTo) {
+      const rows = await store.query<{ seq: string }>(`SELECT DISTINCT seq FROM ${LEDGER_TABLE} WHERE ${range(after, upTo)} ORDER BY seq`);
+      return rows.map((r) => Number(r.seq));
+    },
+  };
 }
