@@ -6,7 +6,7 @@ import type { LedgerRecord } from '../record.js';
 import { StoreClosedError, StoreQueryError, clickHouseCode, sqlHead } from './errors.js';
 import { recordToRow, LEDGER_INSERT_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { migrate } from './schema.js';
-import { insertJsonEachRow } from './sql.js';
+import { insertTabSeparated } from './sql.js';
 import type { LedgerStore } from './store.js';
 
 export type SendMode = 'rows' | 'none';
@@ -33,7 +33,7 @@ export abstract class SqlStore implements LedgerStore {
   async insert(records: LedgerRecord[]): Promise<void> {
     if (records.length === 0) return;
     const rows = records.map(recordToRow);
-    await this.run(insertJsonEachRow(LEDGER_TABLE, LEDGER_INSERT_COLUMNS, rows), 'none');
+    await this.run(insertTabSeparated(LEDGER_TABLE, LEDGER_INSERT_COLUMNS, rows), 'none');
   }
 
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {
@@ -43,7 +43,8 @@ export abstract class SqlStore implements LedgerStore {
   }
 
   async exec(sql: string): Promise<void> {
-    await this.run(trimStatement(sql), 'none');
+    // Sent as is: an INSERT's data may end in significant whitespace (TSV's empty last field).
+    await this.run(sql, 'none');
   }
 
   async ping(): Promise<boolean> {

@@ -66,8 +66,14 @@ export const LEDGER_COLUMNS: ReadonlyArray<readonly [name: string, type: string]
   ['spill', 'String'],
 ];
 export const LEDGER_COLUMN_NAMES: readonly string[] = LEDGER_COLUMNS.map(([n]) => n);
-/** What an insert sends: every column but duration_ms, which the table computes. */
-export const LEDGER_INSERT_COLUMNS: readonly string[] = LEDGER_COLUMN_NAMES.filter((n) => n !== 'duration_ms');
+/**
+ * What an insert sends: every column but duration_ms, which the table computes, with `seq` last: a
+ * TabSeparated line must not end in an empty field (see insertTabSeparated).
+ */
+export const LEDGER_INSERT_COLUMNS: readonly string[] = [
+  ...LEDGER_COLUMN_NAMES.filter((n) => n !== 'duration_ms' && n !== 'seq'),
+  'seq',
+];
 /** `seq, prev, ...`: the select list that rowToRecord reads. */
 export const LEDGER_SELECT = LEDGER_COLUMN_NAMES.join(', ');
 
@@ -109,7 +115,7 @@ const TYPED = new Set(TYPED_FIELDS);
 export const TS_MAX_MS = Date.UTC(2106, 0, 1) - 1;
 const EMPTY_TS = '1970-01-01 00:00:00';
 
-function dateTimeText(ms: number): string {
+export function dateTimeText(ms: number): string {
   const iso = new Date(Math.floor(ms / 1000) * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.000Z
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
 }

@@ -127,6 +127,55 @@ export function sql(strings: TemplateStringsArray, ...values: SqlValue[]): strin
 }
 
 /**
+ * An insert both engines run as is: `INSERT INTO t (cols) FORMAT TabSeparated`, then one line per row.
+ * This is what the ledger uses: both engines parse it about 1.5-2x faster than JSONEachRow and it is
+ * ~40% smaller (measured: test/ledger/store/store.test.ts prints the rates). Field escapes are
+ * ClickHouse's, the same on 18.16 and 26.x: `\\` `\t` `\n` `\r` `\0` `\b` `\f` for those characters
+ * (no raw NUL reaches chdb's C-string API), other characters as UTF-8, NULL as `\N`.
+ * Values: strings (well-formed), safe integers and bigints, booleans (1/0), null. Non-integer numbers
+ * are refused: 18.16's text parser rounds some doubles by one unit in the last place, so a Float64
+ * must travel as its bits (see rows.ts, duration_bits).
+ * The @clickhouse/client trims statements, so the last column of a row must never be an empty string
+ * (the ledger puts `seq` last).
+ */
+export function insertTabSeparated(table: string, columns: readonly string[], rows: readonly Record<string, unknown>[]): string {
+  const parts = [`INSERT INTO ${sqlIdent(table)} (${columns.map(sqlIdent).join(', ')}) FORMAT TabSeparated\n`];
+  const last = columns.length - 1;
+  // One flat array joined once: concatenating per line builds ropes that cost more in GC than the text.
+  for (const row of rows) {
+    for (let i = 0; i <= last; i++) parts.push(tsvField(row[columns[i]], columns[i]), i === last ? '\n' : '\t');
+  }
+  return parts.join('');
+}
+
+const TSV_SPECIAL = /[\\\t\n\r\u0000\b\f]/g;
+const TSV_NEEDS_ESCAPE = /[\\\t\n\r\u0000\b\f]/;
+const TSV_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\u0000': '\\0', '\b': '\\b', '\f': '\\f' };
+const tsvEscape = (c: string): string => TSV_ESCAPES[c];
+
+function tsvField(v: unknown, column: string): string {
+  switch (typeof v) {
+    case 'string':
+      checkWellFormed(v, `column ${column}`);
+      return TSV_NEEDS_ESCAPE.test(v) ? v.replace(TSV_SPECIAL, tsvEscape) : v;
+    case 'number':
+      if (!Number.isSafeInteger(v)) {
+        throw new UnrepresentableValueError(`column ${column}: ${v} is not a safe integer; send a Float64 as its bits`);
+      }
+      return Object.is(v, -0) ? '0' : String(v);
+    case 'bigint':
+      return v.toString();
+    case 'boolean':
+      return v ? '1' : '0';
+    case 'undefined':
+      return '\\N';
+    case 'object':
+      if (v === null) return '\\N';
+  }
+  throw new UnrepresentableValueError(`column ${column}: a ${typeof v} has no TabSeparated form`);
+}
+
+/**
  * An insert both engines run as is: `INSERT INTO t (cols) FORMAT JSONEachRow` then one JSON object per
  * line, holding exactly `columns` of each (flat) row, in that order. The data part is not subject to `max_query_size` and is parsed by ClickHouse's JSON reader,
  * whose escapes (`\u0000`, `\"`, astral characters as raw UTF-8) round-trip byte-exact. Strings must be

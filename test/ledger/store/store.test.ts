@@ -12,7 +12,7 @@ import { canonicalJson, type WardenEvent } from '../../../collectors/event.js';
 import {
   CorruptRowError, EmbeddedStore, LEDGER_SELECT, LEDGER_TABLE, MIGRATIONS, StoreClosedError, StoreQueryError,
   StoreUnavailableError, clusterSchema, lineageSql, migrate, openStore, queueRangeSql, rowToRecord, seqRangeSql, sql,
-  type LedgerStore,
+  sqlNumber, sqlString, type LedgerStore,
 } from '../../../ledger/store/index.js';
 import type { LedgerRecord } from '../../../ledger/record.js';
 import { startClickHouse, type ClickHouseServer } from '../../harness/index.js';
@@ -209,6 +209,39 @@ describe.each(ENGINES)('$name', ({ get }) => {
     }
   });
 
+  it('reads every string literal sql.ts writes as exactly that string, and every number as that number', async () => {
+    const store = get();
+    let seed = 7;
+    const rand = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+    const strings = [...Object.values(HOSTILE), Array.from({ length: 0x80 }, (_, i) => String.fromCharCode(i)).join('')];
+    for (let i = 0; i < 200; i++) {
+      let s = '';
+      for (let j = Math.floor(rand() * 20); j > 0; j--) {
+        const r = rand();
+        if (r < 0.3) s += String.fromCharCode(Math.floor(rand() * 128));
+        else if (r < 0.5) s += "'\\\n\u0000\r"[Math.floor(rand() * 5)];
+        else {
+          const cp = 0x80 + Math.floor(rand() * 0x10ff00);
+          s += cp >= 0xd800 && cp <= 0xdfff ? 'x' : String.fromCodePoint(cp);
+        }
+      }
+      strings.push(s);
+    }
+    const numbers = [0, 1, -1, 0.1, 1e21, -1.5e-7, 1.7976931348623157e308, 2.2250738585072014e-308, 33 / 7, Number.MAX_SAFE_INTEGER, 4.714285714285714];
+    const select = [
+      ...strings.map((s, i) => `hex(${sqlString(s)}) AS s${i}`),
+      ...numbers.map((n, i) => `hex(reinterpretAsString(toFloat64(${sqlNumber(n)}))) AS n${i}`),
+    ].join(', ');
+    const [row] = await store.query<Record<string, string>>(`SELECT ${select}`);
+    strings.forEach((s, i) => expect(row[`s${i}`], JSON.stringify(s)).toBe(Buffer.from(s, 'utf8').toString('hex').toUpperCase()));
+    numbers.forEach((n, i) => {
+      const b = Buffer.alloc(8);
+      b.writeDoubleLE(n);
+      // reinterpretAsString drops trailing zero bytes.
+      expect(row[`n${i}`], String(n)).toBe(b.toString('hex').toUpperCase().replace(/(00)+$/, ''));
+    });
+  });
+
   it('names its errors: a bad statement, a NUL in SQL text, a closed store', async () => {
     const store = get();
     const err = await store.query('SELEC 1').catch((e: unknown) => e);
@@ -321,6 +354,29 @@ describe('server store', () => {
 });
 
 describe('embedded store', () => {
+  it('keeps engine work off the event loop', async () => {
+    // Timer lag on the main thread while chdb runs a query that takes a while on its worker.
+    let worst = 0;
+    let last = performance.now();
+    const timer = setInterval(() => {
+      const now = performance.now();
+      worst = Math.max(worst, now - last - 5);
+      last = now;
+    }, 5);
+    const t0 = performance.now();
+    // sleepEachRow keeps the engine busy for a known time; a sum makes it do real work as well.
+    const [{ s }] = await embeddedStore.query<{ s: string }>(
+      'SELECT sum(cityHash64(number)) + sum(sleepEachRow(0.1)) AS s FROM numbers(4) SETTINGS max_block_size = 4',
+    );
+    const took = performance.now() - t0;
+    clearInterval(timer);
+    expect(BigInt(s)).toBeGreaterThan(0n);
+    console.log(`embedded query took ${took.toFixed(0)} ms; worst event-loop lag meanwhile ${worst.toFixed(0)} ms`);
+    expect(took).toBeGreaterThan(350);
+    expect(worst).toBeLessThan(100);
+  });
+
+
   it('shares its directory with a second store in the process, and refuses a second directory', async () => {
     const same = await EmbeddedStore.open({ path: path.join(dataDir, 'chdb') });
     try {
