@@ -11,8 +11,9 @@ import { createLogger } from './logger.js';
 import { Sidecar } from './sidecar.js';
 import {
   LedgerError, checkpointsPath, keyIdOf, keyPaths, lineage, loadPublicKey, parseTimeArg, proveConsistency, proveInclusion, queryLedger,
-  readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger,
+  readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger, verifyStore,
 } from '../ledger/index.js';
+import { openStore } from '../ledger/store/store.js';
 
 const EXIT_TAMPERED = 1;
 const EXIT_USAGE = 2;
@@ -55,6 +56,67 @@ function emitJson(doc: unknown, file: string | undefined, summary: string): void
   }
 }
 
+interface VerifyOpts {
+  publicKey?: string[];
+  checkpoints?: string;
+  store?: 'clickhouse' | 'embedded';
+  clickhouseUrl?: string;
+  clickhouseUser?: string;
+  clickhousePassword?: string;
+  clickhouseDatabase?: string;
+  expectComplete?: boolean;
+}
+
+/** `ledger verify --store`: the chain and the signed roots recomputed from the ClickHouse rows. */
+async function verifyStoreCommand(cfg: WardenConfig, o: VerifyOpts): Promise<void> {
+  // Config keys clickhouse.* are used when the config has them; flags win.
+  const ch = ((cfg as unknown as Record<string, unknown>).clickhouse ?? {}) as Record<string, string | undefined>;
+  const url = o.store === 'clickhouse' ? o.clickhouseUrl ?? ch.url : undefined;
+  if (o.store === 'clickhouse' && !url) throw new UsageError('--store clickhouse needs --clickhouse-url <url> (or clickhouse.url in the config)');
+  const file = o.checkpoints ?? checkpointsPath(cfg.dataDir);
+  const present = await readCheckpointFile(file);
+  if (o.checkpoints && !present.exists) throw new UsageError(`no checkpoint file at ${file}`);
+  const keys = present.lines.length > 0 ? await publicKeysFor(cfg, o.publicKey) : [];
+  if (present.lines.length > 0 && keys.length === 0) {
+    throw new UsageError(`${file} holds ${present.lines.length} signed checkpoints but no public key was found at ${keyPaths(cfg.dataDir).publicFile}; pass --public-key <pem>`);
+  }
+  const store = await openStore({
+    url, user: o.clickhouseUser ?? ch.user, password: o.clickhousePassword ?? ch.password,
+    database: o.clickhouseDatabase ?? ch.database, dataDir: cfg.dataDir,
+  });
+  try {
+    const [t] = await store.query<{ n: string }>("SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'warden_ledger'");
+    if (Number(t?.n ?? 0) === 0) throw new UsageError(`${store.target} has no warden_ledger table: nothing was shipped there`);
+    const r = await verifyStore(store, { dataDir: cfg.dataDir, publicKeys: keys, checkpointsFile: file, expectComplete: o.expectComplete });
+    const c = r.checkpoints;
+    out(`checked ${r.rows} rows of warden_ledger in the ${r.store} store: hash chain recomputed from genesis` +
+      (c.count > 0 ? `, Merkle roots compared with ${c.count} signed checkpoints in ${c.file}` : '') +
+      `${r.shipperCommitted !== null ? ` (shipper.json: seq 1..${r.shipperCommitted} shipped)` : ''}\n`);
+    for (const w of r.warnings) out(`warning: ${w}\n`);
+    if (r.ok) {
+      out(`store intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}\n`);
+      if (c.count === 0) out(`no signed checkpoints (${c.file}): only the hash chain was checked\n`);
+      else {
+        out(`Merkle roots recomputed from the rows match ${c.matched} signed checkpoints (seq 1..${c.verifiedSize}), key ${c.keyIds.join(', ')}` +
+          `${c.tornTail ? ' (a partial last checkpoint line was ignored)' : ''}\n`);
+      }
+      if (r.lastSeq > c.verifiedSize) out(`${r.lastSeq - c.verifiedSize} newer record(s) (seq ${c.verifiedSize + 1}..${r.lastSeq}) are covered by the hash chain only, until the next checkpoint\n`);
+      out(`verified in ${(r.elapsedMs / 1000).toFixed(2)} s (${Math.round(r.records / Math.max(r.elapsedMs / 1000, 1e-3))} records/s)\n`);
+      return;
+    }
+    const p = r.problem!;
+    if (p.seq === null) out(`CHECKPOINTS INVALID: checkpoint line ${p.checkpointLine} (${p.kind}): ${p.message}\n`);
+    else {
+      const range = p.fromSeq !== undefined && p.toSeq !== undefined && p.toSeq !== p.fromSeq ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
+      out(`STORE TAMPERED: first bad record seq ${p.seq} (${p.kind})${range}: ${p.message}\n`);
+      out(`records before it verified: ${r.records} (seq 1..${r.lastSeq}); signed roots matched up to seq ${c.verifiedSize}\n`);
+    }
+    process.exitCode = EXIT_TAMPERED;
+  } finally {
+    await store.close();
+  }
+}
+
 export function buildCli(): Command {
   const program = new Command('warden')
     .description('Observability and governance sidecar for BullMQ and Temporal workers')
@@ -89,8 +151,19 @@ export function buildCli(): Command {
   ledger.command('verify').description('recompute the hash chain and check every signed checkpoint; exit 1 naming the first bad record or checkpoint')
     .option('--public-key <pem...>', 'public key(s) the checkpoints are signed with (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
     .option('--checkpoints <file>', 'check this checkpoint file (e.g. a copy kept outside the host) instead of <data-dir>/checkpoints.jsonl')
-    .action(async (o: { publicKey?: string[]; checkpoints?: string }, cmd: Command) => {
+    .addOption(new Option('--store <store>', 'verify the rows shipped to ClickHouse instead of the spool: a server (clickhouse, see --clickhouse-url) or the embedded store in <data-dir>/chdb')
+      .choices(['clickhouse', 'embedded']))
+    .option('--clickhouse-url <url>', 'with --store clickhouse: the server URL (default: config clickhouse.url)')
+    .option('--clickhouse-user <user>', 'with --store clickhouse: user (default: config clickhouse.user)')
+    .option('--clickhouse-password <password>', 'with --store clickhouse: password (default: config clickhouse.password)')
+    .option('--clickhouse-database <db>', 'with --store clickhouse: database (default: config clickhouse.database, else default)')
+    .option('--expect-complete', 'with --store: every checkpointed record must be in the store (missing ones are truncation, not "not yet shipped")')
+    .action(async (o: VerifyOpts, cmd: Command) => {
       const cfg = configFor(common(cmd));
+      if (o.store) {
+        await verifyStoreCommand(cfg, o);
+        return;
+      }
       const r = await verifyLedger(cfg.dataDir);
       if (r.ok) {
         const live = r.writing ? ` (seq ${r.writing.seq} was being written by the running agent, pid ${r.writing.pid})` : '';

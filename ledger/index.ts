@@ -27,3 +27,6 @@ export {
   type ProofVerdict, type ProofStep,
 } from './proof.js';
 export { CheckpointError, CheckpointMismatchError } from './checkpoint-errors.js';
+export {
+  verifyStore, type StoreVerifyResult, type StoreVerifyProblem, type StoreProblemKind, type StoreVerifyOptions,
+} from './store-verify.js';
