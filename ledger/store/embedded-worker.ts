@@ -2,7 +2,7 @@
  * The worker thread that owns chdb for the embedded store. Its source is evaluated by
  * `new Worker(WORKER_SOURCE, { eval: true })` rather than loaded from a file, so it is the same code
  * whether Warden runs from TypeScript sources (tests) or from dist/, and it needs no build step of its
- * own. It is plain CommonJS with no imports besides chdb, whose resolved path comes in workerData.
+ * own. It imports only worker_threads and chdb (whose resolved URL comes in workerData), dynamically.
  *
  * Protocol: the worker posts `{type: 'ready'}` or `{type: 'ready', error}` once, then answers each
  * request `{id, op: 'query' | 'exec', sql}` in order with `{id, ok: true, bytes?}` or
@@ -15,7 +15,8 @@
  */
 
 export interface WorkerData {
-  chdbPath: string;
+  /** file: URL of chdb's entry point, resolved by the main thread. */
+  chdbUrl: string;
   path: string;
   args: string[];
 }
@@ -35,56 +36,60 @@ export type WorkerMessage =
   | { type: 'reply'; id: number; ok: false; error: WorkerFailure };
 
 export const WORKER_SOURCE = String.raw`
-'use strict';
-const { parentPort, workerData } = require('node:worker_threads');
+(async () => {
+  // Dynamic imports only: the same text runs whether Node evaluates it as CommonJS or as an ES module
+  // (a worker inherits --input-type=module from its parent, and then has no require()).
+  const { parentPort, workerData } = await import('node:worker_threads');
 
-function failure(e) {
-  return {
-    name: String((e && e.name) || 'Error'),
-    message: String((e && e.message) || e),
-    code: e && typeof e.code === 'string' ? e.code : undefined,
-    clickhouseCode: e && typeof e.clickhouseCode === 'number' ? e.clickhouseCode : undefined,
-  };
-}
-
-let session = null;
-try {
-  const chdb = require(workerData.chdbPath);
-  session = new chdb.Session(workerData.path, { connectionArgs: workerData.args });
-  parentPort.postMessage({ type: 'ready' });
-} catch (e) {
-  parentPort.postMessage({ type: 'ready', error: failure(e) });
-}
-
-let chain = Promise.resolve();
-parentPort.on('message', (req) => {
-  chain = chain.then(() => handle(req));
-});
-
-async function handle(req) {
-  if (req.op === 'close') {
-    try { if (session) session.close(); } catch (e) { /* close never throws, per chdb */ }
-    session = null;
-    parentPort.postMessage({ type: 'reply', id: req.id, ok: true });
-    parentPort.close();
-    return;
+  function failure(e) {
+    return {
+      name: String((e && e.name) || 'Error'),
+      message: String((e && e.message) || e),
+      code: e && typeof e.code === 'string' ? e.code : undefined,
+      clickhouseCode: e && typeof e.clickhouseCode === 'number' ? e.clickhouseCode : undefined,
+    };
   }
-  if (!session) {
-    parentPort.postMessage({ type: 'reply', id: req.id, ok: false, error: { name: 'ChdbClosedError', message: 'the chdb session is not open' } });
-    return;
-  }
+
+  let session = null;
   try {
-    const result = await session.queryAsync(req.sql, { format: req.op === 'query' ? 'JSONEachRow' : 'TabSeparated' });
-    if (req.op === 'query') {
-      const view = result.bytes();
-      const copy = new Uint8Array(view.byteLength);
-      copy.set(view);
-      parentPort.postMessage({ type: 'reply', id: req.id, ok: true, bytes: copy.buffer }, [copy.buffer]);
-    } else {
-      parentPort.postMessage({ type: 'reply', id: req.id, ok: true });
-    }
+    const mod = await import(workerData.chdbUrl);
+    const chdb = mod.default || mod;
+    session = new chdb.Session(workerData.path, { connectionArgs: workerData.args });
+    parentPort.postMessage({ type: 'ready' });
   } catch (e) {
-    parentPort.postMessage({ type: 'reply', id: req.id, ok: false, error: failure(e) });
+    parentPort.postMessage({ type: 'ready', error: failure(e) });
   }
-}
+
+  async function handle(req) {
+    if (req.op === 'close') {
+      try { if (session) session.close(); } catch (e) { /* close never throws, per chdb */ }
+      session = null;
+      parentPort.postMessage({ type: 'reply', id: req.id, ok: true });
+      parentPort.close();
+      return;
+    }
+    if (!session) {
+      parentPort.postMessage({ type: 'reply', id: req.id, ok: false, error: { name: 'ChdbClosedError', message: 'the chdb session is not open' } });
+      return;
+    }
+    try {
+      const result = await session.queryAsync(req.sql, { format: req.op === 'query' ? 'JSONEachRow' : 'TabSeparated' });
+      if (req.op === 'query') {
+        const view = result.bytes();
+        const copy = new Uint8Array(view.byteLength);
+        copy.set(view);
+        parentPort.postMessage({ type: 'reply', id: req.id, ok: true, bytes: copy.buffer }, [copy.buffer]);
+      } else {
+        parentPort.postMessage({ type: 'reply', id: req.id, ok: true });
+      }
+    } catch (e) {
+      parentPort.postMessage({ type: 'reply', id: req.id, ok: false, error: failure(e) });
+    }
+  }
+
+  let chain = Promise.resolve();
+  parentPort.on('message', (req) => {
+    chain = chain.then(() => handle(req));
+  });
+})();
 `;

@@ -14,6 +14,7 @@
 import { mkdir } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { SqlStore, type SendMode } from './base.js';
 import { StoreQueryError, StoreUnavailableError, clickHouseCode, sqlHead } from './errors.js';
@@ -86,7 +87,7 @@ class EmbeddedEngine {
   private async startWorker(): Promise<Worker> {
     const resolved = loadChdb(this.target);
     await mkdir(this.path, { recursive: true });
-    const workerData: WorkerData = { chdbPath: resolved, path: this.path, args: CONNECTION_ARGS };
+    const workerData: WorkerData = { chdbUrl: pathToFileURL(resolved).href, path: this.path, args: CONNECTION_ARGS };
     const worker = new Worker(WORKER_SOURCE, { eval: true, workerData });
     const ready = await new Promise<WorkerFailure | undefined>((resolve, reject) => {
       const onMessage = (m: WorkerMessage) => {
@@ -256,5 +257,9 @@ function openFailureHint(f: WorkerFailure): string {
   if (/lock|already running|in use/i.test(f.message)) {
     return `${f.message}. Another process (another Warden agent?) holds this data directory: stop it, or give this agent its own data directory.`;
   }
-  return `chdb could not open its data directory (${f.message}). Check that the directory is writable and not used by another process.`;
+  return (
+    `chdb could not open its data directory (${f.message}). The usual cause is another process using it ` +
+    `(chdb locks the directory's status file; another Warden agent with the same data directory?); otherwise check ` +
+    `that the directory is writable.`
+  );
 }

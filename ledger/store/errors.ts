@@ -24,7 +24,7 @@ export class StoreUnavailableError extends StoreError {
     readonly maybeApplied = false,
     options?: { cause?: unknown },
   ) {
-    super(`ClickHouse at ${target} is unavailable: ${detail}`, options);
+    super(`${/^https?:/i.test(target) ? `ClickHouse at ${target}` : target} is unavailable: ${detail}`, options);
   }
 }
 

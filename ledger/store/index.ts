@@ -7,7 +7,7 @@ export {
   LEDGER_TABLE, LINEAGE_TABLE, LINEAGE_VIEW, CHECKPOINTS_TABLE, MIGRATIONS_TABLE,
   type Migration, type MigrateResult, type EngineCapabilities, type ClusterStatement, type ClusterSchemaOptions, type SqlRunner,
 } from './schema.js';
-export { recordToRow, rowToRecord, LEDGER_COLUMNS, LEDGER_COLUMN_NAMES, LEDGER_INSERT_COLUMNS, LEDGER_SELECT, TS_MAX_MS, type LedgerRow } from './rows.js';
+export { recordToRow, rowToRecord, LEDGER_COLUMNS, LEDGER_COLUMN_NAMES, LEDGER_INSERT_COLUMNS, LEDGER_SELECT, TS_MAX_MS, dateTimeText, type LedgerRow } from './rows.js';
 export {
   sql, sqlString, sqlNumber, sqlIdent, sqlValue, ident, rawSql, insertJsonEachRow, insertTabSeparated, isWellFormed, Ident, RawSql, type SqlValue,
 } from './sql.js';

@@ -115,6 +115,7 @@ const TYPED = new Set(TYPED_FIELDS);
 export const TS_MAX_MS = Date.UTC(2106, 0, 1) - 1;
 const EMPTY_TS = '1970-01-01 00:00:00';
 
+/** `YYYY-MM-DD hh:mm:ss` (UTC) of epoch-ms `ms`, rounded down to the second: a DateTime('UTC') value in text form. */
 export function dateTimeText(ms: number): string {
   const iso = new Date(Math.floor(ms / 1000) * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.000Z
   return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;

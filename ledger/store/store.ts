@@ -14,7 +14,7 @@ import type { LedgerRecord } from '../record.js';
 
 export interface LedgerStore {
   readonly kind: 'server' | 'embedded';
-  /** Where the store is: the server URL, or the embedded data directory. For messages and logs. */
+  /** Where the store is: the server URL (without credentials), or `embedded ClickHouse (chdb) at <dir>`. For messages and logs. */
   readonly target: string;
   /** Creates or upgrades the schema (schema.ts); re-running is a no-op. */
   migrate(): Promise<void>;

@@ -4,9 +4,12 @@
  * temp dir. Then what only one of them has (outages, one chdb directory per process), and the two
  * compared on the same data.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { canonicalJson, type WardenEvent } from '../../../collectors/event.js';
 import {
@@ -17,6 +20,8 @@ import {
 import type { LedgerRecord } from '../../../ledger/record.js';
 import { startClickHouse, type ClickHouseServer } from '../../harness/index.js';
 import { HOSTILE, chain, event, rebuiltHash, waitForMutations } from './helpers.js';
+
+const execFileAsync = promisify(execFile);
 
 let server: ClickHouseServer;
 let serverStore: LedgerStore;
@@ -354,6 +359,22 @@ describe('server store', () => {
 });
 
 describe('embedded store', () => {
+  it('reports a data directory that another process holds', async () => {
+    // A second process (another agent) opens the directory this test process holds. It runs the built
+    // code in dist/, which the global setup compiles before the tests.
+    const entry = pathToFileURL(path.resolve('dist/ledger/store/index.js')).href;
+    const script =
+      `const m = await import(${JSON.stringify(entry)});` +
+      `try { const s = await m.openStore({ dataDir: ${JSON.stringify(dataDir)} }); await s.close(); console.log(JSON.stringify({ ok: true })); }` +
+      `catch (e) { console.log(JSON.stringify({ name: e.name, message: e.message })); }`;
+    const { stdout } = await execFileAsync(process.execPath, ['--input-type=module', '-e', script]);
+    const result = JSON.parse(stdout.trim().split('\n').at(-1)!) as { name?: string; message?: string };
+    expect(result.name).toBe('StoreUnavailableError');
+    expect(result.message).toContain(path.join(dataDir, 'chdb'));
+    expect(result.message).toMatch(/another process/);
+    expect(await embeddedStore.ping()).toBe(true);
+  });
+
   it('keeps engine work off the event loop', async () => {
     // Timer lag on the main thread while chdb runs a query that takes a while on its worker.
     let worst = 0;
