@@ -63,6 +63,16 @@ export const ConfigSchema = z.strictObject({
     /** ... or this often while records arrived since the last one. */
     checkpointIntervalMs: z.number().int().min(10).default(10_000),
   }).prefault({}),
+  clickhouse: z.strictObject({
+    /** auto: the server when `url` is set, else the embedded engine (chdb) in the data dir; off: no shipping. */
+    mode: z.enum(['auto', 'server', 'embedded', 'off']).default('auto'),
+    url: z.string().url().optional(),
+    user: z.string().optional(),
+    password: z.string().optional(),
+    database: z.string().regex(/^\w+$/, 'expected a database name (letters, digits, _)').optional(),
+    batchRecords: z.number().int().min(1).max(100_000).default(5000),
+    flushIntervalMs: z.number().int().min(10).default(1000),
+  }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
   }).prefault({}),
@@ -94,6 +104,11 @@ export const ENV_VARS = {
   WARDEN_METRICS_ADDR: 'metrics.addr',
   WARDEN_LOG_LEVEL: 'log.level',
   WARDEN_REDACT_PATHS: 'redaction.paths',
+  WARDEN_CLICKHOUSE: 'clickhouse.mode',
+  WARDEN_CLICKHOUSE_URL: 'clickhouse.url',
+  WARDEN_CLICKHOUSE_USER: 'clickhouse.user',
+  WARDEN_CLICKHOUSE_PASSWORD: 'clickhouse.password',
+  WARDEN_CLICKHOUSE_DATABASE: 'clickhouse.database',
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',

@@ -32,6 +32,16 @@ export class WardenMetrics {
   readonly ledgerEvents = new Counter({ name: 'warden_ledger_events_total', help: 'Events appended to the ledger spool (durable), by kind.', labelNames: ['kind'], registers: [this.registry] });
   readonly ledgerAppendErrors = new Counter({ name: 'warden_ledger_append_errors_total', help: 'Spool appends that failed (the batch is re-read, not lost).', registers: [this.registry] });
   readonly ledgerLastSeq = new Gauge({ name: 'warden_ledger_last_seq', help: 'Sequence number of the newest durable ledger record.', registers: [this.registry] });
+  /** Where the backlog is read from at scrape time (set when shipping is on). */
+  backlogSource: (() => number) | null = null;
+  readonly backlog = new Gauge({
+    name: 'warden_ledger_backlog_events',
+    help: 'Ledger records durable in the spool but not yet in the ClickHouse store.',
+    registers: [this.registry],
+    collect: () => { if (this.backlogSource) this.backlog.set(this.backlogSource()); },
+  });
+  readonly shipErrors = new Counter({ name: 'warden_ledger_ship_errors_total', help: 'Failed attempts to ship ledger records to the store (retried; the backlog stays on disk).', registers: [this.registry] });
+  readonly shipped = new Counter({ name: 'warden_ledger_shipped_total', help: 'Ledger records inserted into the store.', registers: [this.registry] });
   readonly gaps = new Counter({ name: 'warden_collector_gaps_total', help: 'Times a queue stream was trimmed past the collector checkpoint (events lost, finished jobs reconciled).', labelNames: ['queue'], registers: [this.registry] });
   readonly streamEntries = new Counter({ name: 'warden_collector_stream_entries_total', help: 'BullMQ event stream entries read, by queue and BullMQ event name.', labelNames: ['queue', 'event'], registers: [this.registry] });
   readonly collectorErrors = new Counter({ name: 'warden_collector_errors_total', help: 'Errors while collecting (Redis unavailable, bad entries), by where they happened.', labelNames: ['where'], registers: [this.registry] });

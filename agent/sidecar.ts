@@ -8,6 +8,7 @@ import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
 import { Checkpointer, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
+import { startShipping, type Shipping } from './shipping.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
 import { EventPipeline } from './pipeline.js';
@@ -28,6 +29,8 @@ export class Sidecar {
     private readonly logger: Logger,
     /** Signs Merkle checkpoints of the ledger; `checkpointer.onCheckpoint(fn)` is where they are published. */
     readonly checkpointer: Checkpointer,
+    /** The ClickHouse store and its shipper; null when clickhouse.mode is off. */
+    readonly shipping: Shipping | null,
   ) {}
 
   static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
@@ -45,6 +48,11 @@ export class Sidecar {
 
     const metrics = new WardenMetrics();
     metrics.ledgerLastSeq.set(spool.lastSeq);
+    const shipping = await startShipping(config, spool, metrics, logger).catch(async (err) => {
+      await checkpointer.close({ lastSeq: spool.lastSeq });
+      await spool.close();
+      throw err;
+    });
     const traces = createTraceExport(config.tracing);
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
@@ -86,6 +94,7 @@ export class Sidecar {
       const reasons: string[] = [];
       if (!sidecar?.collectorRunning) reasons.push('collector starting (waiting for Redis)');
       else if (!collector.connected) reasons.push(`redis not connected (${config.redis.url.replace(/\/\/[^@]*@/, '//***@')})`);
+      reasons.push(...(shipping?.problems() ?? []));
       return { ready: reasons.length === 0, reasons };
     };
     const api = new ComplianceApi({
@@ -103,7 +112,7 @@ export class Sidecar {
     logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
 
     // Redis may be down at start: keep retrying in the background, ready once it is reachable.
-    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer);
+    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
     sidecar = s;
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
@@ -123,6 +132,7 @@ export class Sidecar {
     await this.spool.close();
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
     if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');
+    await this.shipping?.stop(); // ships what it can in a few seconds, the final checkpoint included
     await this.positions.flush();
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();

@@ -8,17 +8,23 @@
  *
  * The backlog lives on disk in the spool, never in memory: a store outage costs disk, not RAM.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { LedgerRecord } from './record.js';
 import { SpoolTail } from './tail.js';
-import { LEDGER_TABLE } from './store/rows.js';
-import { sqlNumber } from './store/sql.js';
+import { checkpointsPath, readCheckpointFile, type Checkpoint } from './checkpoint.js';
+import { CHECKPOINTS_TABLE } from './store/schema.js';
+import { dateTimeText, LEDGER_TABLE } from './store/rows.js';
+import { insertJsonEachRow, sqlNumber } from './store/sql.js';
 import type { LedgerStore } from './store/store.js';
 
 /** What the shipper needs from a store. */
 export interface ShipTarget {
   insert(records: LedgerRecord[]): Promise<void>;
+  /** Signed checkpoints, copied beside the records they cover (the store's own copy; the file stays). */
+  insertCheckpoints(checkpoints: Checkpoint[]): Promise<void>;
+  /** Size of the largest checkpoint the store holds (0 for none). */
+  maxCheckpointSize(): Promise<number>;
   /** Distinct seqs the store holds in (after, upTo]: their count and max. */
   present(after: number, upTo?: number): Promise<{ count: number; max: number }>;
   /** The distinct seqs the store holds in (after, upTo], ascending. */
@@ -37,6 +43,8 @@ export interface ShipperOptions {
   retryMinMs?: number;
   retryMaxMs?: number;
   onShipped?: (records: number, committed: number) => void;
+  /** Run before talking to the store after a start or a failure (e.g. schema migrations). */
+  prepare?: () => Promise<void>;
   onError?: (err: Error) => void;
 }
 
@@ -61,6 +69,9 @@ export class Shipper {
   private loop: Promise<void> | null = null;
   private failing: ShipperStatus['failing'] = null;
   private wake: (() => void) | null = null;
+  /** Checkpoints with size up to this are in the store. */
+  private checkpointsShipped = 0;
+  private checkpointFileSize = -1;
   private readonly file: string;
   private readonly batch: number;
   private readonly interval: number;
@@ -94,6 +105,15 @@ export class Shipper {
     this.running = false;
     this.wake?.();
     await this.loop;
+    // A last pass for what arrived while stopping (e.g. the final checkpoint written at shutdown).
+    if (!this.failing && !this.uncertain) {
+      try {
+        while ((await this.shipOnce()) > 0 && Date.now() < deadline);
+        await this.shipCheckpoints();
+      } catch (err) {
+        this.o.onError?.(err as Error);
+      }
+    }
   }
 
   private async run(): Promise<void> {
@@ -123,6 +143,7 @@ export class Shipper {
    * becomes committed; seqs present beyond the first hole are remembered and not inserted again.
    */
   private async resync(): Promise<void> {
+    await this.o.prepare?.();
     const all = await this.o.target.present(this.committed);
     this.already.clear();
     if (all.count > 0) {
@@ -142,18 +163,41 @@ export class Shipper {
     }
     // A failed batch was already read from the tail: read again from just after what is confirmed.
     this.tail = SpoolTail.at(this.o.dataDir, this.committed + 1);
+    this.checkpointsShipped = await this.o.target.maxCheckpointSize();
+    this.checkpointFileSize = -1;
     this.uncertain = false;
   }
 
   private async shipOnce(): Promise<number> {
     const records = await this.tail.read(this.batch, this.o.lastSeq());
-    if (records.length === 0) return 0;
+    if (records.length === 0) {
+      await this.shipCheckpoints();
+      return 0;
+    }
     const missing = this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
     if (missing.length) await this.o.target.insert(missing);
     for (const r of records) this.already.delete(r.seq);
     await this.advance(records[records.length - 1].seq);
     this.o.onShipped?.(missing.length, this.committed);
     return records.length;
+  }
+
+  /** Checkpoints whose records are all in the store, not shipped yet, in order (sizes only grow). */
+  private async shipCheckpoints(): Promise<void> {
+    const file = checkpointsPath(this.o.dataDir);
+    const size = await stat(file).then((st) => st.size, () => 0);
+    if (size === this.checkpointFileSize) return;
+    const read = await readCheckpointFile(file);
+    const due = read.lines
+      .map((l) => l.checkpoint)
+      .filter((cp): cp is Checkpoint => cp !== null && cp.size > this.checkpointsShipped && cp.last_seq <= this.committed);
+    if (due.length) {
+      await this.o.target.insertCheckpoints(due);
+      this.checkpointsShipped = due[due.length - 1].size;
+    }
+    // Checkpoints beyond what is committed wait for their records: look at the file again next time.
+    const waiting = read.lines.some((l) => l.checkpoint && l.checkpoint.last_seq > this.committed);
+    this.checkpointFileSize = waiting ? -1 : size;
   }
 
   private async advance(seq: number): Promise<void> {
@@ -201,6 +245,12 @@ export function storeTarget(store: LedgerStore): ShipTarget {
     `seq > ${sqlNumber(after)}${upTo === undefined ? '' : ` AND seq <= ${sqlNumber(upTo)}`}`;
   return {
     insert: (records) => store.insert(records),
+    insertCheckpoints: (cps) => store.exec(insertJsonEachRow(CHECKPOINTS_TABLE, ['size', 'root', 'ts', 'ts_ms', 'last_seq', 'key_id', 'sig'],
+      cps.map((cp) => ({ size: cp.size, root: cp.root, ts: dateTimeText(cp.ts), ts_ms: cp.ts, last_seq: cp.last_seq, key_id: cp.key_id, sig: cp.sig })))),
+    async maxCheckpointSize() {
+      const [row] = await store.query<{ m: string }>(`SELECT max(size) AS m FROM ${CHECKPOINTS_TABLE}`);
+      return Number(row?.m ?? 0);
+    },
     async present(after, upTo) {
       const [row] = await store.query<{ c: string; m: string }>(`SELECT uniqExact(seq) AS c, max(seq) AS m FROM ${LEDGER_TABLE} WHERE ${range(after, upTo)}`);
       return { count: Number(row?.c ?? 0), max: Number(row?.m ?? 0) };
