@@ -113,8 +113,13 @@ export class ServerStore extends SqlStore {
         { cause: err },
       );
     }
-    const code = clickHouseCode(message);
+    // 18.16 answers `Code: 62, e.displayText() = DB::Exception: ...`, which the client leaves in a plain
+    // Error; newer servers' errors become ClickHouseError with `code` (digits) and `type` set.
+    const typed = typeof e?.code === 'string' && /^\d+$/.test(e.code) ? Number(e.code) : null;
+    const code = typed ?? clickHouseCode(message);
+    const type = (e as { type?: unknown }).type;
     let detail = firstLine(message.replace(/\s*,?\s*e\.what\(\) = DB::Exception\s*$/, ''));
+    if (typed !== null) detail = `Code ${typed}${typeof type === 'string' ? ` (${type})` : ''}: ${detail}`;
     if (code !== null && AUTH_CODES.has(code)) {
       detail += ` (check the user and password configured for ${this.target})`;
     } else if (code === 81) {

@@ -6,6 +6,8 @@
  */
 import { execFile } from 'node:child_process';
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -346,6 +348,30 @@ describe('server store', () => {
       expect((err as Error).message).toMatch(/password/);
     } finally {
       await wrong.close();
+    }
+  });
+
+  it("maps a newer server's error format (23.x and later) to StoreQueryError with its code", async () => {
+    // No 23-25 server runs here; this one answers like them (status, exception header, message text).
+    const fake = http.createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        res.writeHead(404, { 'X-ClickHouse-Exception-Code': '60', 'Content-Type': 'text/plain' });
+        res.end("Code: 60. DB::Exception: Unknown table expression identifier 'nope' in scope SELECT * FROM nope. (UNKNOWN_TABLE) (version 24.8.4.13 (official build))\n");
+      });
+    });
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(fake.address() as AddressInfo).port}`;
+    const s = await openStore({ url, dataDir });
+    try {
+      const err = await s.query('SELECT * FROM nope').catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(StoreQueryError);
+      expect((err as StoreQueryError).code).toBe(60);
+      expect((err as Error).message).toMatch(/UNKNOWN_TABLE/);
+      expect((err as StoreQueryError).sqlHead).toBe('SELECT * FROM nope');
+    } finally {
+      await s.close();
+      await new Promise((resolve) => fake.close(resolve));
     }
   });
 
