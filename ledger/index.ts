@@ -30,3 +30,11 @@ export { CheckpointError, CheckpointMismatchError } from './checkpoint-errors.js
 export {
   verifyStore, type StoreVerifyResult, type StoreVerifyProblem, type StoreProblemKind, type StoreVerifyOptions,
 } from './store-verify.js';
+export {
+  queryEvents, countEvents, lineage as storeLineage, approvals, approvalsPerDay, versions, unapproved, decisions, decisionCounts,
+  eventsSql, countEventsSql, lineageSql as storeLineageSql, approvalsSql, approvalsPerDaySql, versionsSql, unapprovedSql, decisionsSql, decisionCountsSql,
+  REQUIRE_APPROVAL, APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS,
+  type TimeRange, type EventFilter, type ApprovalFilter, type DecisionFilter, type VersionFilter, type UnapprovedFilter,
+  type ApprovalRow, type ApprovalsPerDayRow, type VersionRow, type UnapprovedRow, type DecisionRow, type DecisionCountRow,
+} from './compliance.js';
+export { exportEvents, eventPages, jsonlLine, type ExportFormat, type ExportOptions, type ExportProgress, type ExportResult } from './compliance-export.js';

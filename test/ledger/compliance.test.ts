@@ -14,8 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent, type EventInit, type WardenEvent } from '../../collectors/event.js';
 import { csvHeader, csvRow } from '../../agent/format.js';
 import {
-  APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS, approvals, approvalsPerDay, approvalsPerDaySql, approvalsSql, countEvents, decisionCounts,
-  decisions, decisionsSql, eventsSql, lineage, queryEvents, unapproved, unapprovedSql, versions, versionsSql,
+  APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS, approvals, approvalsPerDay, approvalsPerDaySql, approvalsSql, countEvents, decisionCounts, decisionCountsSql,
+  decisions, decisionsSql, eventsSql, lineage, lineageSql, queryEvents, unapproved, unapprovedSql, versions, versionsSql,
   type ApprovalRow, type ApprovalsPerDayRow, type DecisionCountRow, type DecisionRow, type EventFilter, type UnapprovedRow,
   type VersionRow,
 } from '../../ledger/compliance.js';
@@ -440,6 +440,15 @@ describe('both stores', () => {
     expect(approvalsSql({ actor: 'a\u0000b\nc' })).toContain("actor = 'a\\x00b\\x0ac'");
     expect(eventsSql({ since: 1714521600123, until: 1714521601000 })).toContain('WHERE ts >= toDateTime(1714521600)\n  AND ts_ms >= 1714521600123\n  AND ts <= toDateTime(1714521600)\n  AND ts_ms < 1714521601000\n');
     for (const t of [versionsSql(), decisionsSql(), approvalsPerDaySql()]) expect(t).not.toMatch(/\{|\?/);
+  });
+
+  it('the README shows the very SQL the module runs', async () => {
+    const readme = await fs.readFile(path.resolve('README.md'), 'utf8');
+    const r = { since: Date.UTC(2024, 4, 1), until: Date.UTC(2024, 5, 1) };
+    for (const text of [
+      approvalsSql({ ...r, actor: 'alice@example.com' }), approvalsPerDaySql(r), versionsSql(r), unapprovedSql(r), decisionsSql(r),
+      decisionCountsSql(r), lineageSql('order-42'),
+    ]) expect(readme).toContain(`\`\`\`sql\n${text}\n\`\`\``);
   });
 
   it('refuse bad filters before any SQL is built', () => {
