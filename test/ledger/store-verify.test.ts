@@ -220,7 +220,7 @@ describe.each([
   it('verify rate: rows from ClickHouse vs the spool', async () => {
     const big = await tempDir();
     try {
-      const count = 20_000;
+      const count = 12_000;
       const k = await loadOrCreateSigningKey(big);
       const spool = await Spool.open({ dir: big, fsync: false, groupCommitMs: 0 });
       const cp = await Checkpointer.open({ dir: big, key: k, every: 2000, intervalMs: 3_600_000, fsync: false, lastSeq: 0 });
