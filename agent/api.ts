@@ -10,7 +10,10 @@ import type { WardenEvent } from '../collectors/event.js';
 import { makeEvent } from '../collectors/event.js';
 import type { Redactor } from '../collectors/redact.js';
 import { LedgerError, parseTimeArg, type LedgerFilter, type LedgerRecord, type VerifyResult } from '../ledger/index.js';
-import { csvHeader, csvRow } from './format.js';
+import { csvCell, csvHeader, csvRow } from '../ledger/csv.js';
+import * as c from '../ledger/compliance.js';
+import { eventPages } from '../ledger/compliance-export.js';
+import type { LedgerStore } from '../ledger/store/index.js';
 
 import type { ROLES } from './config.js';
 
@@ -28,6 +31,8 @@ export interface LedgerReader {
 export interface ApiOptions {
   tokens: ApiToken[];
   reader: LedgerReader;
+  /** The ClickHouse store the ledger is shipped to: the compliance queries run there (same code as the CLI). */
+  store?: LedgerStore | null;
   /** Appends audit events (ledger reads) to the ledger. */
   record(events: WardenEvent[]): Promise<void>;
   redactor: Redactor;
@@ -133,7 +138,34 @@ export class ComplianceApi {
         res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
         return r.records;
       }
-      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify)`);
+      const store = this.o.store;
+      const queries: Record<string, () => Promise<number>> = {
+        '/v1/ledger/approvals': async () => {
+          const f = { ...timeFrom(url, ['actor', 'queue', 'limit', 'per_day', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), limit: num(url, 'limit') };
+          return url.searchParams.get('per_day') === '1'
+            ? rowsOut(res, await c.approvalsPerDay(store!, f), c.APPROVALS_PER_DAY_COLUMNS, url)
+            : rowsOut(res, await c.approvals(store!, f), c.APPROVAL_COLUMNS, url);
+        },
+        '/v1/ledger/versions': async () => rowsOut(res, await c.versions(store!, { ...timeFrom(url, ['queue', 'format']), queue: str(url, 'queue') }), c.VERSION_COLUMNS, url),
+        '/v1/ledger/unapproved': async () => rowsOut(res, await c.unapproved(store!, { ...timeFrom(url, ['queue', 'format']), queue: str(url, 'queue') }), c.UNAPPROVED_COLUMNS, url),
+        '/v1/ledger/decisions': async () => {
+          const f = { ...timeFrom(url, ['actor', 'queue', 'policy', 'limit', 'counts', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), policy: str(url, 'policy'), limit: num(url, 'limit') };
+          return url.searchParams.get('counts') === '1'
+            ? rowsOut(res, await c.decisionCounts(store!, f), c.DECISION_COUNT_COLUMNS, url)
+            : rowsOut(res, await c.decisions(store!, f), c.DECISION_COLUMNS, url);
+        },
+        '/v1/ledger/export': async () => {
+          const f = filterFrom(url);
+          const fmt = formatFrom(url);
+          return this.stream(res, flatten(eventPages(store!, { ...f, kind: f.kind }, 5000)), fmt === 'json' ? 'jsonl' : fmt);
+        },
+      };
+      const q = queries[path];
+      if (q) {
+        if (!store) throw new ApiError(503, `${path} queries the ClickHouse store, and this sidecar ships to none (clickhouse.mode is off)`);
+        return q();
+      }
+      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify, approvals, versions, unapproved, decisions, export)`);
     }
     if (path === '/v1/events') {
       need(['ingest', 'admin']);
@@ -199,6 +231,44 @@ function filterFrom(url: URL): LedgerFilter {
     until: p.get('until') ? parseTimeArg(p.get('until')!) : undefined,
     limit: limit ? Number(limit) : undefined,
   };
+}
+
+/** Time range plus the other keys a route accepts; anything else is a 400 naming it. */
+function timeFrom(url: URL, others: string[]): { since?: number; until?: number } {
+  const allowed = new Set(['since', 'until', ...others]);
+  for (const key of url.searchParams.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
+  const since = url.searchParams.get('since');
+  const until = url.searchParams.get('until');
+  return { since: since ? parseTimeArg(since) : undefined, until: until ? parseTimeArg(until) : undefined };
+}
+
+const str = (url: URL, key: string) => url.searchParams.get(key) ?? undefined;
+
+function num(url: URL, key: string): number | undefined {
+  const v = url.searchParams.get(key);
+  if (v === null) return undefined;
+  if (!/^[1-9]\d{0,8}$/.test(v)) throw new ApiError(400, `${key} must be a positive whole number, not ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** Query rows as a JSON array (default), JSON lines or CSV with the query's own columns. */
+function rowsOut(res: ServerResponse, rows: object[], columns: readonly string[], url: URL): number {
+  const f = url.searchParams.get('format') ?? 'json';
+  if (f === 'csv') {
+    const lines = [columns.join(','), ...rows.map((r) => columns.map((c) => csvCell((r as Record<string, unknown>)[c])).join(','))];
+    res.writeHead(200, { 'content-type': 'text/csv; charset=utf-8' }).end(`${lines.join('\r\n')}\r\n`);
+  } else if (f === 'jsonl') {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
+  } else if (f === 'json') {
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(rows)}\n`);
+  } else {
+    throw new ApiError(400, `format must be json, jsonl or csv, not ${JSON.stringify(f)}`);
+  }
+  return rows.length;
+}
+
+async function* flatten<T>(pages: AsyncIterable<T[]>): AsyncIterable<T> {
+  for await (const page of pages) yield* page;
 }
 
 function formatFrom(url: URL): 'jsonl' | 'json' | 'csv' {

@@ -1,17 +1,13 @@
 /** Output formats of the ledger commands: a readable table, JSON lines, or CSV (RFC 4180 quoting). */
 import type { WardenEvent } from '../collectors/event.js';
 import type { LedgerRecord } from '../ledger/record.js';
+import { csvHeader, csvRow } from '../ledger/csv.js';
+
+export { csvHeader, csvRow };
 
 export type OutputFormat = 'table' | 'jsonl' | 'csv';
 
 const TABLE_COLUMNS = ['seq', 'time', 'kind', 'queue', 'job_id', 'attempt', 'correlation_id', 'model_version', 'detail'] as const;
-const CSV_COLUMNS = ['seq', 'hash', 'event_id', 'ts', 'kind', 'source', 'correlation_id', 'trace_id', 'span_id', 'queue', 'job_id', 'job_name', 'workflow_id', 'run_id', 'activity_type', 'attempt', 'duration_ms', 'input_digest', 'model', 'model_version', 'policy', 'policy_version', 'actor', 'decision', 'reason', 'error', 'input', 'attrs'] as const;
-
-function csvCell(v: unknown): string {
-  const s = v === null || v === undefined ? '' : typeof v === 'object' ? JSON.stringify(v) : String(v);
-  return /[",\r\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
-}
-
 function detail(ev: WardenEvent): string {
   const parts: string[] = [];
   if (ev.duration_ms !== null) parts.push(`${ev.duration_ms}ms`);
@@ -19,16 +15,6 @@ function detail(ev: WardenEvent): string {
   if (ev.reason) parts.push(ev.reason);
   if (ev.attrs.reconciled) parts.push('reconciled');
   return parts.join(' ').replace(/\s+/g, ' ').slice(0, 80);
-}
-
-/** CSV header line (RFC 4180, CRLF), shared by the CLI and the HTTP export. */
-export function csvHeader(): string {
-  return `${CSV_COLUMNS.join(',')}\r\n`;
-}
-
-export function csvRow(rec: LedgerRecord): string {
-  const ev = rec.event as Record<string, unknown>;
-  return `${CSV_COLUMNS.map((c) => csvCell(c === 'seq' ? rec.seq : c === 'hash' ? rec.hash : ev[c])).join(',')}\r\n`;
 }
 
 export class RecordWriter {

@@ -101,6 +101,7 @@ export class Sidecar {
       ...config.api,
       redactor,
       record: (events) => pipeline.record(events),
+      store: shipping?.store ?? null,
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
         lineage: (cid) => lineage(config.dataDir, cid),

@@ -7,7 +7,7 @@
  * agent/format.ts (csvHeader/csvRow), JSONL as `{"seq", "hash", ...event}`. agent/format.ts imports
  * only types, so this import adds no dependency on the running agent.
  */
-import { csvHeader, csvRow } from '../agent/format.js';
+import { csvHeader, csvRow } from './csv.js';
 import { countEvents, eventsSql, type EventFilter } from './compliance.js';
 import { InvalidFilterError } from './errors.js';
 import type { LedgerRecord } from './record.js';
