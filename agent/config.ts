@@ -73,6 +73,12 @@ export const ConfigSchema = z.strictObject({
     batchRecords: z.number().int().min(1).max(100_000).default(5000),
     flushIntervalMs: z.number().int().min(10).default(1000),
   }).prefault({}),
+  nats: z.strictObject({
+    /** NATS server URL; set: every signed ledger checkpoint is also published to JetStream. */
+    url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'expected a nats:// or tls:// URL').optional(),
+    /** Subject the checkpoints are published on (stream WARDEN_CHECKPOINTS captures it). */
+    checkpointSubject: z.string().regex(/^[^\s*>]+$/, 'expected a subject without wildcards').default('warden.ledger.checkpoints'),
+  }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
   }).prefault({}),
@@ -110,6 +116,7 @@ export const ENV_VARS = {
   WARDEN_CLICKHOUSE_PASSWORD: 'clickhouse.password',
   WARDEN_CLICKHOUSE_DATABASE: 'clickhouse.database',
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
+  WARDEN_NATS_URL: 'nats.url',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

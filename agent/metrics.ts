@@ -41,6 +41,7 @@ export class WardenMetrics {
     collect: () => { if (this.backlogSource) this.backlog.set(this.backlogSource()); },
   });
   readonly shipErrors = new Counter({ name: 'warden_ledger_ship_errors_total', help: 'Failed attempts to ship ledger records to the store (retried; the backlog stays on disk).', registers: [this.registry] });
+  readonly checkpointPublishErrors = new Counter({ name: 'warden_checkpoint_publish_errors_total', help: 'Failed attempts to publish signed ledger checkpoints to NATS, and checkpoints dropped from the full in-memory queue (reason=dropped); all are re-published from checkpoints.jsonl.', labelNames: ['reason'], registers: [this.registry] });
   readonly shipped = new Counter({ name: 'warden_ledger_shipped_total', help: 'Ledger records inserted into the store.', registers: [this.registry] });
   readonly gaps = new Counter({ name: 'warden_collector_gaps_total', help: 'Times a queue stream was trimmed past the collector checkpoint (events lost, finished jobs reconciled).', labelNames: ['queue'], registers: [this.registry] });
   readonly streamEntries = new Counter({ name: 'warden_collector_stream_entries_total', help: 'BullMQ event stream entries read, by queue and BullMQ event name.', labelNames: ['queue', 'event'], registers: [this.registry] });

@@ -9,6 +9,7 @@ import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
 import { Checkpointer, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
 import { startShipping, type Shipping } from './shipping.js';
+import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
 import { EventPipeline } from './pipeline.js';
@@ -53,6 +54,8 @@ export class Sidecar {
       await spool.close();
       throw err;
     });
+    // Signed checkpoints also go to NATS JetStream when nats.url is set (async; never blocks the ledger).
+    const publisher = startCheckpointPublishing(config, checkpointer, metrics, logger);
     const traces = createTraceExport(config.tracing);
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
@@ -115,6 +118,7 @@ export class Sidecar {
     // Redis may be down at start: keep retrying in the background, ready once it is reachable.
     const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
     sidecar = s;
+    s.checkpointPublisher = publisher;
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -123,6 +127,8 @@ export class Sidecar {
   }
 
   collectorRunning = false;
+  /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
+  checkpointPublisher: CheckpointPublisher | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
@@ -134,6 +140,7 @@ export class Sidecar {
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
     if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');
     await this.shipping?.stop(); // ships what it can in a few seconds, the final checkpoint included
+    await this.checkpointPublisher?.stop({ drainMs: 3000 }); // the final checkpoint too, if NATS is up
     await this.positions.flush();
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();
