@@ -36,7 +36,8 @@ function call(path: string, opts: { token?: string; method?: string; headers?: R
 beforeAll(async () => {
   [redis, dir] = await Promise.all([startRedis(), tempDir('warden-api')]);
   const config = join(dir.path, 'warden.yaml');
-  writeFileSync(config, 'api:\n  ratePerMinute: 40\n  maxBodyBytes: 2048\n');
+  // Model metadata read from the jobs by JSON path (the workload's producers know nothing of Warden).
+  writeFileSync(config, 'api:\n  ratePerMinute: 40\n  maxBodyBytes: 2048\nbullmq:\n  metadata:\n    model: opts.backoff.type\n    model_version: opts.attempts\n');
   sidecar = await startSidecarProcess({
     redisUrl: redis.url, dataDir: dir.path, queues: ['api-q'], config,
     env: { WARDEN_API_TOKENS: `auditor:compliance:${COMPLIANCE},pipeline:ingest:${INGEST},ops:admin:${ADMIN}` },
@@ -118,7 +119,9 @@ describe('compliance API', () => {
     const versions = await call('/v1/ledger/versions?since=1d', { token: COMPLIANCE });
     expect(versions.status).toBe(200);
     const rows = JSON.parse(versions.body) as { queue: string; runs: number | string }[];
-    expect(rows.some((r) => r.queue === 'api-q' && Number(r.runs) === 30)).toBe(true);
+    const mine = rows.filter((r) => r.queue === 'api-q') as unknown as { model: string; model_version: string; runs: number }[];
+    expect([...new Set(mine.map((r) => `${r.model}@${r.model_version}`))]).toEqual(['fixed@3']); // (a run across UTC midnight has two day rows)
+    expect(mine.reduce((n, r) => n + Number(r.runs), 0)).toBe(30); // every job's terminal record
     const decisions = await call('/v1/ledger/decisions?counts=1&format=csv', { token: COMPLIANCE });
     expect(decisions.status).toBe(200);
     expect(decisions.body.split('\r\n')[0]).toBe('policy,policy_version,decision,decisions');
