@@ -4,8 +4,9 @@
  * `attrs.stream_id`. The positions file is only a shortcut (positions + the spool seq they cover);
  * on start it is rolled forward over the spool records written after it.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises';
-import { dirname, join } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { replaceFile } from '../ledger/files.js';
 import type { WardenEvent } from '../collectors/event.js';
 import { compareStreamIds } from '../collectors/bullmq/keys.js';
 import type { LedgerRecord } from '../ledger/record.js';
@@ -83,16 +84,7 @@ export class PositionStore {
 
   // Write-then-rename: a crash leaves either the old file or the new one, never half of one.
   private async write(data: PositionsFile): Promise<void> {
-    await mkdir(dirname(this.file), { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify(data));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.file);
+    await replaceFile(this.file, JSON.stringify(data));
   }
 
   private async load(): Promise<PositionsFile> {

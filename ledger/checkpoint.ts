@@ -23,6 +23,7 @@ import { LeafTail } from './checkpoint-leaves.js';
 import { keyIdOf } from './checkpoint-keys.js';
 import { MerkleFrontier, leafHash } from './merkle.js';
 import { serializeRecord, type LedgerRecord } from './record.js';
+import { replaceFile, writeAll } from './files.js';
 
 export const CHECKPOINTS_FILE = 'checkpoints.jsonl';
 export const CHECKPOINT_STATE_FILE = 'checkpoints.state';
@@ -392,15 +393,7 @@ export class Checkpointer {
   }
 
   private async saveState(state: SavedState): Promise<void> {
-    const tmp = `${this.stateFile}.tmp`;
-    const fh = await fs.open(tmp, 'w');
-    try {
-      await fh.writeFile(`${JSON.stringify(state)}\n`);
-      if (this.fsync) await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await fs.rename(tmp, this.stateFile);
+    await replaceFile(this.stateFile, `${JSON.stringify(state)}\n`, { fsync: this.fsync });
   }
 }
 
@@ -425,11 +418,3 @@ async function restoreFrontier(file: string, last: Checkpoint | null, lastSeq: n
   return tree;
 }
 
-async function writeAll(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    if (bytesWritten === 0) throw new Error('write made no progress');
-    done += bytesWritten;
-  }
-}

@@ -8,7 +8,8 @@
  *
  * The backlog lives on disk in the spool, never in memory: a store outage costs disk, not RAM.
  */
-import { mkdir, open, readFile, rename, stat } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
+import { replaceFile } from './files.js';
 import path from 'node:path';
 import type { LedgerRecord } from './record.js';
 import { SpoolTail } from './tail.js';
@@ -225,16 +226,7 @@ export class Shipper {
   }
 
   private async save(): Promise<void> {
-    await mkdir(this.o.dataDir, { recursive: true });
-    const tmp = `${this.file}.tmp`;
-    const fh = await open(tmp, 'w');
-    try {
-      await fh.writeFile(JSON.stringify({ version: 1, committed: this.committed } satisfies ShipperFile));
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
-    await rename(tmp, this.file);
+    await replaceFile(this.file, JSON.stringify({ version: 1, committed: this.committed } satisfies ShipperFile));
   }
 }
 

@@ -15,6 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { WardenEvent } from '../collectors/event.js';
 import { NotJsonError, canonicalJson } from '../collectors/canonical.js';
+import { writeAll } from './files.js';
 import { InvalidEventError, SpoolClosedError, SpoolFailedError, SpoolWriteError } from './errors.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { encodeRecord, eventShapeProblem, type LedgerRecord } from './record.js';
@@ -371,12 +372,3 @@ async function createSegment(ledgerDir: string, firstSeq: number): Promise<fs.Fi
   return fh;
 }
 
-/** pwrite until done: a regular-file write can be short (e.g. at a file-size limit). */
-async function writeAll(fh: fs.FileHandle, buf: Buffer, position: number): Promise<void> {
-  let done = 0;
-  while (done < buf.length) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, position + done);
-    if (bytesWritten === 0) throw new Error('write made no progress');
-    done += bytesWritten;
-  }
-}
