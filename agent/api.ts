@@ -25,7 +25,8 @@ export interface ApiToken { name: string; role: Role; token: string }
 export interface LedgerReader {
   events(filter: LedgerFilter): AsyncIterable<LedgerRecord>;
   lineage(correlationId: string): Promise<LedgerRecord[]>;
-  verify(): Promise<VerifyResult>;
+  /** The hash chain, and (when there are any) the signed checkpoints against the spool. */
+  verify(): Promise<VerifyResult & { checkpoints?: { ok: boolean } }>;
 }
 
 export interface ApiOptions {
@@ -135,7 +136,8 @@ export class ComplianceApi {
       }
       if (path === '/v1/ledger/verify') {
         const r = await this.o.reader.verify();
-        res.writeHead(r.ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
+        const ok = r.ok && (r.checkpoints?.ok ?? true);
+        res.writeHead(ok ? 200 : 409, { 'content-type': 'application/json' }).end(`${JSON.stringify({ ...r, ok })}\n`);
         return r.records;
       }
       const store = this.o.store;

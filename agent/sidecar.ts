@@ -2,11 +2,13 @@
  * Wires the sidecar process: spool (ledger) -> positions -> metrics/spans -> BullMQ collector -> HTTP.
  * Start order makes the ledger durable before anything is read; stop order drains in reverse.
  */
+import { createPublicKey } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BullMQCollector } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
-import { Checkpointer, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyLedger } from '../ledger/index.js';
+import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
 import { startShipping, type Shipping } from './shipping.js';
 import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
@@ -108,7 +110,10 @@ export class Sidecar {
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
         lineage: (cid) => lineage(config.dataDir, cid),
-        verify: () => verifyLedger(config.dataDir),
+        verify: async () => ({
+          ...(await verifyLedger(config.dataDir)),
+          checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
+        }),
       },
     });
     const { host, port } = parseHostPort(config.metrics.addr);
