@@ -257,6 +257,22 @@ export function buildCli(): Command {
         `(root ${proof.checkpoint.root}, key ${proof.checkpoint.key_id}); check it with: warden ledger verify-proof <file> --public-key <pem>`);
     });
 
+  ledger.command('schema').description('print the ClickHouse DDL: the single-node migrations, or with --cluster the ON CLUSTER / Replicated / Distributed form')
+    .option('--cluster <name>', 'cluster name (from the servers\' remote_servers config)')
+    .option('--database <db>', 'database the Distributed tables point at (default: currentDatabase())')
+    .option('--zoo-prefix <path>', 'ZooKeeper path prefix for the replicated tables', '/clickhouse/tables/{shard}/warden')
+    .action(async (o: { cluster?: string; database?: string; zooPrefix: string }) => {
+      const { MIGRATIONS, clusterSchema } = await import('../ledger/store/index.js');
+      if (o.cluster) {
+        for (const st of clusterSchema(o.cluster, { database: o.database, zooPrefix: o.zooPrefix })) out(`-- ${st.table}\n${st.sql};\n\n`);
+        return;
+      }
+      for (const m of MIGRATIONS) {
+        out(`-- migration ${m.version}: ${m.name}${m.requires ? ` (only where the engine has ${m.requires})` : ''}\n`);
+        for (const sql of m.statements) out(`${sql};\n\n`);
+      }
+    });
+
   ledger.command('verify-proof').argument('<proof-file>').description('check an inclusion proof with only the public key (no data directory); exit 1 if invalid')
     .requiredOption('--public-key <pem>', 'the ledger public key (ledger-ed25519.pub.pem)')
     .action(async (file: string, o: { publicKey: string }) => {

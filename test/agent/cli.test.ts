@@ -94,6 +94,20 @@ describe('warden CLI', () => {
     expect(story1[0]).toMatchObject({ kind: 'job.added', job_id: '5' });
   });
 
+  it('prints the ClickHouse schema, and its cluster form on request', async () => {
+    const single = await warden(['ledger', 'schema']);
+    expect(single.code).toBe(0);
+    expect(single.stdout).toMatch(/CREATE TABLE IF NOT EXISTS .*warden_ledger/);
+    expect(single.stdout).toContain('MergeTree');
+    expect(single.stdout).not.toContain('ON CLUSTER');
+    const cluster = await warden(['ledger', 'schema', '--cluster', 'prod_cluster']);
+    expect(cluster.code).toBe(0);
+    expect(cluster.stdout).toContain('ON CLUSTER');
+    expect(cluster.stdout).toContain('ReplicatedMergeTree');
+    expect(cluster.stdout).toMatch(/Distributed\(/);
+    expect(cluster.stdout).toContain('prod_cluster');
+  });
+
   it('rejects a bad time filter with a message that says what is accepted', async () => {
     const dataDir = join(dir.path, 'q');
     const r = await warden(['ledger', 'query', '--data-dir', dataDir, '--since', 'yesterday-ish']);
