@@ -470,6 +470,11 @@ function untilSignal(): Promise<void> {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  // `warden ledger query | head`: the reader went away; stop quietly instead of crashing on EPIPE.
+  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code === 'EPIPE') process.exit(0);
+    throw err;
+  });
   try {
     await buildCli().parseAsync(argv);
   } catch (err) {
