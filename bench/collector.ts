@@ -35,6 +35,7 @@ async function main(): Promise<void> {
   const redisProc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
   const url = `redis://127.0.0.1:${port}`;
   const probe = new Redis(url, { lazyConnect: true, retryStrategy: () => 50 });
+  probe.on('error', () => undefined); // refused until redis-server is listening: expected while polling
   for (let i = 0; i < 100; i++) { try { await probe.connect(); break; } catch { await new Promise((r) => setTimeout(r, 50)); } }
   try {
     const connection = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
