@@ -6,19 +6,20 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
+import type { MetadataPaths as CollectorMetadataPaths } from '../collectors/bullmq/metadata.js';
 import { ConfigError } from './errors.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464');
 const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
 
+// Validates the collector's own MetadataPaths shape (defined once, in collectors/bullmq/metadata.ts).
 const MetadataPaths = z.strictObject({
   correlation_id: jsonPath.optional(),
   model: jsonPath.optional(),
   model_version: jsonPath.optional(),
   policy: jsonPath.optional(),
   policy_version: jsonPath.optional(),
-});
-export type MetadataPaths = z.infer<typeof MetadataPaths>;
+}) satisfies z.ZodType<CollectorMetadataPaths>;
 
 export const ROLES = ['compliance', 'admin', 'ingest'] as const;
 

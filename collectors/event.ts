@@ -63,11 +63,6 @@ export const EVENT_FIELDS = Object.keys(WardenEventSchema.shape) as (keyof Warde
 /** Stable serialization used for hashing and for the spool (RFC 8785); see canonical.ts. */
 export { canonicalJson, NotJsonError } from './canonical.js';
 
-/** Parses untrusted input (HTTP ingest, spool lines) into an event; throws ZodError naming the field. */
-export function parseEvent(value: unknown): WardenEvent {
-  return WardenEventSchema.parse(value) as WardenEvent;
-}
-
 export type EventInit = Partial<Omit<WardenEvent, 'kind' | 'source'>> & { kind: EventKind; source: EventSource };
 
 /** Builds a complete event: every field present (null when unknown), a fresh ULID unless given. */

@@ -1,5 +1,5 @@
 /** Identifiers: ULIDs for events, W3C trace/span IDs derived deterministically where a source has none. */
-import { randomBytes, randomFillSync } from 'node:crypto';
+import { randomFillSync } from 'node:crypto';
 import { sha256Hex } from './hash.js';
 import { monotonicFactory } from 'ulid';
 
@@ -37,8 +37,4 @@ export function stableSpanId(...parts: (string | number)[]): string {
 
 export function newCorrelationId(): string {
   return `wc_${nextUlid()}`;
-}
-
-export function randomSpanId(): string {
-  return randomBytes(8).toString('hex');
 }

@@ -19,16 +19,9 @@
  *
  * Sizes and indexes are JS numbers (exact up to 2^53); no 32-bit bit operators are used on them.
  */
-import crypto from 'node:crypto';
+import { sha256Bytes as sha256 } from '../collectors/hash.js';
 
 export const HASH_BYTES = 32;
-
-// crypto.hash (Node >= 20.12) is ~1.5x faster than createHash for one-shot digests of short input.
-const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
-const sha256: (data: Buffer | string) => Buffer =
-  typeof oneShot === 'function'
-    ? (data) => oneShot('sha256', data, 'buffer') as unknown as Buffer
-    : (data) => crypto.createHash('sha256').update(data).digest();
 
 /** MTH of the empty tree: SHA-256 of the empty string. */
 export const EMPTY_ROOT: Buffer = sha256(Buffer.alloc(0));
