@@ -9,9 +9,9 @@
  * one consumer span per attempt (OpenTelemetry messaging conventions); retries stay in one trace, and
  * jobs added from inside a processor inherit its correlation ID. Telemetry never throws into the job.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
+import { currentCorrelationId, withCorrelation } from '../correlation.js';
 import { newCorrelationId, stableSpanId, traceIdForCorrelation } from '../ids.js';
 import { Redactor } from '../redact.js';
 import * as sc from '../semconv.js';
@@ -27,19 +27,6 @@ export interface WardenMetadata {
   model_version?: string;
   policy?: string;
   policy_version?: string;
-}
-
-interface WardenScope { correlationId: string }
-const scope = new AsyncLocalStorage<WardenScope>();
-
-/** Runs `fn` with a correlation ID that jobs added inside it will carry. */
-export function withCorrelation<T>(correlationId: string, fn: () => T): T {
-  return scope.run({ correlationId }, fn);
-}
-
-/** The correlation ID of the work in progress (inside a wrapped processor or withCorrelation). */
-export function currentCorrelationId(): string | undefined {
-  return scope.getStore()?.correlationId ?? propagation.getBaggage(context.active())?.getEntry('warden.correlation_id')?.value;
 }
 
 /** Builds `opts` for Queue.add with Warden's stamp; explicit values in `opts.warden` win. */
@@ -170,7 +157,7 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
     }
     const active = trace.setSpan(parent, span);
     try {
-      const result = await context.with(active, () => scope.run({ correlationId: cid }, () => fn(job, token)));
+      const result = await context.with(active, () => withCorrelation(cid, () => fn(job, token)));
       span.setStatus({ code: SpanStatusCode.OK });
       return result;
     } catch (err) {

@@ -1,3 +1,4 @@
 /** `warden/bullmq`: the public surface for BullMQ producers and workers. */
-export { withWarden, wardenProcessor, withCorrelation, currentCorrelationId, stampJobOptions, type WardenMetadata } from './hooks.js';
+export { withWarden, wardenProcessor, stampJobOptions, type WardenMetadata } from './hooks.js';
+export { withCorrelation, currentCorrelationId } from '../correlation.js';
 export { WARDEN_OPTS_KEY, type WardenJobStamp } from './convention.js';
