@@ -72,7 +72,7 @@ export function wardenSinks(options: WardenTemporalOptions = {}): InjectedSinks<
 export { WardenWorkflowClientInterceptor } from './client.js';
 export { BREAKER_FAILURE_TYPE, TRACER_NAME } from './activity.js';
 export { WardenTemporalConfigError, DEFAULT_APPROVALS, type WardenTemporalOptions, type WardenTemporalMetadata, type ArgumentPaths, type ApprovalDecision } from './options.js';
-export { WARDEN_HEADER, TRACER_HEADER, readStamp, withStamp, readTracerData, withTracerData, workflowRunSpanId, type WardenTemporalStamp, type TraceCarrier } from './headers.js';
+export { WARDEN_HEADER, TRACER_HEADER, readStamp, withStamp, readTracerData, withTracerData, workflowRunSpanId, parseTraceparent, type WardenTemporalStamp, type TraceCarrier } from './headers.js';
 export { WARDEN_SINK, type WorkflowRecord, type WardenWorkflowSinks } from './records.js';
 export { workflowRecordToEvent } from './sinks.js';
 export { withCorrelation, currentCorrelationId } from '../correlation.js';
