@@ -6,6 +6,11 @@
  *
  * Per job: one `job <queue>` span from added to terminal, and one `process <queue>` consumer span per
  * attempt as its child (skipped where a wrapped worker already makes attempt spans).
+ *
+ * Per Temporal workflow run: one `workflow <type>` span (its ID is the one the workflow sandbox handed
+ * its activities and children as their parent), one `activity <type>` span per attempt unless the
+ * activity interceptor already made it (`attrs.in_process_span`), and a zero-length span per signal
+ * or approval, all in the trace the events carry.
  */
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -15,6 +20,8 @@ import { stableSpanId } from '../collectors/ids.js';
 import * as sc from '../collectors/semconv.js';
 
 interface OpenJob { startMs: number; attempts: Map<number, number> }
+
+const TEMPORAL_TERMINAL = new Set(['activity.attempt_failed', 'activity.completed', 'activity.failed']);
 
 const SCOPE = { name: 'warden-sidecar', version: '0.1.0' };
 const MAX_OPEN_JOBS = 200_000;
@@ -28,6 +35,7 @@ export class EventSpanBuilder {
 
   /** `instrumented`: a wrapped worker makes this queue's attempt spans; only the job span is rebuilt. */
   observe(ev: WardenEvent, instrumented: boolean): void {
+    if (ev.source === 'temporal') return this.observeTemporal(ev);
     if (ev.source !== 'bullmq' || !ev.queue || !ev.job_id || !ev.trace_id) return;
     const key = `${ev.queue}\0${ev.job_id}`;
     let job = this.open.get(key);
@@ -70,13 +78,65 @@ export class EventSpanBuilder {
     }
   }
 
+  /** Temporal events: keyed by run (workflow) and by activity attempt; IDs come from the events. */
+  private observeTemporal(ev: WardenEvent): void {
+    if (!ev.trace_id || !ev.span_id || !ev.workflow_id) return;
+    const parent = typeof ev.attrs.parent_span_id === 'string' ? ev.attrs.parent_span_id : undefined;
+    const runKey = `temporal\0${ev.workflow_id}\0${ev.run_id ?? ''}`;
+    const remember = (key: string) => {
+      this.open.set(key, { startMs: ev.ts, attempts: new Map() });
+      if (this.open.size > MAX_OPEN_JOBS) this.open.delete(this.open.keys().next().value!);
+    };
+    const startOf = (key: string) => {
+      const started = this.open.get(key)?.startMs;
+      this.open.delete(key);
+      return Math.min(started ?? Infinity, ev.ts - (ev.duration_ms ?? 0));
+    };
+    switch (ev.kind) {
+      case 'workflow.started':
+        remember(runKey);
+        break;
+      case 'workflow.completed':
+      case 'workflow.failed':
+        this.emit(ev, `workflow ${ev.job_name ?? ''}`, SpanKind.INTERNAL, ev.span_id, parent, startOf(runKey), ev.ts, {
+          'warden.workflow.outcome': ev.kind === 'workflow.completed' ? (ev.attrs.continued_as_new ? 'continued_as_new' : 'completed') : 'failed',
+        });
+        break;
+      case 'activity.started':
+        if (ev.attrs.in_process_span !== true) remember(`${runKey}\0${ev.span_id}`);
+        break;
+      case 'signal.received':
+      case 'approval.granted':
+      case 'approval.denied': {
+        const name = String(ev.attrs.signal_name ?? '');
+        // Workflow-side approvals carry the run's span ID: the approval hangs under the run.
+        const own = ev.kind === 'signal.received' ? ev.span_id : stableSpanId('temporal', 'approval', ev.event_id);
+        this.emit(ev, ev.kind === 'signal.received' ? `signal ${name}` : `approval ${name}`, SpanKind.INTERNAL, own, ev.kind === 'signal.received' ? parent : ev.span_id, ev.ts, ev.ts, {
+          ...(ev.decision ? { 'warden.approval.decision': ev.decision } : {}),
+          ...(ev.actor ? { 'warden.approval.actor': ev.actor } : {}),
+        });
+        break;
+      }
+      default:
+        if (TEMPORAL_TERMINAL.has(ev.kind) && ev.attrs.in_process_span !== true) {
+          this.emit(ev, `activity ${ev.activity_type ?? ''}`, SpanKind.CONSUMER, ev.span_id, parent, startOf(`${runKey}\0${ev.span_id}`), ev.ts, {
+            [sc.MESSAGING_OPERATION_TYPE]: 'process',
+            [sc.WARDEN_ATTEMPT]: ev.attempt ?? undefined,
+          });
+        }
+    }
+  }
+
   private emit(ev: WardenEvent, name: string, kind: SpanKind, spanId: string, parentSpanId: string | undefined, startMs: number, endMs: number, extra: Attributes): void {
-    const failed = ev.kind === 'job.failed' || ev.kind === 'job.attempt_failed';
+    const failed = ev.kind === 'job.failed' || ev.kind === 'job.attempt_failed' || ev.kind.endsWith('.failed') || ev.kind === 'activity.attempt_failed';
     const ctx: SpanContext = { traceId: ev.trace_id!, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false };
+    const temporal = ev.source === 'temporal';
     const attributes: Attributes = {
-      [sc.MESSAGING_SYSTEM]: 'bullmq',
-      [sc.MESSAGING_DESTINATION]: ev.queue!,
-      [sc.MESSAGING_MESSAGE_ID]: ev.job_id!,
+      [sc.MESSAGING_SYSTEM]: ev.source,
+      [sc.MESSAGING_DESTINATION]: ev.queue ?? undefined,
+      [sc.MESSAGING_MESSAGE_ID]: temporal ? (ev.activity_type ? String(ev.attrs.activity_id ?? '') : ev.workflow_id!) : ev.job_id!,
+      ...(temporal ? { 'temporal.workflow.id': ev.workflow_id!, 'temporal.run.id': ev.run_id ?? undefined, 'temporal.workflow.type': ev.job_name ?? (typeof ev.attrs.workflow_type === 'string' ? ev.attrs.workflow_type : undefined) } : {}),
+      ...(ev.activity_type ? { 'temporal.activity.type': ev.activity_type } : {}),
       ...(ev.correlation_id ? { [sc.WARDEN_CORRELATION_ID]: ev.correlation_id, [sc.MESSAGING_CONVERSATION_ID]: ev.correlation_id } : {}),
       ...(ev.job_name ? { [sc.WARDEN_JOB_NAME]: ev.job_name } : {}),
       ...(ev.model ? { [sc.WARDEN_MODEL]: ev.model } : {}),

@@ -39,7 +39,7 @@ describe('warden/temporal activity interceptor (MockActivityEnvironment)', () =>
         scopeCid = currentCorrelationId();
         return { quality: { score: 0.82 }, served: { model: 'claims-llm-mini', version: '2024-05' } };
       }, args);
-    expect(result.quality.score).toBe(0.82);
+    expect((result as { quality: { score: number } }).quality.score).toBe(0.82);
     expect(scopeCid).toBe('wc_STITCH');
     expect(em.kinds()).toEqual(['activity.started', 'activity.completed']);
     const [started, done] = em.events;
@@ -111,7 +111,7 @@ describe('warden/temporal activity interceptor (MockActivityEnvironment)', () =>
     const key = breakerKey({ system: 'temporal', kind: 'activity', name: 'scoreClaim' });
     view.set(breaker(key, { retry_after_ms: 45_000 }));
     let ran = false;
-    const err = await env(em, { retryPolicy: { maximumAttempts: 5 } }, { breakers: view }).run(async () => { ran = true; }).catch((e) => e);
+    const err: any = await env(em, { retryPolicy: { maximumAttempts: 5 } }, { breakers: view }).run(async () => { ran = true; }).catch((e) => e as any);
     expect(ran).toBe(false);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err.type).toBe(BREAKER_FAILURE_TYPE);
@@ -139,7 +139,7 @@ describe('warden/temporal activity interceptor (MockActivityEnvironment)', () =>
     view.set(breaker(modelKey, { non_retryable: true, reason: 'model gpt-route-b not approved', policy: 'version-drift' }));
     const opts = { breakers: view, argumentPaths: { model: '0.route.model' } };
     const noHeaders = {};
-    const err = await env(em, {}, opts, noHeaders).run(async (_a: unknown) => 'ran', { route: { model: 'gpt-route-b' } }).catch((e) => e);
+    const err: any = await env(em, {}, opts, noHeaders).run(async (_a: unknown) => 'ran', { route: { model: 'gpt-route-b' } }).catch((e) => e as any);
     expect(err).toBeInstanceOf(ApplicationFailure);
     expect(err.nonRetryable).toBe(true);
     expect(err.nextRetryDelay).toBeUndefined();
