@@ -7,6 +7,7 @@ import os from 'node:os';
 const SCENARIOS: Record<string, { what: string; load: () => Promise<unknown> }> = {
   spool: { what: 'ledger spool append rate and commit latency vs raw sha256 of the same bytes', load: () => import('./spool.js') },
   collector: { what: 'sidecar ingest rate vs what plain BullMQ workers produce', load: () => import('./collector.js') },
+  temporal: { what: 'activity interceptor cost per call vs none and vs the official OpenTelemetry interceptor (MockActivityEnvironment)', load: () => import('./temporal.js') },
 };
 
 const [name, ...rest] = process.argv.slice(2);
