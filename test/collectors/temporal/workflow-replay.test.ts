@@ -48,19 +48,22 @@ function countingSinks(c: Captured) {
 let instrumented: WorkflowBundleWithSourceMap;
 let plain: WorkflowBundleWithSourceMap;
 let meddling: WorkflowBundleWithSourceMap;
+/** Built from dist/ (what `warden/temporal/workflow` resolves to once published); global setup builds it. */
+let published: WorkflowBundleWithSourceMap;
 let bundleMs = 0;
 
 beforeAll(async () => {
   Runtime.install({ logger: new DefaultLogger('WARN') });
   const t = performance.now();
   // One bundle per configuration, reused by every replay in this file (bundling is the slow part).
-  [instrumented, plain, meddling] = await Promise.all([
+  [instrumented, plain, meddling, published] = await Promise.all([
     bundleWorkflowCode({ workflowsPath: WORKFLOWS, workflowInterceptorModules: [WARDEN_WORKFLOW_MODULE, PROBE], logger: new DefaultLogger('WARN') }),
     bundleWorkflowCode({ workflowsPath: WORKFLOWS, workflowInterceptorModules: [PROBE], logger: new DefaultLogger('WARN') }),
     bundleWorkflowCode({ workflowsPath: WORKFLOWS, workflowInterceptorModules: [here('./meddling-interceptor.ts')], logger: new DefaultLogger('WARN') }),
+    bundleWorkflowCode({ workflowsPath: WORKFLOWS, workflowInterceptorModules: [here('../../../dist/collectors/temporal/workflow.js'), PROBE], logger: new DefaultLogger('WARN') }),
   ]);
   bundleMs = performance.now() - t;
-  console.log(`bundled three workflow bundles in ${Math.round(bundleMs)} ms`);
+  console.log(`bundled four workflow bundles in ${Math.round(bundleMs)} ms`);
 });
 
 async function replay(bundle: WorkflowBundleWithSourceMap, history: ReturnType<typeof claimHistory>, workflowId = WF_ID, sinks?: object): Promise<Captured> {
@@ -151,11 +154,11 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     expect(em.events).toHaveLength(0);
   });
 
-  it('a child run started by an instrumented parent records its start under the parent run span', async () => {
+  it('a child run started by an instrumented parent records its start under the parent run span (module bundled from dist/)', async () => {
     const parentSpan = workflowRunSpanId(WF_ID, RUN);
     const fromParent = withStamp({}, { cid: 'wc_BULLMQ_JOB_42', tp: `00-${TRACE}-${parentSpan}-01` });
     const history = new HistoryBuilder().started('fraudCheck', [claim], { runId: CHILD_RUN, header: fromParent, parent: { workflowId: WF_ID, runId: RUN } }).completed('clean');
-    const c = await replay(instrumented, history, `fraud-${claim.id}`);
+    const c = await replay(published, history, `fraud-${claim.id}`);
     expect(c.records.map((r) => r.rec.kind)).toEqual(['workflow.started', 'workflow.completed']);
     const ev = workflowRecordToEvent(c.records[0].info, c.records[0].rec, resolveOptions({}))!;
     expect(ev).toMatchObject({ kind: 'workflow.started', correlation_id: 'wc_BULLMQ_JOB_42', trace_id: TRACE, job_name: 'fraudCheck', span_id: workflowRunSpanId(`fraud-${claim.id}`, CHILD_RUN) });
