@@ -7,7 +7,7 @@
  */
 import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context as OtelContext, type Span } from '@opentelemetry/api';
 import type { Context as ActivityContext, Info } from '@temporalio/activity';
-import { ApplicationFailure } from '@temporalio/common';
+import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { breakerKey, type BreakerStatus } from '../breakers.js';
 import { currentCorrelationId, withCorrelation } from '../correlation.js';
@@ -62,6 +62,7 @@ class Attempt {
 /** Whether Temporal will not retry after this error (so the attempt ends the activity). */
 function isFinal(err: unknown, info: Info): boolean {
   if (err instanceof ApplicationFailure && err.nonRetryable) return true;
+  if (err instanceof CancelledFailure) return true;
   const max = info.retryPolicy?.maximumAttempts;
   if (max && max > 0 && info.attempt >= max) return true;
   const type = err instanceof ApplicationFailure ? err.type : (err as Error)?.name;

@@ -4,7 +4,7 @@ import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundle
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { traceIdForCorrelation } from '../../../collectors/ids.js';
-import { readStamp, readTracerData, WARDEN_WORKFLOW_MODULE, wardenWorker, withStamp, workflowRunSpanId, workflowRecordToEvent } from '../../../collectors/temporal/index.js';
+import { readStamp, readTracerData, WARDEN_WORKFLOW_MODULE, wardenWorker, withStamp, withTracerData, workflowRunSpanId, workflowRecordToEvent } from '../../../collectors/temporal/index.js';
 import { resolveOptions } from '../../../collectors/temporal/options.js';
 import type { WorkflowRecord } from '../../../collectors/temporal/records.js';
 import { CollectingEmitter } from './helpers.js';
@@ -137,6 +137,15 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     expect(started.trace_id).toBe(traceIdForCorrelation(cid));
     expect(started.input_digest).toMatch(/^[0-9a-f]{64}$/);
     expect(JSON.stringify(started.input)).not.toContain('jane@example.com');
+  });
+
+  it('a run started by a client with only the official interceptors continues its _tracer-data trace', async () => {
+    const officialOnly = withTracerData({}, { traceparent: `00-${TRACE}-${CLIENT_SPAN}-01` });
+    const c = await replay(instrumented, claimHistory({ header: officialOnly }));
+    expect(c.records.map((r) => r.rec.kind)).toEqual(['workflow.started', 'signal', 'workflow.completed']);
+    expect(c.records[0].rec).toMatchObject({ cid: `temporal:${WF_ID}`, traceparent: `00-${TRACE}-${CLIENT_SPAN}-01`, parent_span_id: CLIENT_SPAN });
+    const runSpan = workflowRunSpanId(WF_ID, RUN);
+    for (const h of c.headers) expect(readTracerData(h.headers)?.traceparent).toBe(`00-${TRACE}-${runSpan}-01`);
   });
 
   it('a signal delivered with the start (signalWithStart) is recorded once, with the run correlation ID', async () => {
