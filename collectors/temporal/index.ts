@@ -13,7 +13,7 @@ import type { ClientInterceptors } from '@temporalio/client';
 import type { InjectedSinks, WorkerInterceptors } from '@temporalio/worker';
 import { activityInterceptorsFor } from './activity.js';
 import { WardenWorkflowClientInterceptor } from './client.js';
-import { resolveOptions, type WardenTemporalOptions } from './options.js';
+import { resolveOptions, WardenTemporalConfigError, type WardenTemporalOptions } from './options.js';
 import type { WardenWorkflowSinks } from './records.js';
 import { wardenSinksFor } from './sinks.js';
 
@@ -32,7 +32,7 @@ export function wardenClientInterceptors(options: WardenTemporalOptions = {}, ex
   const mine = new WardenWorkflowClientInterceptor(resolveOptions(options));
   const workflow = existing.workflow;
   if (workflow && !Array.isArray(workflow)) {
-    throw new TypeError('wardenClientInterceptors: existing.workflow uses the deprecated WorkflowClientInterceptors object form; pass an array of interceptors');
+    throw new WardenTemporalConfigError('wardenClientInterceptors: existing.workflow uses the deprecated WorkflowClientInterceptors object form; pass an array of interceptors');
   }
   return { ...existing, workflow: [mine, ...(workflow ?? [])] };
 }

@@ -95,6 +95,27 @@ export class HistoryBuilder {
     });
   }
 
+  /**
+   * An update delivered in the workflow task after the last one, accepted and completed in it. The
+   * workflow task is left open (Scheduled, Started); `completed` or `task` closes it.
+   */
+  update(updateId: string, name: string, args: unknown[], result: unknown, header?: Record<string, Payload>): this {
+    const scheduled = this.add('WORKFLOW_TASK_SCHEDULED', 'workflowTaskScheduledEventAttributes', { taskQueue: { name: this.taskQueue }, startToCloseTimeout: { seconds: 10 }, attempt: 1 });
+    const started = this.add('WORKFLOW_TASK_STARTED', 'workflowTaskStartedEventAttributes', { scheduledEventId: scheduled, identity: 'worker', requestId: `r${scheduled}` });
+    this.add('WORKFLOW_TASK_COMPLETED', 'workflowTaskCompletedEventAttributes', { scheduledEventId: scheduled, startedEventId: started, identity: 'worker' });
+    const accepted = this.add('WORKFLOW_EXECUTION_UPDATE_ACCEPTED', 'workflowExecutionUpdateAcceptedEventAttributes', {
+      protocolInstanceId: updateId, acceptedRequestMessageId: `${updateId}/request`, acceptedRequestSequencingEventId: scheduled,
+      acceptedRequest: {
+        meta: { updateId, identity: 'approver' },
+        input: { name, args: { payloads: args.map((a) => defaultPayloadConverter.toPayload(a)) }, ...(header ? { header: { fields: header } } : {}) },
+      },
+    });
+    this.add('WORKFLOW_EXECUTION_UPDATE_COMPLETED', 'workflowExecutionUpdateCompletedEventAttributes', {
+      meta: { updateId, identity: 'approver' }, acceptedEventId: accepted, outcome: { success: { payloads: [defaultPayloadConverter.toPayload(result)] } },
+    });
+    return this;
+  }
+
   completed(result: unknown): temporal.api.history.v1.History {
     this.add('WORKFLOW_EXECUTION_COMPLETED', 'workflowExecutionCompletedEventAttributes', {
       result: { payloads: [defaultPayloadConverter.toPayload(result)] }, workflowTaskCompletedEventId: this.completedTask(),

@@ -148,6 +148,18 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     for (const h of c.headers) expect(readTracerData(h.headers)?.traceparent).toBe(`00-${TRACE}-${runSpan}-01`);
   });
 
+  it('an approval sent as an update is recorded once, through handleUpdate', async () => {
+    const history = new HistoryBuilder().started('limitWorkflow', [500], { runId: RUN, header: clientHeader })
+      .update('upd-1', 'approve', [{ actor: 'carol', reason: 'within budget' }], 'accepted', approverHeader).completed(500);
+    const c = await replay(instrumented, history, 'limit-1');
+    expect(c.records.map((r) => r.rec.kind)).toEqual(['update', 'workflow.completed']);
+    const ev = workflowRecordToEvent(c.records[0].info, c.records[0].rec, resolveOptions({}))!;
+    expect(ev).toMatchObject({ kind: 'approval.granted', actor: 'carol', reason: 'within budget', correlation_id: 'wc_BULLMQ_JOB_42' });
+    expect(ev.attrs).toMatchObject({ message_type: 'update', signal_name: 'approve' });
+    // Same history without Warden: replays too.
+    await replay(plain, history, 'limit-1');
+  });
+
   it('a signal delivered with the start (signalWithStart) is recorded once, with the run correlation ID', async () => {
     const c = await replay(instrumented, claimHistory({ header: clientHeader, signalFirst: true }));
     expect(c.records.map((r) => r.rec.kind)).toEqual(['signal', 'workflow.completed']);

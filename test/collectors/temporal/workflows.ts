@@ -1,5 +1,5 @@
 /** Workflows the replay tests run (bundled into the sandbox: imports @temporalio/workflow only). */
-import { condition, continueAsNew, defineSignal, executeChild, proxyActivities, setHandler } from '@temporalio/workflow';
+import { condition, continueAsNew, defineSignal, defineUpdate, executeChild, proxyActivities, setHandler } from '@temporalio/workflow';
 
 interface Claim { id: string; contact: string }
 interface Approval { actor: string; reason: string; subject?: string; approved?: boolean }
@@ -34,4 +34,14 @@ export async function fraudCheck(claim: Claim): Promise<string> {
 export async function batchWorkflow(round: number): Promise<number> {
   if (round < 1) await continueAsNew<typeof batchWorkflow>(round + 1);
   return round;
+}
+
+export const approveUpdate = defineUpdate<string, [Approval]>('approve');
+
+/** Waits for an approval sent as an update (the caller gets an answer back). */
+export async function limitWorkflow(limit: number): Promise<number> {
+  let approved = false;
+  setHandler(approveUpdate, (a) => { approved = a.approved !== false; return approved ? 'accepted' : 'refused'; });
+  await condition(() => approved);
+  return limit;
 }
