@@ -12,6 +12,11 @@ export type WorkflowRecordKind = 'workflow.started' | 'workflow.completed' | 'wo
 
 export interface WorkflowRecord {
   kind: WorkflowRecordKind;
+  /**
+   * Position of this record in its run, the same on every replay: with the run ID it names the record,
+   * so a record re-sent after a workflow task retry gets the same event ID.
+   */
+  seq: number;
   /** Workflow time (deterministic inside the sandbox). */
   ts: number;
   cid: string;

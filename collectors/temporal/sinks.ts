@@ -6,6 +6,8 @@
 import type { InjectedSinks } from '@temporalio/worker';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { makeEvent, type EventAttrs, type WardenEvent } from '../event.js';
+import { ulid } from 'ulid';
+import { sha256Hex } from '../hash.js';
 import { traceIdForCorrelation } from '../ids.js';
 import { normalizeInput } from '../input.js';
 import { parseTraceparent } from './headers.js';
@@ -29,13 +31,25 @@ export function wardenSinksFor(r: Resolved): InjectedSinks<WardenWorkflowSinks> 
   };
 }
 
+/**
+ * A ULID named by the record: its workflow time, then 80 bits from sha256(workflow, run, seq). A
+ * record the worker sends again (a workflow task retried after a crash) keeps its event ID, so the
+ * duplicate can be recognised downstream.
+ */
+export function recordEventId(info: WorkflowInfo, rec: WorkflowRecord): string {
+  const hex = sha256Hex(`warden.temporal.record\0${info.workflowId}\0${info.runId}\0${rec.seq}`);
+  let i = 0;
+  // ulid draws one value per character (16): each takes one byte of the hash.
+  return ulid(rec.ts, () => parseInt(hex.slice(2 * (i % 32), 2 * (i++ % 32) + 2), 16) / 256);
+}
+
 /** One sandbox record as a WardenEvent; null for a signal a Warden client already recorded. */
 export function workflowRecordToEvent(info: WorkflowInfo, rec: WorkflowRecord, r: Resolved): WardenEvent | null {
   const attrs: EventAttrs = { workflow_type: info.workflowType };
   if (rec.parent_span_id) attrs.parent_span_id = rec.parent_span_id;
   if (info.parent) attrs.parent_workflow_id = info.parent.workflowId;
   const base = {
-    source: 'temporal' as const, ts: rec.ts, correlation_id: rec.cid,
+    source: 'temporal' as const, ts: rec.ts, event_id: recordEventId(info, rec), correlation_id: rec.cid,
     trace_id: parseTraceparent(rec.traceparent)?.traceId ?? traceIdForCorrelation(rec.cid), span_id: rec.span_id,
     queue: info.taskQueue, job_name: info.workflowType, workflow_id: info.workflowId, run_id: info.runId, attempt: info.attempt,
     model: rec.model, model_version: rec.model_version, policy: rec.policy, policy_version: rec.policy_version,

@@ -33,6 +33,7 @@ function messageText(err: unknown): string {
 export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptors => {
   const sink = proxySinks<WardenWorkflowSinks>()[WARDEN_SINK];
   let run: RunState | undefined;
+  let seq = 0;
   // Signals and updates delivered with the start (signalWithStart) are handled before `execute`.
   const pending: (() => void)[] = [];
 
@@ -54,7 +55,7 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
     if (!run) return;
     const s = run.stamp;
     sink.record({
-      kind, ts: Date.now(), cid: s.cid, traceparent: run.traceparent, span_id: run.spanId, parent_span_id: run.parentSpanId,
+      kind, seq: seq++, ts: Date.now(), cid: s.cid, traceparent: run.traceparent, span_id: run.spanId, parent_span_id: run.parentSpanId,
       model: s.model ?? null, model_version: s.model_version ?? null, policy: s.policy ?? null, policy_version: s.policy_version ?? null,
       args: null, name: null, message_cid: null, client_recorded: false, result: null, error: null, error_type: null,
       duration_ms: null, continued_as_new: false, ...extra,

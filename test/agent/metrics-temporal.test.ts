@@ -17,7 +17,7 @@ describe('metrics from Temporal events', () => {
     await env(2).run(async () => 'ok');
     const info = { workflowId: 'w', runId: 'r', workflowType: 'IndexWorkflow', taskQueue: 'ml', attempt: 1 } as WorkflowInfo;
     const rec: WorkflowRecord = {
-      kind: 'workflow.completed', ts: Date.now(), cid: 'wc_m', traceparent: null, span_id: workflowRunSpanId('w', 'r'), parent_span_id: null,
+      kind: 'workflow.completed', seq: 0, ts: Date.now(), cid: 'wc_m', traceparent: null, span_id: workflowRunSpanId('w', 'r'), parent_span_id: null,
       model: null, model_version: null, policy: null, policy_version: null, args: null, name: null, message_cid: null, client_recorded: false,
       result: null, error: null, error_type: null, duration_ms: 1500, continued_as_new: false,
     };

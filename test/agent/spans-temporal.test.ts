@@ -19,7 +19,7 @@ const info = { ...WF, workflowType: 'claimWorkflow', taskQueue: 'claims', attemp
 
 function record(kind: WorkflowRecord['kind'], ts: number, over: Partial<WorkflowRecord> = {}): WorkflowRecord {
   return {
-    kind, ts, cid: 'wc_9', traceparent: `00-${TRACE}-${CLIENT_SPAN}-01`, span_id: RUN_SPAN, parent_span_id: CLIENT_SPAN,
+    kind, seq: ts % 1000, ts, cid: 'wc_9', traceparent: `00-${TRACE}-${CLIENT_SPAN}-01`, span_id: RUN_SPAN, parent_span_id: CLIENT_SPAN,
     model: null, model_version: null, policy: null, policy_version: null, args: [], name: null, message_cid: null, client_recorded: false,
     result: null, error: null, error_type: null, duration_ms: null, continued_as_new: false, ...over,
   };

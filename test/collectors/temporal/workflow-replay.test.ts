@@ -3,7 +3,8 @@ import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import { bundleWorkflowCode, DefaultLogger, Runtime, Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { traceIdForCorrelation } from '../../../collectors/ids.js';
+import { WardenEventSchema } from '../../../collectors/event.js';
+import { newEventId, traceIdForCorrelation } from '../../../collectors/ids.js';
 import { readStamp, readTracerData, WARDEN_WORKFLOW_MODULE, wardenWorker, withStamp, withTracerData, workflowRunSpanId, workflowRecordToEvent } from '../../../collectors/temporal/index.js';
 import { resolveOptions } from '../../../collectors/temporal/options.js';
 import type { WorkflowRecord } from '../../../collectors/temporal/records.js';
@@ -89,6 +90,7 @@ describe('warden/temporal workflow interceptors under replay of built histories'
   it('records each thing once: the approval signal and the outcome (the client recorded the start)', async () => {
     const c = await replay(instrumented, claimHistory({ header: clientHeader }));
     expect(c.records.map((r) => r.rec.kind)).toEqual(['signal', 'workflow.completed']);
+    expect(c.records.map((r) => r.rec.seq)).toEqual([0, 1]);
     const runSpan = workflowRunSpanId(WF_ID, RUN);
     for (const { rec, info } of c.records) {
       expect(info.workflowId).toBe(WF_ID);
@@ -199,7 +201,7 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     const r = resolveOptions({ approvals: ['approve', 'reject'] });
     const info = { workflowId: WF_ID, runId: RUN, workflowType: 'claimWorkflow', taskQueue: 'claims', attempt: 1 } as WorkflowInfo;
     const base: WorkflowRecord = {
-      kind: 'signal', ts: Date.now(), cid: 'wc_X', traceparent: null, span_id: workflowRunSpanId(WF_ID, RUN), parent_span_id: null,
+      kind: 'signal', seq: 3, ts: Date.now(), cid: 'wc_X', traceparent: null, span_id: workflowRunSpanId(WF_ID, RUN), parent_span_id: null,
       model: null, model_version: null, policy: null, policy_version: null, args: [{ actor: 'bob', reason: 'missing receipt' }], name: 'reject',
       message_cid: null, client_recorded: true, result: null, error: null, error_type: null, duration_ms: null, continued_as_new: false,
     };
@@ -207,6 +209,11 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     expect(denied).toMatchObject({ kind: 'approval.denied', decision: 'denied', actor: 'bob', reason: 'missing receipt' });
     expect(denied.attrs.subject).toBe(`claimWorkflow:${WF_ID}`);
     expect(workflowRecordToEvent(info, { ...base, name: 'approve', args: [{ approved: false, actor: 'bob' }] }, r)!.kind).toBe('approval.denied');
+    // A record sent again (workflow task retried) keeps its event ID; another record of the run does not.
+    expect(() => WardenEventSchema.parse(denied)).not.toThrow();
+    expect(workflowRecordToEvent(info, base, r)!.event_id).toBe(denied.event_id);
+    expect(workflowRecordToEvent(info, { ...base, seq: 4 }, r)!.event_id).not.toBe(denied.event_id);
+    expect(denied.event_id.slice(0, 10)).toBe(newEventId(base.ts).slice(0, 10)); // time-ordered like any ULID
     // Not an approval and already recorded by the sending client: nothing more.
     expect(workflowRecordToEvent(info, { ...base, name: 'note' }, r)).toBeNull();
     expect(workflowRecordToEvent(info, { ...base, name: 'note', client_recorded: false }, r)!.kind).toBe('signal.received');
