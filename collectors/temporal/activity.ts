@@ -12,10 +12,10 @@ import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInt
 import { breakerKey, type BreakerStatus } from '../breakers.js';
 import { currentCorrelationId, withCorrelation } from '../correlation.js';
 import { makeEvent, type EventAttrs, type EventKind, type WardenEvent } from '../event.js';
-import { stableSpanId, traceIdForCorrelation } from '../ids.js';
+import { newEventId, stableSpanId, traceIdForCorrelation } from '../ids.js';
 import { normalizeInput } from '../input.js';
 import * as sc from '../semconv.js';
-import { incomingTrace, parseTraceparent, readStamp, workflowRunSpanId } from './headers.js';
+import { incomingTrace, parseTraceparent, readStamp, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
 import { metadataFrom, resultAttrs, type Resolved } from './options.js';
 
 export const TRACER_NAME = 'warden/temporal';
@@ -32,10 +32,17 @@ type Base = Omit<Parameters<typeof makeEvent>[0], 'kind'>;
 /** One attempt's telemetry: everything decided before the activity runs. */
 class Attempt {
   readonly started = performance.now();
-  constructor(readonly r: Resolved, readonly info: Info, readonly span: Span, readonly ctx: OtelContext, readonly cid: string, readonly base: Base) {}
+  /** The attempt's first event, complete; later events copy it (cheaper than building each anew). */
+  private readonly first: WardenEvent;
+
+  constructor(readonly r: Resolved, readonly info: Info, readonly span: Span, readonly ctx: OtelContext, readonly cid: string, base: Base) {
+    this.first = makeEvent({ ...base, kind: 'activity.started' });
+  }
 
   event(kind: EventKind, extra: Partial<WardenEvent> = {}, attrs: EventAttrs = {}): void {
-    this.r.emit(makeEvent({ ...this.base, ...extra, kind, attrs: { ...this.base.attrs, ...attrs } }));
+    if (kind === 'activity.started') { this.r.emit(this.first); return; }
+    const ts = Date.now();
+    this.r.emit({ ...this.first, event_id: newEventId(ts), ts, ...extra, kind, attrs: { ...this.first.attrs, ...attrs } });
   }
 
   elapsed(): number {
@@ -69,8 +76,9 @@ function isFinal(err: unknown, info: Info): boolean {
   return !!type && !!info.retryPolicy?.nonRetryableErrorTypes?.includes(type);
 }
 
-function parentContext(headers: ActivityExecuteInput['headers'], cid: string, info: Info, psid: string | undefined): OtelContext {
-  const carrier = incomingTrace(headers, readStamp(headers));
+function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTemporalStamp | undefined, cid: string, info: Info): OtelContext {
+  const carrier = incomingTrace(headers, stamp);
+  const psid = stamp?.psid;
   const parsed = parseTraceparent(carrier?.traceparent);
   if (carrier && parsed) {
     const extracted = propagation.extract(ROOT_CONTEXT, carrier);
@@ -118,7 +126,7 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
     const stamp = readStamp(input.headers);
     const wf = info.workflowExecution;
     const cid = stamp?.cid ?? currentCorrelationId() ?? `temporal:${wf?.workflowId ?? info.activityId}`;
-    const parent = parentContext(input.headers, cid, info, stamp?.psid);
+    const parent = parentContext(input.headers, stamp, cid, info);
     const parentSpan = trace.getSpanContext(parent)!;
     const meta = metadataFrom(stamp, input.args, r);
     const span = tracer().startSpan(`activity ${info.activityType}`, {
