@@ -1,5 +1,5 @@
 import { trace } from '@opentelemetry/api';
-import { Client } from '@temporalio/client';
+import { Client, WithStartWorkflowOperation } from '@temporalio/client';
 import type { Payload } from '@temporalio/common';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { withCorrelation } from '../../../collectors/correlation.js';
@@ -88,6 +88,19 @@ describe('warden/temporal client interceptor (real protobuf requests, no server)
     expect(em.events.map((e) => e.attrs.signal_name ?? null)).toEqual([null, 'note', 'approve', 'setLimit']);
     expect(em.events[3].attrs).toMatchObject({ message_type: 'update', update_id: upd.request.meta.updateId });
     for (const e of em.events) expect(e.correlation_id).toBe('wc_JOB_43');
+  });
+
+  it('update-with-start stamps both the start and the update, and records both', async () => {
+    const { em, connection, client } = setup();
+    const startWorkflowOperation = new WithStartWorkflowOperation('limitWorkflow', { workflowId: 'limit-1', taskQueue: 'claims', args: [500], workflowIdConflictPolicy: 'USE_EXISTING' });
+    await withCorrelation('wc_JOB_44', () => client.workflow.executeUpdateWithStart('approve', { args: [{ actor: 'carol' }], startWorkflowOperation }));
+    const [multi] = connection.of('ExecuteMultiOperation');
+    const [start, update] = multi.operations;
+    expect(readStamp(fields(start.startWorkflow.header))).toMatchObject({ cid: 'wc_JOB_44', rec: 1 });
+    expect(readStamp(fields(update.updateWorkflow.request.input.header))).toMatchObject({ cid: 'wc_JOB_44', rec: 1 });
+    expect(em.kinds()).toEqual(['workflow.started', 'signal.received']);
+    expect(em.events[0]).toMatchObject({ workflow_id: 'limit-1', run_id: 'run-1', job_name: 'limitWorkflow', queue: 'claims' });
+    expect(em.events[1].attrs).toMatchObject({ message_type: 'update', signal_name: 'approve' });
   });
 
   it('a failing emitter never fails the call; a call the server rejects records nothing', async () => {

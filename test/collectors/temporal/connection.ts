@@ -44,6 +44,16 @@ export class RecordingConnection implements ConnectionLike {
           outcome: { success: { payloads: [] } },
           stage: 'UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED',
         };
+      case 'ExecuteMultiOperation': {
+        const [start, update] = req.operations as Record<string, any>[];
+        const exec = { workflowId: start.startWorkflow.workflowId, runId: `run-${++this.runs}` };
+        return {
+          responses: [
+            { startWorkflow: { runId: exec.runId, started: true } },
+            { updateWorkflow: { updateRef: { workflowExecution: exec, updateId: update.updateWorkflow.request.meta.updateId }, outcome: { success: { payloads: [] } }, stage: 'UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED' } },
+          ],
+        };
+      }
       default:
         return {};
     }
