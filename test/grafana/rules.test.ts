@@ -13,7 +13,7 @@ import { BURN_RATE_ALERTS, generateSloRules, SLO_ALERT_NAME } from '../../agent/
 import { promtool, tempDir, type TempDir } from '../harness/index.js';
 
 const RULES_DIR = resolve('grafana/prometheus');
-const ruleFiles = readdirSync(RULES_DIR).filter((f) => f.endsWith('.yml')).sort();
+const ruleFiles = readdirSync(RULES_DIR).filter((f) => /^warden-.*\.yml$/.test(f)).sort();
 const testFiles = readdirSync(join(RULES_DIR, 'tests')).filter((f) => f.endsWith('.yml')).sort();
 const CLI = resolve('dist/agent/cli.js');
 
