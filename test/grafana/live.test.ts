@@ -180,6 +180,12 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
       }
     }
     expect(Object.keys(rowsOf)).toHaveLength(8);
+    // The Compliance dashboard's queue variable (a ClickHouse query) offers the demo's queues.
+    const compliance = loadDashboard('warden-compliance.json');
+    const queueVar = compliance.templating.list.find((v) => v.name === 'queue')!;
+    expect(queueVar.datasource?.uid).toBe('warden-clickhouse');
+    const offered = (await clickhouse.query(`${queueVar.query as string}\nFORMAT TSV`)).trim().split('\n');
+    expect(offered).toEqual(expect.arrayContaining([...DEMO_QUEUES]));
     const verify = rowsOf['Last ledger self-verify'];
     expect(verify).toHaveLength(1);
     expect(verify[0]).toMatchObject({ result: 'ok', problem: '' });
