@@ -440,6 +440,21 @@ export function buildCli(): Command {
       });
     });
 
+  const slo = program.command('slo').description('service level objectives');
+  slo.command('generate').description('write Prometheus recording rules and multi-window multi-burn-rate alerts for the slos in the config')
+    .option('--out <file>', 'write the rule file here instead of stdout')
+    .action(async (o: { out?: string }, cmd: Command) => {
+      const opts = common(cmd);
+      const cfg = configFor(opts);
+      if (cfg.slos.length === 0) throw new UsageError('the configuration has no slos: add a `slos:` list (name, queue, objective, optional latency) to the file given with --config');
+      const { generateSloRules } = await import('./slo.js');
+      const text = generateSloRules(cfg.slos, opts.config ? path.basename(opts.config) : 'the configuration');
+      if (o.out) {
+        writeFileSync(o.out, text);
+        process.stderr.write(`slo: wrote ${cfg.slos.length} SLO rule group(s) to ${o.out}\n`);
+      } else out(text);
+    });
+
   program.command('demo').description('run a small AI-agent pipeline on BullMQ beside the sidecar (needs Redis)')
     .option('--duration <seconds>', 'how long to produce jobs', positiveInt, 60)
     .option('--rate <jobs>', 'documents ingested per second', positiveInt, 20)

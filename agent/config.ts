@@ -8,6 +8,7 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import type { MetadataPaths as CollectorMetadataPaths } from '../collectors/bullmq/metadata.js';
 import { ConfigError } from './errors.js';
+import { SloList } from './slo-config.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464');
 const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
@@ -63,6 +64,10 @@ export const ConfigSchema = z.strictObject({
     checkpointEvery: z.number().int().min(1).default(1000),
     /** ... or this often while records arrived since the last one. */
     checkpointIntervalMs: z.number().int().min(10).default(10_000),
+    /** The sidecar re-verifies its own ledger this often (incremental from the last verified seq); 0: never. */
+    verifyIntervalMs: z.number().int().min(0).default(300_000),
+    /** Every Nth self-verify re-reads the whole chain and checks the signed checkpoints. */
+    verifyFullEvery: z.number().int().min(1).default(12),
   }).prefault({}),
   clickhouse: z.strictObject({
     /** auto: the server when `url` is set, else the embedded engine (chdb) in the data dir; off: no shipping. */
@@ -95,6 +100,8 @@ export const ConfigSchema = z.strictObject({
     maxUrlBytes: z.number().int().min(256).default(8192),
     ratePerMinute: z.number().int().min(1).default(600),
   }).prefault({}),
+  /** Service level objectives; `warden slo generate` turns them into Prometheus rules (agent/slo.ts). */
+  slos: SloList.default([]),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),

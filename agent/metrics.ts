@@ -5,7 +5,8 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WardenEvent } from '../collectors/event.js';
 
-const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** Bucket boundaries of the latency histograms; latency SLO thresholds must be one of them (agent/slo-config.ts). */
+export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 // prom-client names these gauges `*_total`, which promtool rejects (a gauge is not a counter).
 const NON_CONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
@@ -46,6 +47,8 @@ export class WardenMetrics {
   readonly gaps = new Counter({ name: 'warden_collector_gaps_total', help: 'Times a queue stream was trimmed past the collector checkpoint (events lost, finished jobs reconciled).', labelNames: ['queue'], registers: [this.registry] });
   readonly streamEntries = new Counter({ name: 'warden_collector_stream_entries_total', help: 'BullMQ event stream entries read, by queue and BullMQ event name.', labelNames: ['queue', 'event'], registers: [this.registry] });
   readonly collectorErrors = new Counter({ name: 'warden_collector_errors_total', help: 'Errors while collecting (Redis unavailable, bad entries), by where they happened.', labelNames: ['where'], registers: [this.registry] });
+  readonly verifyOk = new Gauge({ name: 'warden_ledger_verify_ok', help: '1 if the last periodic self-verify of the ledger (hash chain, and signed checkpoints on full runs) passed, 0 if it found a problem.', registers: [this.registry] });
+  readonly verifyLastRun = new Gauge({ name: 'warden_ledger_verify_last_run_timestamp_seconds', help: 'When the last periodic ledger self-verify finished (Unix seconds).', registers: [this.registry] });
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {

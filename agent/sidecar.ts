@@ -19,6 +19,7 @@ import { PositionStore } from './positions.js';
 import { startHttpServer, type HttpServer, type Readiness } from './server.js';
 import { EventSpanBuilder } from './spans.js';
 import { createTraceExport, type TraceExport } from './tracing.js';
+import { LedgerSelfVerifier } from './self-verify.js';
 
 export class Sidecar {
   private constructor(
@@ -124,6 +125,11 @@ export class Sidecar {
     const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
     sidecar = s;
     s.checkpointPublisher = publisher;
+    // Periodic self-verify of the ledger (ledger.verifyIntervalMs): warden_ledger_verify_ok and a ledger.verified event.
+    s.selfVerify = new LedgerSelfVerifier({
+      dataDir: config.dataDir, intervalMs: config.ledger.verifyIntervalMs, fullEvery: config.ledger.verifyFullEvery,
+      metrics, record: (events) => pipeline.record(events), lastSeq: () => spool.lastSeq, logger,
+    }).start();
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -134,6 +140,7 @@ export class Sidecar {
   collectorRunning = false;
   /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
   checkpointPublisher: CheckpointPublisher | null = null;
+  selfVerify: LedgerSelfVerifier | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
@@ -141,6 +148,7 @@ export class Sidecar {
   async stop(): Promise<void> {
     await this.collector.stop();
     await this.starting;
+    await this.selfVerify?.stop();
     await this.spool.close();
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
     if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');

@@ -15,6 +15,8 @@ export const EVENT_KINDS = [
   'policy.decision', 'breaker.opened', 'breaker.half_opened', 'breaker.closed',
   // Compliance reads of the ledger are themselves recorded (who asked what).
   'ledger.read',
+  // The sidecar's periodic self-verify of its own ledger (agent/self-verify.ts).
+  'ledger.verified',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
