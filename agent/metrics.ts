@@ -47,6 +47,7 @@ export class WardenMetrics {
   readonly streamEntries = new Counter({ name: 'warden_collector_stream_entries_total', help: 'BullMQ event stream entries read, by queue and BullMQ event name.', labelNames: ['queue', 'event'], registers: [this.registry] });
   readonly collectorErrors = new Counter({ name: 'warden_collector_errors_total', help: 'Errors while collecting (Redis unavailable, bad entries), by where they happened.', labelNames: ['where'], registers: [this.registry] });
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
+  readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) {

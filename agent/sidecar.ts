@@ -8,8 +8,11 @@ import type { Logger } from 'pino';
 import { BullMQCollector } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
-import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
+import { Checkpointer, type LedgerRecord, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
+import { EventIngest, RecentEventIds } from './ingest.js';
+import { startNatsIngest } from './ingest-nats.js';
+import type { NatsEventConsumer } from '../collectors/nats/consumer.js';
 import { startShipping, type Shipping } from './shipping.js';
 import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
 import { parseHostPort, type WardenConfig } from './config.js';
@@ -42,7 +45,9 @@ export class Sidecar {
       logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
     }
     const positions = new PositionStore(config.dataDir);
-    const restored = await positions.restore((fromSeq) => Spool.read(config.dataDir, { fromSeq }));
+    // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
+    const recentIds = new RecentEventIds(config.ingest.dedupeWindow);
+    const restored = await positions.restore((fromSeq) => rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds));
     logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
     const checkpointer = await openCheckpointer(config, spool, logger).catch(async (err) => {
       await spool.close();
@@ -62,6 +67,7 @@ export class Sidecar {
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+    const ingest = new EventIngest({ record: (events) => pipeline.record(events), ids: recentIds, metrics, redactor });
 
     const collector = new BullMQCollector({
       redisUrl: config.redis.url,
@@ -106,6 +112,8 @@ export class Sidecar {
       ...config.api,
       redactor,
       record: (events) => pipeline.record(events),
+      ingest: (events) => ingest.ingest(events, 'http'),
+      onInvalidEvents: (n) => ingest.invalid('http', n),
       store: shipping?.store ?? null,
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
@@ -124,6 +132,8 @@ export class Sidecar {
     const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
     sidecar = s;
     s.checkpointPublisher = publisher;
+    // Hook events from NATS JetStream (nats.url set): the spool is open, so acks can follow appends.
+    s.natsIngest = startNatsIngest(config, ingest, logger);
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -134,11 +144,14 @@ export class Sidecar {
   collectorRunning = false;
   /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
   checkpointPublisher: CheckpointPublisher | null = null;
+  /** Consumes hook events from NATS JetStream; null when nats.url is not set. */
+  natsIngest: NatsEventConsumer | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
   /** Graceful: the batch in flight is made durable and its positions saved before exit. */
   async stop(): Promise<void> {
+    await this.natsIngest?.stop(); // the batch in hand is appended and acked before the spool closes
     await this.collector.stop();
     await this.starting;
     await this.spool.close();
@@ -150,6 +163,13 @@ export class Sidecar {
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();
     this.logger.info({ lastSeq: this.spool.lastSeq }, 'stopped');
+  }
+}
+
+async function* rememberIds(records: AsyncIterable<LedgerRecord>, ids: RecentEventIds): AsyncGenerator<LedgerRecord> {
+  for await (const rec of records) {
+    ids.add(rec.event.event_id);
+    yield rec;
   }
 }
 
