@@ -100,6 +100,7 @@ export class Outbox {
   private pumping: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
+  private confirmedSinceDrop = false;
   private readonly idle: (() => void)[] = [];
   private readonly st = { sent: 0, dropped: 0, droppedBy: noDrops(), gapReports: 0, failing: null as OutboxStats['failing'] };
 
@@ -180,6 +181,7 @@ export class Outbox {
   private drop(source: EventSource | undefined, reason: DropReason): void {
     this.st.dropped++;
     this.st.droppedBy[reason]++;
+    this.confirmedSinceDrop = false;
     const now = Date.now();
     const g = (this.gap ??= { count: 0, by: noDrops(), sources: new Set(), firstDrop: now, lastDrop: now, downSince: this.st.failing?.since ?? null, lastError: this.st.failing?.error ?? null });
     g.count++;
@@ -243,7 +245,9 @@ export class Outbox {
   private nextBatch(): OutboxItem[] {
     const batch: OutboxItem[] = [];
     let bytes = 0;
-    if (!this.report && this.gap && !this.st.failing) this.report = this.buildReport(this.gap);
+    // Report drops once the transport is known to work again: a send confirmed after the last drop,
+    // or nothing else to send (then the report itself is the probe).
+    if (!this.report && this.gap && !this.st.failing && (this.confirmedSinceDrop || this.length === 0)) this.report = this.buildReport(this.gap);
     if (this.report) { batch.push(this.report); bytes += this.report.bytes; }
     for (let i = this.head; i < this.items.length && batch.length < this.o.batchEvents; i++) {
       const it = this.items[i];
@@ -263,6 +267,7 @@ export class Outbox {
     }
     this.shift(n);
     this.st.sent += batch.length;
+    this.confirmedSinceDrop = true;
     if (this.st.failing) {
       this.log('info', `warden: ${this.transport.name} transport is back`, { down_since: new Date(this.st.failing.since).toISOString() });
       this.st.failing = null;
