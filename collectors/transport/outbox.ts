@@ -307,7 +307,7 @@ export class Outbox {
       ? `${this.transport.name} unavailable from ${iso(g.downSince)} to ${iso(g.downTo ?? Date.now())}`
       : g.by.overflow > 0
         ? `outbox full (${this.o.maxEvents} events / ${this.o.maxBytes} bytes) from ${iso(g.firstDrop)} to ${iso(g.lastDrop)}`
-        : `refused or unsendable from ${iso(g.firstDrop)} to ${iso(g.lastDrop)}`;
+        : `${this.transport.name} refused them (or they could not be serialized) from ${iso(g.firstDrop)} to ${iso(g.lastDrop)}`;
     const source: EventSource = g.sources.size === 1 ? [...g.sources][0] : 'warden';
     const ev = makeEvent({
       kind: 'collector.gap',
