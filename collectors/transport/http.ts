@@ -2,7 +2,8 @@
  * HTTP ingest transport: `POST <url>/v1/events` with the sidecar's `ingest` token, body
  * `{"events":[...]}`. Network errors, timeouts, 408, 429 and 5xx are retried by the outbox (the
  * sidecar deduplicates by event_id, so a resend after a lost answer is safe); any other 4xx is final
- * (the events are dropped and counted), a 400 naming one bad event drops only that one.
+ * (the events are dropped and counted), a 400 naming one bad event drops only that one, and a 413
+ * makes the outbox send smaller batches.
  */
 import { TransportRejectedError, type OutboxItem, type Transport } from './outbox.js';
 
@@ -36,7 +37,7 @@ export class HttpTransport implements Transport {
     try { detail = JSON.parse(text) as typeof detail; } catch { /* not JSON */ }
     const msg = `HTTP ${res.status} from ${this.endpoint}: ${detail.error ?? text.slice(0, 200)}`;
     if (res.status === 408 || res.status === 429 || res.status >= 500) throw new Error(msg);
-    throw new TransportRejectedError(msg, res.status === 400 && typeof detail.index === 'number' ? detail.index : undefined);
+    throw new TransportRejectedError(msg, res.status === 400 && typeof detail.index === 'number' ? detail.index : undefined, res.status === 413);
   }
 
   async close(): Promise<void> {}

@@ -29,7 +29,7 @@ export interface Transport {
 /** The receiver refused the batch for good (not worth retrying); `index` names one bad item when known. */
 export class TransportRejectedError extends Error {
   override readonly name = 'TransportRejectedError';
-  constructor(message: string, readonly index?: number) {
+  constructor(message: string, readonly index?: number, readonly tooLarge = false) {
     super(message);
   }
 }
@@ -65,6 +65,8 @@ export interface OutboxStats {
   bufferedBytes: number;
   /** Gap reports delivered. */
   gapReports: number;
+  /** Current largest batch (lowered after the receiver refused one as too large). */
+  batchEvents: number;
   /** Set while sends fail: since when, and the last error. */
   failing: { since: number; error: string } | null;
 }
@@ -100,6 +102,8 @@ export class Outbox {
   private pumping: Promise<void> | null = null;
   private wake: (() => void) | null = null;
   private closed = false;
+  /** Lowered when the receiver says a batch was too large (HTTP 413): later batches are smaller. */
+  private batchLimit: number;
   private confirmedSinceDrop = false;
   private readonly idle: (() => void)[] = [];
   private readonly st = { sent: 0, dropped: 0, droppedBy: noDrops(), gapReports: 0, failing: null as OutboxStats['failing'] };
@@ -115,6 +119,7 @@ export class Outbox {
       maxBackoffMs: opts.maxBackoffMs ?? 5000,
       logger: opts.logger,
     };
+    this.batchLimit = this.o.batchEvents;
   }
 
   /** Queues the event; returns at once. Never throws: what cannot be queued is dropped and counted. */
@@ -143,6 +148,7 @@ export class Outbox {
       buffered: this.length + (this.report ? 1 : 0),
       bufferedBytes: this.bytes,
       gapReports: this.st.gapReports,
+      batchEvents: this.batchLimit,
       failing: this.st.failing && { ...this.st.failing },
     };
   }
@@ -193,7 +199,7 @@ export class Outbox {
 
   private schedule(): void {
     if (this.pumping || this.closed) return;
-    if (this.length >= this.o.batchEvents) return this.kick(false);
+    if (this.length >= this.batchLimit) return this.kick(false);
     if (this.timer) return;
     this.timer = setTimeout(() => { this.timer = null; this.startPump(); }, this.o.lingerMs);
     this.timer.unref?.();
@@ -228,6 +234,10 @@ export class Outbox {
         this.confirmed(batch);
         backoff = this.o.minBackoffMs;
       } catch (err) {
+        if (err instanceof TransportRejectedError && err.tooLarge && batch.length > 1) {
+          this.batchLimit = Math.max(1, Math.floor(batch.length / 2)); // split, and send again
+          continue;
+        }
         if (err instanceof TransportRejectedError) {
           this.rejected(batch, err);
           continue;
@@ -249,7 +259,7 @@ export class Outbox {
     // or nothing else to send (then the report itself is the probe).
     if (!this.report && this.gap && !this.st.failing && (this.confirmedSinceDrop || this.length === 0)) this.report = this.buildReport(this.gap);
     if (this.report) { batch.push(this.report); bytes += this.report.bytes; }
-    for (let i = this.head; i < this.items.length && batch.length < this.o.batchEvents; i++) {
+    for (let i = this.head; i < this.items.length && batch.length < this.batchLimit; i++) {
       const it = this.items[i];
       if (batch.length > 0 && bytes + it.bytes > this.o.batchBytes) break;
       batch.push(it);

@@ -2,8 +2,9 @@
  * POST /v1/events on a real `warden start` process (no NATS): roles, validation naming the index and
  * field (nothing appended from a batch with a bad event), idempotent resends, and the worker's HTTP
  * transport end to end, through a sidecar kill -9 and restart, with a refused event dropped alone and
- * reported.
+ * reported, and batches split when the sidecar answers 413.
  */
+import { writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -26,8 +27,11 @@ let dataDir: string;
 
 beforeAll(async () => {
   [redis, dir] = await Promise.all([startRedis(), tempDir('warden-ingest-http')]);
+  const config = join(dir.path, 'warden.yaml');
+  // A body limit far below the transport's default batch (512 KiB): the worker must split on 413.
+  writeFileSync(config, 'api:\n  maxBodyBytes: 32768\n');
   sidecar = await startSidecarProcess({
-    redisUrl: redis.url, dataDir: dir.path, queues: ['unused'],
+    redisUrl: redis.url, dataDir: dir.path, queues: ['unused'], config,
     env: { WARDEN_CLICKHOUSE: 'off', WARDEN_API_TOKENS: `auditor:compliance:${COMPLIANCE},pipeline:ingest:${INGEST},ops:admin:${ADMIN}` },
   });
   dataDir = join(dir.path, 'data');
@@ -114,6 +118,7 @@ describe('POST /v1/events', () => {
     const s = warden.stats();
     expect(s).toMatchObject({ buffered: 0, dropped: 1, gapReports: 1 });
     expect(s.droppedBy.rejected).toBe(1);
+    expect(s.batchEvents).toBeLessThan(100); // split after 413s (32 KiB body limit), nothing dropped for it
 
     const got = (await hookEvents()).slice(before);
     const events = got.filter((e) => e.kind !== 'collector.gap');
