@@ -19,12 +19,14 @@ export interface NatsTransportOptions {
   subjectPrefix?: string;
   /** JetStream's dedupe window by message ID, set when this transport creates the stream (default 2 min). */
   duplicateWindowMs?: number;
+  /** How long the stream keeps events when this transport creates it (default 7 days): the ledger, not the stream, is the record. */
+  maxAgeMs?: number;
   /** Timeout of one publish acknowledgement, and of connecting (default 5000 ms). */
   timeoutMs?: number;
 }
 
 /** The stream both sides ensure: the workers before publishing, the sidecar before consuming. */
-export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; timeoutMs?: number } = {}): Promise<void> {
+export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; maxAgeMs?: number; timeoutMs?: number } = {}): Promise<void> {
   const name = o.stream ?? EVENT_STREAM;
   const jsm = await jetstreamManager(nc, { timeout: o.timeoutMs ?? 5000 });
   try {
@@ -39,6 +41,9 @@ export async function ensureEventStream(nc: NatsConnection, o: { stream?: string
       subjects: [`${o.subjectPrefix ?? EVENT_SUBJECT_PREFIX}.>`],
       storage: StorageType.File,
       duplicate_window: nanos(o.duplicateWindowMs ?? 120_000),
+      // Transit, not storage: acknowledged events live in the sidecar's ledger. A sidecar away
+      // longer than this loses the oldest unconsumed ones.
+      max_age: nanos(o.maxAgeMs ?? 7 * 24 * 3600_000),
     });
   } catch (err) {
     // Another worker or sidecar created it in the meantime.
@@ -88,7 +93,7 @@ export class NatsTransport implements Transport {
       nc = await connect({ servers: this.o.url!, name: 'warden-hooks', timeout: this.timeoutMs, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
       this.nc = nc;
     }
-    await ensureEventStream(nc, { stream: this.o.stream, subjectPrefix: this.prefix, duplicateWindowMs: this.o.duplicateWindowMs, timeoutMs: this.timeoutMs });
+    await ensureEventStream(nc, { stream: this.o.stream, subjectPrefix: this.prefix, duplicateWindowMs: this.o.duplicateWindowMs, maxAgeMs: this.o.maxAgeMs, timeoutMs: this.timeoutMs });
     this.js = jetstream(nc, { timeout: this.timeoutMs });
     return this.js;
   }

@@ -71,7 +71,7 @@ export interface OutboxStats {
   failing: { since: number; error: string } | null;
 }
 
-export type DropReason = 'overflow' | 'rejected' | 'unserializable' | 'closed';
+export type DropReason = 'overflow' | 'rejected' | 'unserializable' | 'invalid' | 'closed';
 
 /** Drops not yet reported: they become one `collector.gap` event once the transport works. */
 interface PendingGap {
@@ -87,7 +87,8 @@ interface PendingGap {
   lastError: string | null;
 }
 
-const noDrops = (): Record<DropReason, number> => ({ overflow: 0, rejected: 0, unserializable: 0, closed: 0 });
+const noDrops = (): Record<DropReason, number> => ({ overflow: 0, rejected: 0, unserializable: 0, invalid: 0, closed: 0 });
+const SOURCES: ReadonlySet<unknown> = new Set<EventSource>(['bullmq', 'temporal', 'warden']);
 
 export class Outbox {
   private readonly o: Required<Omit<OutboxOptions, 'logger'>> & { logger?: OutboxLogger };
@@ -126,6 +127,8 @@ export class Outbox {
   emit(event: WardenEvent): void {
     try {
       if (this.closed) return this.drop(event?.source, 'closed');
+      // Only what routing needs is checked here (cheap); the sidecar validates the whole event.
+      if (typeof event?.event_id !== 'string' || !SOURCES.has(event.source)) return this.drop(event?.source, 'invalid');
       if (this.length >= this.o.maxEvents) return this.drop(event.source, 'overflow');
       const json = JSON.stringify(event);
       // UTF-16 length: exact for ASCII, an undercount for other text; cheap, and the bound stays a bound of the same order.
@@ -193,7 +196,7 @@ export class Outbox {
     g.count++;
     g.by[reason]++;
     g.lastDrop = now;
-    if (source === 'bullmq' || source === 'temporal' || source === 'warden') g.sources.add(source);
+    if (SOURCES.has(source)) g.sources.add(source!);
     this.schedule(); // the report goes out with the next confirmed send
   }
 
@@ -330,6 +333,7 @@ export class Outbox {
         dropped_overflow: g.by.overflow,
         dropped_rejected: g.by.rejected,
         dropped_unserializable: g.by.unserializable,
+        dropped_invalid: g.by.invalid,
         dropped_closed: g.by.closed,
         dropped_sources: [...g.sources].sort().join(','),
         first_drop_ts: g.firstDrop,

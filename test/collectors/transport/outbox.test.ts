@@ -43,6 +43,7 @@ describe('configureWarden over NATS JetStream', () => {
     cyclic.self = cyclic;
     expect(() => warden.emit(activityEvent(-1, { input: cyclic }))).not.toThrow();
     expect(() => warden.emit(null as never)).not.toThrow();
+    expect(() => warden.emit({ kind: 'job.added' } as never)).not.toThrow();
     const events = Array.from({ length: 12_000 }, (_, i) => activityEvent(i));
     let t0 = performance.now();
     for (const ev of events.slice(0, 10_000)) warden.emit(ev); // each one serialized and queued
@@ -57,7 +58,8 @@ describe('configureWarden over NATS JetStream', () => {
     const s = warden.stats();
     expect(s.buffered).toBe(10_000);
     expect(s.droppedBy.overflow).toBe(2000);
-    expect(s.droppedBy.unserializable).toBe(2);
+    expect(s.droppedBy.unserializable).toBe(1);
+    expect(s.droppedBy.invalid).toBe(2);
     await until(() => warden.stats().failing !== null, 10_000, 'the outbox to notice the outage');
     expect(logs.some((m) => /unavailable/.test(m))).toBe(true);
     expect(await warden.flush(300)).toBe(false); // nothing can go while NATS is down
@@ -66,7 +68,7 @@ describe('configureWarden over NATS JetStream', () => {
     await nats.start();
     expect(await warden.flush(20_000)).toBe(true);
     const after = warden.stats();
-    expect(after).toMatchObject({ buffered: 0, dropped: 2002, gapReports: 1, failing: null });
+    expect(after).toMatchObject({ buffered: 0, dropped: 2003, gapReports: 1, failing: null });
     expect(logs.some((m) => /back/.test(m))).toBe(true);
 
     const got = (await streamMessages(nats.url)).slice(before).map((g) => g.ev);
@@ -74,8 +76,8 @@ describe('configureWarden over NATS JetStream', () => {
     expect(gaps).toHaveLength(1);
     const gap = gaps[0];
     expect(gap.source).toBe('temporal');
-    expect(gap.reason).toMatch(/^2002 events dropped: nats unavailable from \d{4}-\d\d-\d\dT\S+Z to \d{4}-\d\d-\d\dT\S+Z$/);
-    expect(gap.attrs).toMatchObject({ transport: 'nats', dropped: 2002, dropped_overflow: 2000, dropped_unserializable: 2, dropped_sources: 'temporal' });
+    expect(gap.reason).toMatch(/^2003 events dropped: nats unavailable from \d{4}-\d\d-\d\dT\S+Z to \d{4}-\d\d-\d\dT\S+Z$/);
+    expect(gap.attrs).toMatchObject({ transport: 'nats', dropped: 2003, dropped_overflow: 2000, dropped_unserializable: 1, dropped_invalid: 2, dropped_sources: 'temporal' });
     expect(Number(gap.attrs.down_to_ts)).toBeGreaterThanOrEqual(downFrom);
     const delivered = got.filter((e) => e.kind !== 'collector.gap').map((e) => e.event_id);
     expect(delivered).toEqual(events.slice(0, 10_000).map((e) => e.event_id)); // the first 10k kept, in order, once each
