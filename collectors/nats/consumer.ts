@@ -58,11 +58,12 @@ export class NatsEventConsumer {
     const w = this.wake;
     this.wake = null;
     w?.();
-    await this.messages?.close().catch(() => undefined);
+    await withTimeout(this.messages?.close(), 2000);
     await this.loop;
     const nc = this.nc;
     this.nc = null;
-    await nc?.drain().catch(() => nc.close().catch(() => undefined));
+    // Draining flushes the last acks; it cannot complete while NATS is unreachable, so it is bounded.
+    if (nc && !(await withTimeout(nc.drain(), 3000))) await nc.close().catch(() => undefined);
   }
 
   private async run(): Promise<void> {
@@ -111,19 +112,36 @@ export class NatsEventConsumer {
     const messages = await consumer.consume({ max_messages: batchSize });
     this.messages = messages;
     if (this.stopped) { await messages.close(); return; }
+    // A stream or durable deleted (or lost by a server that restarted with an empty store): end this
+    // session, so the next one creates them again instead of waiting for someone else to.
+    void (async () => {
+      for await (const st of messages.status()) {
+        if (st.type === 'consumer_not_found' || st.type === 'stream_not_found' || st.type === 'consumer_deleted') {
+          this.report('consume', new Error(`${st.type.replace(/_/g, ' ')}: recreating`));
+          await messages.close();
+          break;
+        }
+      }
+    })().catch(() => undefined);
     // Receiving and appending overlap: messages that arrive while a batch is appended form the next
     // batch (up to batchSize), so a quiet stream never leaves a partial batch waiting. The buffer stays
     // bounded by the consumer's max_ack_pending.
     const pending: JsMsg[] = [];
-    let working: Promise<void> | null = null;
+    let working = false; // set and cleared synchronously around the loop, so no message is left behind
+    let last: Promise<void> = Promise.resolve();
     const drain = async () => {
-      while (pending.length > 0) await this.handle(pending.splice(0, batchSize));
+      working = true;
+      try {
+        while (pending.length > 0) await this.handle(pending.splice(0, batchSize));
+      } finally {
+        working = false;
+      }
     };
     for await (const m of messages) {
       pending.push(m);
-      working ??= drain().finally(() => { working = null; });
+      if (!working) last = drain();
     }
-    await working;
+    await last;
     if (pending.length > 0) await drain();
   }
 
@@ -177,4 +195,15 @@ export class NatsEventConsumer {
       this.wake = () => { clearTimeout(t); resolve(); };
     });
   }
+}
+
+/** True if the promise settled within ms (a rejection counts as settled). */
+async function withTimeout(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return true;
+  let t: NodeJS.Timeout | undefined;
+  const settled = p.then(() => true, () => true);
+  const late = new Promise<boolean>((r) => { t = setTimeout(() => r(false), ms); });
+  const r = await Promise.race([settled, late]);
+  clearTimeout(t);
+  return r;
 }

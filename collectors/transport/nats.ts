@@ -68,8 +68,14 @@ export class NatsTransport implements Transport {
 
   async send(items: OutboxItem[]): Promise<void> {
     const js = await this.ready();
-    const acks = await Promise.all(items.map((it) => js.publish(`${this.prefix}.${it.source}`, it.json, { msgID: it.id, timeout: this.timeoutMs })));
-    void acks; // a duplicate ack (already stored) is a success too
+    try {
+      // A duplicate ack (already stored) is a success too.
+      await Promise.all(items.map((it) => js.publish(`${this.prefix}.${it.source}`, it.json, { msgID: it.id, timeout: this.timeoutMs })));
+    } catch (err) {
+      // No stream answers (deleted, or a server restarted with an empty store): make sure it exists before the resend.
+      if (/no responders|stream not found|503/i.test((err as Error).message)) this.js = null;
+      throw err;
+    }
   }
 
   async close(): Promise<void> {

@@ -99,3 +99,26 @@ describe('NatsEventConsumer', () => {
     await Promise.all([ca.stop(), cb.stop()]);
   });
 });
+
+describe('NatsEventConsumer and a lost stream', () => {
+  it('creates the stream and its durable again after they were deleted, and the worker transport republishes into it', async () => {
+    const { configureWarden } = await import('../../../collectors/transport/index.js');
+    const got: string[] = [];
+    const errs: string[] = [];
+    const c = new NatsEventConsumer({ url: nats.url, durable: 'lost', sink: async (evs) => { got.push(...evs.map((e) => e.event_id)); }, onError: (w, e) => errs.push(`${w}: ${e.message}`) });
+    c.start();
+    const warden = configureWarden({ nats: { url: nats.url, timeoutMs: 1000 }, outbox: { minBackoffMs: 50, maxBackoffMs: 300 } });
+    const first = Array.from({ length: 10 }, (_, i) => activityEvent(i));
+    for (const e of first) warden.emit(e);
+    await until(() => got.length === 10, 10_000, 'the first events').catch((e) => { throw new Error(`${e.message} ${JSON.stringify({ errs, stats: warden.stats(), counts: c.counts })}`); });
+    await (await jetstreamManager(nc)).streams.delete('WARDEN_EVENTS');
+    const second = Array.from({ length: 10 }, (_, i) => activityEvent(100 + i));
+    for (const e of second) warden.emit(e);
+    expect(await warden.flush(15_000)).toBe(true);
+    await until(() => got.length === 20, 20_000, 'the events after the stream was deleted');
+    expect(got).toEqual([...first, ...second].map((e) => e.event_id));
+    expect(errs.some((e) => /not found|deleted/.test(e))).toBe(true); // it noticed, and recreated them
+    await warden.close();
+    await c.stop();
+  }, 40_000);
+});
