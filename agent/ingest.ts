@@ -10,6 +10,7 @@
  */
 import type { WardenEvent } from '../collectors/event.js';
 import type { Redactor } from '../collectors/redact.js';
+import type { LedgerRecord } from '../ledger/record.js';
 import type { WardenMetrics } from './metrics.js';
 
 /** Insertion-ordered set of event IDs with a size bound; the oldest go first. */
@@ -23,6 +24,14 @@ export class RecentEventIds {
     if (this.ids.size > this.max) this.ids.delete(this.ids.values().next().value!);
   }
   get size(): number { return this.ids.size; }
+}
+
+/** Passes spool records through, remembering their event IDs (the start-up scan of the spool's tail). */
+export async function* rememberIds(records: AsyncIterable<LedgerRecord>, ids: RecentEventIds): AsyncGenerator<LedgerRecord> {
+  for await (const rec of records) {
+    ids.add(rec.event.event_id);
+    yield rec;
+  }
 }
 
 export type IngestTransport = 'nats' | 'http';

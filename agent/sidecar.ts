@@ -8,9 +8,9 @@ import type { Logger } from 'pino';
 import { BullMQCollector } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
-import { Checkpointer, type LedgerRecord, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
+import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
-import { EventIngest, RecentEventIds } from './ingest.js';
+import { EventIngest, RecentEventIds, rememberIds } from './ingest.js';
 import { startNatsIngest } from './ingest-nats.js';
 import type { NatsEventConsumer } from '../collectors/nats/consumer.js';
 import { startShipping, type Shipping } from './shipping.js';
@@ -163,13 +163,6 @@ export class Sidecar {
     await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
     await this.http.close();
     this.logger.info({ lastSeq: this.spool.lastSeq }, 'stopped');
-  }
-}
-
-async function* rememberIds(records: AsyncIterable<LedgerRecord>, ids: RecentEventIds): AsyncGenerator<LedgerRecord> {
-  for await (const rec of records) {
-    ids.add(rec.event.event_id);
-    yield rec;
   }
 }
 

@@ -87,8 +87,9 @@ export class BreakerWatch extends MapBreakerView {
   private followStatus(nc: NatsConnection): void {
     void (async () => {
       for await (const s of nc.status()) {
+        if (this.closed) break;
         // A restarted server may have lost or replaced consumers: start over with a fresh watch.
-        if (s.type === 'reconnect' && !this.closed) this.rewatch();
+        if (s.type === 'reconnect') this.rewatch();
       }
     })().catch(() => undefined);
   }
