@@ -37,7 +37,8 @@ export interface WardenHandle extends HookEmitter {
 
 export function createTransport(opts: ConfigureWardenOptions = {}): Transport {
   const env = opts.env ?? process.env;
-  const natsUrl = opts.nats?.url ?? (env.WARDEN_NATS_URL || undefined);
+  // WARDEN_NATS_URL may list several servers of one cluster, comma-separated.
+  const natsUrl = opts.nats?.url ?? (env.WARDEN_NATS_URL ? env.WARDEN_NATS_URL.split(',').map((u) => u.trim()).filter(Boolean) : undefined);
   if (opts.nats?.connection || natsUrl) {
     for (const u of [natsUrl ?? []].flat()) {
       if (!/^(nats|tls|wss?):\/\/\S+$/.test(u)) throw new WardenTransportConfigError(`nats.url (or WARDEN_NATS_URL) must be a nats:// or tls:// URL, not ${JSON.stringify(u)}`);

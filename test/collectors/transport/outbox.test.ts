@@ -88,6 +88,7 @@ describe('configureWarden over NATS JetStream', () => {
     expect(() => configureWarden({ env: {} })).toThrow(WardenTransportConfigError);
     expect(() => configureWarden({ env: {} })).toThrow(/WARDEN_NATS_URL.*WARDEN_INGEST_URL/);
     expect(() => configureWarden({ env: { WARDEN_NATS_URL: 'http://x:4222' } })).toThrow(/nats:\/\/ or tls:\/\//);
+    expect(() => configureWarden({ env: { WARDEN_NATS_URL: 'nats://a:4222, ftp://b:4222' } })).toThrow(/"ftp:\/\/b:4222"/);
     expect(() => configureWarden({ env: { WARDEN_INGEST_URL: 'http://127.0.0.1:9464' } })).toThrow(/WARDEN_INGEST_TOKEN/);
     expect(hookEmitter()).toBeInstanceOf(UnconfiguredEmitter);
   });
