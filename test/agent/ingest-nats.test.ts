@@ -2,9 +2,10 @@
  * Hook events over NATS JetStream into a real `warden start` process, end to end: a worker's
  * configureWarden() publishes continuously while nats-server restarts and while the sidecar is
  * killed with -9 and started again; every event lands in the spool exactly once and the chain
- * verifies, also when the kill lands while a 12k backlog is being drained. A redelivery of events the spool already holds (a crash between append and ack) is
- * skipped, also right after a restart (the index is rebuilt from the spool's tail). Temporal events
- * reach the metrics with system="temporal", the task queue and the activity or workflow type.
+ * verifies, also when the kill lands while a 12k backlog is being drained. A redelivery of events
+ * the spool already holds (a crash between append and ack) is skipped, also right after a restart
+ * (the index is rebuilt from the spool's tail). Temporal events reach the metrics with
+ * system="temporal", the task queue and the activity or workflow type.
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
