@@ -43,7 +43,7 @@ export interface EventIngestParts {
   record(events: WardenEvent[]): Promise<void>;
   ids: RecentEventIds;
   metrics?: WardenMetrics;
-  /** Applied to input, reason and error: a hook should have redacted already; a hand-made client may not have. */
+  /** Applied to input, reason, error and string attrs: a hook should have redacted already; a hand-made client may not have. */
   redactor?: Redactor;
 }
 
@@ -88,6 +88,7 @@ export class EventIngest {
       input: ev.input === null || ev.input === undefined ? null : r.redactValue(ev.input),
       reason: ev.reason === null ? null : r.redactText(ev.reason),
       error: ev.error === null ? null : r.redactText(ev.error),
+      attrs: Object.fromEntries(Object.entries(ev.attrs).map(([k, v]) => [k, typeof v === 'string' ? r.redactText(v) : v])),
     };
   }
 }

@@ -44,15 +44,15 @@ describe('EventIngest', () => {
     expect(await readAll(dir)).toHaveLength(5);
   });
 
-  it('redacts secrets in a hook event\'s input, reason and error before the append', async () => {
+  it('redacts secrets in a hook event\'s input, reason, error and attrs before the append', async () => {
     dir = await tempDir();
     const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 0 });
     const ingest = new EventIngest({ record: async (evs) => { await spool.append(evs); }, ids: new RecentEventIds(1000), redactor: new Redactor({ paths: ['user.ssn'], maxDepth: 32 }) });
-    const ev = activityEvent(1, { input: { password: 'hunter22', user: { ssn: '078-05-1120' }, note: 'mail alice@example.com' }, error: 'auth failed for Bearer abcdefghijklmnopqrstuvwxyz012345' });
+    const ev = activityEvent(1, { input: { password: 'hunter22', user: { ssn: '078-05-1120' }, note: 'mail alice@example.com' }, error: 'auth failed for Bearer abcdefghijklmnopqrstuvwxyz012345', attrs: { prompt: 'call me at bob@example.org', n: 3 } });
     await ingest.ingest([ev], 'http');
     await spool.close();
     const line = JSON.stringify((await readAll(dir))[0].event);
-    for (const secret of ['hunter22', '078-05-1120', 'alice@example.com', 'abcdefghijklmnopqrstuvwxyz012345']) expect(line).not.toContain(secret);
+    for (const secret of ['hunter22', '078-05-1120', 'alice@example.com', 'abcdefghijklmnopqrstuvwxyz012345', 'bob@example.org']) expect(line).not.toContain(secret);
     expect(line).toContain('[REDACTED]');
   });
 
