@@ -34,6 +34,14 @@ export class TransportRejectedError extends Error {
   }
 }
 
+/** The receiver asks to wait before the next attempt (HTTP 429/503 with Retry-After). Retried. */
+export class TransportBusyError extends Error {
+  override readonly name = 'TransportBusyError';
+  constructor(message: string, readonly retryAfterMs: number) {
+    super(message);
+  }
+}
+
 export type OutboxLogger = (level: 'info' | 'warn', message: string, fields?: Record<string, unknown>) => void;
 
 export interface OutboxOptions {
@@ -247,7 +255,7 @@ export class Outbox {
         }
         this.failed(err as Error);
         if (this.closed) return; // close() gave up on the rest: it stays counted as buffered
-        await this.sleep(backoff);
+        await this.sleep(err instanceof TransportBusyError ? Math.max(backoff, Math.min(err.retryAfterMs, 60_000)) : backoff);
         if (this.closed) return;
         backoff = Math.min(backoff * 2, this.o.maxBackoffMs);
       }

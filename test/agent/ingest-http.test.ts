@@ -132,3 +132,30 @@ describe('POST /v1/events', () => {
     await warden.close();
   }, 50_000);
 });
+
+describe('the HTTP transport and the sidecar\'s rate limit', () => {
+  it('waits out 429 Retry-After and delivers everything, nothing dropped', async () => {
+    const config = join(dir.path, 'limited.yaml');
+    writeFileSync(config, 'api:\n  ratePerMinute: 60\n');
+    const limited = await startSidecarProcess({
+      redisUrl: redis.url, dataDir: join(dir.path, 'limited'), queues: ['unused'], config,
+      env: { WARDEN_CLICKHOUSE: 'off', WARDEN_API_TOKENS: `pipeline:ingest:${INGEST}` },
+    });
+    try {
+      const logs: string[] = [];
+      // One event per request: 64 requests against a bucket of 60 that refills one a second.
+      const warden = configureWarden({ ingest: { url: limited.url, token: INGEST }, outbox: { batchEvents: 1, lingerMs: 0, minBackoffMs: 20, logger: (_l, m, f) => logs.push(`${m} ${JSON.stringify(f ?? {})}`) } });
+      const evs = Array.from({ length: 64 }, (_, i) => activityEvent(7000 + i));
+      for (const e of evs) warden.emit(e);
+      expect(await warden.flush(20_000)).toBe(true);
+      expect(warden.stats()).toMatchObject({ sent: 64, dropped: 0, buffered: 0 });
+      expect(logs.some((l) => /HTTP 429/.test(l))).toBe(true);
+      const got: string[] = [];
+      for await (const rec of Spool.read(join(dir.path, 'limited', 'data'))) if (rec.event.source === 'temporal') got.push(rec.event.event_id);
+      expect(got).toEqual(evs.map((e) => e.event_id));
+      await warden.close();
+    } finally {
+      await limited.proc.stop();
+    }
+  }, 40_000);
+});
