@@ -132,7 +132,11 @@ export class NatsEventConsumer {
     const drain = async () => {
       working = true;
       try {
-        while (pending.length > 0) await this.handle(pending.splice(0, batchSize));
+        while (pending.length > 0) {
+          const batch = pending.splice(0, batchSize);
+          // Unacknowledged on an unexpected error: JetStream redelivers after the ack wait.
+          await this.handle(batch).catch((err: Error) => this.report('handle', err));
+        }
       } finally {
         working = false;
       }
