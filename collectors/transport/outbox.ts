@@ -228,7 +228,8 @@ export class Outbox {
 
   private startPump(): void {
     if (this.pumping) return;
-    this.pumping = this.pump().finally(() => {
+    // Nothing may reach the host as an unhandled rejection: an unexpected error only ends this round.
+    this.pumping = this.pump().catch((err: Error) => this.log('warn', `warden: outbox error: ${err?.message}`)).finally(() => {
       this.pumping = null;
       if (this.length > 0 && !this.closed) this.schedule();
       if (this.isIdle()) for (const f of this.idle.splice(0)) f();
