@@ -290,11 +290,14 @@ export class Outbox {
     this.shift(n);
     this.st.sent += batch.length;
     this.confirmedSinceDrop = true;
-    if (this.st.failing) {
-      this.log('info', `warden: ${this.transport.name} transport is back`, { down_since: new Date(this.st.failing.since).toISOString() });
-      this.st.failing = null;
-      if (this.gap) this.gap.downTo = Date.now();
-    }
+    this.reachable();
+  }
+
+  private reachable(): void {
+    if (!this.st.failing) return;
+    this.log('info', `warden: ${this.transport.name} transport is back`, { down_since: new Date(this.st.failing.since).toISOString() });
+    this.st.failing = null;
+    if (this.gap) this.gap.downTo = Date.now();
   }
 
   private rejected(batch: OutboxItem[], err: TransportRejectedError): void {
@@ -310,6 +313,7 @@ export class Outbox {
     }
     this.shift(fromHead); // a whole refused batch is the head of the queue
     if (this.gap) this.gap.lastError = err.message;
+    this.reachable(); // a refusal is an answer: the transport is up
   }
 
   private failed(err: Error): void {
