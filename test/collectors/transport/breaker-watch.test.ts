@@ -95,4 +95,17 @@ describe('watchBreakers', () => {
     await view.close();
     await nc.close();
   }, 45_000);
+
+  it('works over a connection the host already has, and leaves it open on close', async () => {
+    const { nc, kv } = await writer();
+    const key = breakerKey({ system: 'temporal', kind: 'task_queue', name: 'shared-conn' });
+    const view = watchBreakers({ connection: nc });
+    expect(await view.ready(10_000)).toBe(true);
+    await kv.put(key, JSON.stringify(status(key, 'open')));
+    await until(() => view.status([key])?.phase === 'open', 5000, 'the status over the shared connection');
+    await view.close();
+    expect(nc.isClosed()).toBe(false);
+    await kv.delete(key);
+    await nc.close();
+  });
 });
