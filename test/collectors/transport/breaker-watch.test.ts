@@ -3,6 +3,8 @@
  * sidecar's policies write them) show up in the local view; a closed phase, a delete and a purge clear
  * them; the view keeps following after a NATS restart, including a change made while it was down.
  */
+import { existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { Kvm, type KV } from '@nats-io/kv';
@@ -108,4 +110,25 @@ describe('watchBreakers', () => {
     await kv.delete(key);
     await nc.close();
   });
+
+  it('drops keys that vanished while it was cut off (a server that came back with an empty store)', async () => {
+    let { nc, kv } = await writer();
+    const gone = breakerKey({ system: 'temporal', kind: 'activity', name: 'vanishes' });
+    const stays = breakerKey({ system: 'temporal', kind: 'activity', name: 'rewritten' });
+    await kv.put(gone, JSON.stringify(status(gone, 'open')));
+    const view = watchBreakers({ url: nats.url, retryMs: 100 });
+    expect(await view.ready(10_000)).toBe(true);
+    await until(() => view.status([gone]) !== undefined, 5000, 'the first state');
+    await nc.close();
+    await nats.stop();
+    expect(existsSync(join(nats.dir, 'jetstream'))).toBe(true);
+    rmSync(join(nats.dir, 'jetstream'), { recursive: true, force: true }); // the store is lost
+    await nats.start();
+    ({ nc, kv } = await retry(() => writer()));
+    await retry(() => kv.put(stays, JSON.stringify(status(stays, 'half_open'))));
+    await until(() => view.status([stays]) !== undefined, 15_000, 'the new bucket\'s state');
+    expect(view.status([gone])).toBeUndefined(); // the fresh initial load replaced the old map
+    await view.close();
+    await nc.close();
+  }, 30_000);
 });
