@@ -8,6 +8,7 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { WardenEvent } from '../collectors/event.js';
 import { makeEvent } from '../collectors/event.js';
+import { checkEvent } from '../collectors/event-validation.js';
 import type { Redactor } from '../collectors/redact.js';
 import { LedgerError, parseTimeArg, type LedgerFilter, type LedgerRecord, type VerifyResult } from '../ledger/index.js';
 import { csvCell, csvHeader, csvRow } from '../ledger/csv.js';
@@ -41,11 +42,15 @@ export interface ApiOptions {
   maxUrlBytes: number;
   /** Requests per minute per token. */
   ratePerMinute: number;
+  /** Appends events posted to /v1/events (deduplicated by event_id); unset: the endpoint answers 503. */
+  ingest?(events: WardenEvent[]): Promise<{ accepted: number; duplicates: number }>;
+  /** Counts events /v1/events refused as malformed. */
+  onInvalidEvents?(n: number): void;
 }
 
 /** A request the API refuses, with the HTTP status it gets. */
 class ApiError extends Error {
-  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}) {
+  constructor(readonly status: number, message: string, readonly headers: Record<string, string> = {}, readonly details: Record<string, unknown> = {}) {
     super(message);
   }
 }
@@ -81,15 +86,15 @@ export class ComplianceApi {
       if (declared > this.o.maxBodyBytes) throw new ApiError(413, `the request body is larger than ${this.o.maxBodyBytes} bytes`);
       caller = this.authenticate(req);
       this.rateLimit(caller.name);
-      await drainBody(req, this.o.maxBodyBytes);
-      rows = await this.route(req, res, url, caller.role);
+      const body = await drainBody(req, this.o.maxBodyBytes, url.pathname === '/v1/events');
+      rows = await this.route(req, res, url, caller.role, body);
     } catch (err) {
       const e = err instanceof ApiError ? err
         : err instanceof LedgerError ? new ApiError(400, err.message)
         : new ApiError(500, 'internal error');
       status = e.status;
       if (!res.headersSent) {
-        res.writeHead(e.status, { 'content-type': 'application/json', ...e.headers }).end(`${JSON.stringify({ error: e.message })}\n`);
+        res.writeHead(e.status, { 'content-type': 'application/json', ...e.headers }).end(`${JSON.stringify({ error: e.message, ...e.details })}\n`);
       } else {
         res.destroy(err as Error);
       }
@@ -120,7 +125,7 @@ export class ComplianceApi {
     b.tokens -= 1;
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, url: URL, role: Role): Promise<number> {
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL, role: Role, body: Buffer): Promise<number> {
     const path = url.pathname;
     const need = (roles: Role[]) => {
       if (!roles.includes(role)) throw new ApiError(403, `role "${role}" may not ${req.method} ${path} (needs ${roles.join(' or ')})`);
@@ -171,9 +176,42 @@ export class ComplianceApi {
     }
     if (path === '/v1/events') {
       need(['ingest', 'admin']);
-      throw new ApiError(501, 'event ingest over HTTP is not available in this version');
+      if (req.method !== 'POST') throw new ApiError(405, '/v1/events accepts POST only', { allow: 'POST' });
+      return this.ingestEvents(res, body);
     }
     throw new ApiError(404, `no such endpoint: ${path}`);
+  }
+
+  /**
+   * `POST /v1/events` with `{"events":[...]}`: every event is checked first, and a batch with any bad
+   * event appends nothing (400 naming the index and field). Resent events are skipped (counted as
+   * duplicates), so a client may retry a batch whose answer it lost.
+   */
+  private async ingestEvents(res: ServerResponse, body: Buffer): Promise<number> {
+    if (!this.o.ingest) throw new ApiError(503, 'event ingest is not wired in this sidecar');
+    let doc: unknown;
+    try {
+      doc = JSON.parse(body.toString('utf8'));
+    } catch (err) {
+      throw new ApiError(400, `the body is not JSON: ${(err as Error).message}`);
+    }
+    const list = (doc as { events?: unknown } | null)?.events;
+    if (!Array.isArray(list)) throw new ApiError(400, 'the body must be {"events":[...]} (an array of Warden events)');
+    const events: WardenEvent[] = [];
+    let first: { index: number; field: string; message: string } | null = null;
+    let invalid = 0;
+    for (let i = 0; i < list.length; i++) {
+      const c = checkEvent(list[i]);
+      if (c.ok) events.push(c.event);
+      else { invalid++; first ??= { index: i, field: c.field, message: c.message }; }
+    }
+    if (first) {
+      this.o.onInvalidEvents?.(invalid);
+      throw new ApiError(400, `events[${first.index}].${first.message} (${invalid} of ${list.length} events invalid; nothing was appended)`, {}, { index: first.index, field: first.field, invalid });
+    }
+    const r = events.length ? await this.o.ingest(events) : { accepted: 0, duplicates: 0 };
+    res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
+    return r.accepted;
   }
 
   /** Streams records as JSON lines (default), a JSON array, or CSV, minding backpressure. */
@@ -283,15 +321,17 @@ async function* toAsync<T>(items: T[]): AsyncIterable<T> {
   yield* items;
 }
 
-/** Reads (and discards) a request body, refusing one larger than the limit even without content-length. */
-function drainBody(req: IncomingMessage, max: number): Promise<void> {
+/** Reads a request body (kept only when `keep`), refusing one larger than the limit even without content-length. */
+function drainBody(req: IncomingMessage, max: number, keep: boolean): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     let size = 0;
+    const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => {
       size += c.length;
-      if (size > max) { reject(new ApiError(413, `the request body is larger than ${max} bytes`)); req.pause(); }
+      if (size > max) { reject(new ApiError(413, `the request body is larger than ${max} bytes`)); req.pause(); return; }
+      if (keep) chunks.push(c);
     });
-    req.on('end', () => resolve());
+    req.on('end', () => resolve(Buffer.concat(chunks)));
     req.on('error', reject);
   });
 }

@@ -84,6 +84,16 @@ export const ConfigSchema = z.strictObject({
     url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'expected a nats:// or tls:// URL').optional(),
     /** Subject the checkpoints are published on (stream WARDEN_CHECKPOINTS captures it). */
     checkpointSubject: z.string().regex(/^[^\s*>]+$/, 'expected a subject without wildcards').default('warden.ledger.checkpoints'),
+    /** Hook events: the stream consumed (created if missing, subjects warden.events.>) and the durable consumer, shared by every sidecar that splits the work. */
+    eventStream: z.string().regex(/^[\w-]+$/, 'expected a stream name (letters, digits, _ -)').default('WARDEN_EVENTS'),
+    consumer: z.string().regex(/^[\w-]+$/, 'expected a consumer name (letters, digits, _ -)').default('warden-sidecar'),
+    /** Messages per batch appended to the spool (one fsync), and how long JetStream waits for the ack before redelivering. */
+    batchSize: z.number().int().min(1).max(10_000).default(256),
+    ackWaitMs: z.number().int().min(1000).default(30_000),
+  }).prefault({}),
+  ingest: z.strictObject({
+    /** Event IDs remembered (from the spool's tail at start) to skip redelivered or resent hook events. */
+    dedupeWindow: z.number().int().min(1000).default(100_000),
   }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
@@ -125,6 +135,7 @@ export const ENV_VARS = {
   WARDEN_CLICKHOUSE_DATABASE: 'clickhouse.database',
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
   WARDEN_NATS_URL: 'nats.url',
+  WARDEN_NATS_CONSUMER: 'nats.consumer',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

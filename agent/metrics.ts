@@ -50,6 +50,7 @@ export class WardenMetrics {
   readonly verifyOk = new Gauge({ name: 'warden_ledger_verify_ok', help: '1 if the last periodic self-verify of the ledger (hash chain, and signed checkpoints on full runs) passed, 0 if it found a problem.', registers: [this.registry] });
   readonly verifyLastRun = new Gauge({ name: 'warden_ledger_verify_last_run_timestamp_seconds', help: 'When the last periodic ledger self-verify finished (Unix seconds).', registers: [this.registry] });
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
+  readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) {

@@ -10,6 +10,9 @@ import { Redactor } from '../collectors/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../collectors/input.js';
 import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
+import { EventIngest, RecentEventIds, rememberIds } from './ingest.js';
+import { startNatsIngest } from './ingest-nats.js';
+import type { NatsEventConsumer } from '../collectors/nats/consumer.js';
 import { startShipping, type Shipping } from './shipping.js';
 import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
 import { parseHostPort, type WardenConfig } from './config.js';
@@ -43,7 +46,9 @@ export class Sidecar {
       logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
     }
     const positions = new PositionStore(config.dataDir);
-    const restored = await positions.restore((fromSeq) => Spool.read(config.dataDir, { fromSeq }));
+    // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
+    const recentIds = new RecentEventIds(config.ingest.dedupeWindow);
+    const restored = await positions.restore((fromSeq) => rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds));
     logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
     const checkpointer = await openCheckpointer(config, spool, logger).catch(async (err) => {
       await spool.close();
@@ -63,6 +68,7 @@ export class Sidecar {
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+    const ingest = new EventIngest({ record: (events) => pipeline.record(events), ids: recentIds, metrics, redactor });
 
     const collector = new BullMQCollector({
       redisUrl: config.redis.url,
@@ -107,6 +113,8 @@ export class Sidecar {
       ...config.api,
       redactor,
       record: (events) => pipeline.record(events),
+      ingest: (events) => ingest.ingest(events, 'http'),
+      onInvalidEvents: (n) => ingest.invalid('http', n),
       store: shipping?.store ?? null,
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
@@ -130,6 +138,8 @@ export class Sidecar {
       dataDir: config.dataDir, intervalMs: config.ledger.verifyIntervalMs, fullEvery: config.ledger.verifyFullEvery,
       metrics, record: (events) => pipeline.record(events), lastSeq: () => spool.lastSeq, logger,
     }).start();
+    // Hook events from NATS JetStream (nats.url set): the spool is open, so acks can follow appends.
+    s.natsIngest = startNatsIngest(config, ingest, logger);
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -141,11 +151,14 @@ export class Sidecar {
   /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
   checkpointPublisher: CheckpointPublisher | null = null;
   selfVerify: LedgerSelfVerifier | null = null;
+  /** Consumes hook events from NATS JetStream; null when nats.url is not set. */
+  natsIngest: NatsEventConsumer | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
   /** Graceful: the batch in flight is made durable and its positions saved before exit. */
   async stop(): Promise<void> {
+    await this.natsIngest?.stop(); // the batch in hand is appended and acked before the spool closes
     await this.collector.stop();
     await this.starting;
     await this.selfVerify?.stop();

@@ -58,4 +58,17 @@ describe('config', () => {
     const p = file('meta.yaml', 'bullmq:\n  metadata:\n    model_version: model.version\n');
     expect(problems(() => loadConfig({ file: p, env: {} }))).toContain('bullmq.metadata.model_version');
   });
+
+  it('configures consuming hook events from NATS (defaults, env, errors naming the key)', () => {
+    const d = loadConfig({ env: {} });
+    expect(d.nats).toMatchObject({ eventStream: 'WARDEN_EVENTS', consumer: 'warden-sidecar', batchSize: 256, ackWaitMs: 30_000 });
+    expect(d.ingest.dedupeWindow).toBe(100_000);
+    const c = loadConfig({ env: { WARDEN_NATS_URL: 'nats://10.0.0.5:4222', WARDEN_NATS_CONSUMER: 'sidecars-eu' } });
+    expect(c.nats).toMatchObject({ url: 'nats://10.0.0.5:4222', consumer: 'sidecars-eu' });
+    const p = file('nats.yaml', 'nats:\n  batchSize: 0\n  consumer: "has space"\ningest:\n  dedupeWindow: 10\n');
+    const msg = problems(() => loadConfig({ file: p, env: {} }));
+    expect(msg).toContain('nats.batchSize');
+    expect(msg).toContain('nats.consumer');
+    expect(msg).toContain('ingest.dedupeWindow');
+  });
 });

@@ -1,0 +1,106 @@
+/**
+ * NATS JetStream transport: each event is published to `warden.events.<source>` on the stream
+ * WARDEN_EVENTS with message ID = event_id, so JetStream drops a resend inside its duplicate window
+ * (and the sidecar's own index catches one after it). The connection reconnects forever; a publish
+ * that fails or times out makes the whole batch fail, and the outbox resends it.
+ */
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, jetstreamManager, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import type { OutboxItem, Transport } from './outbox.js';
+
+export const EVENT_STREAM = 'WARDEN_EVENTS';
+export const EVENT_SUBJECT_PREFIX = 'warden.events';
+
+export interface NatsTransportOptions {
+  /** Server URL(s), e.g. nats://nats.internal:4222; or pass an open `connection` (not closed by us). */
+  url?: string | string[];
+  connection?: NatsConnection;
+  stream?: string;
+  subjectPrefix?: string;
+  /** JetStream's dedupe window by message ID, set when this transport creates the stream (default 2 min). */
+  duplicateWindowMs?: number;
+  /** How long the stream keeps events when this transport creates it (default 7 days): the ledger, not the stream, is the record. */
+  maxAgeMs?: number;
+  /** Timeout of one publish acknowledgement, and of connecting (default 5000 ms). */
+  timeoutMs?: number;
+}
+
+/** The stream both sides ensure: the workers before publishing, the sidecar before consuming. */
+export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; maxAgeMs?: number; timeoutMs?: number } = {}): Promise<void> {
+  const name = o.stream ?? EVENT_STREAM;
+  const jsm = await jetstreamManager(nc, { timeout: o.timeoutMs ?? 5000 });
+  try {
+    await jsm.streams.info(name);
+    return;
+  } catch (err) {
+    if (!/stream not found/i.test((err as Error).message)) throw err;
+  }
+  try {
+    await jsm.streams.add({
+      name,
+      subjects: [`${o.subjectPrefix ?? EVENT_SUBJECT_PREFIX}.>`],
+      storage: StorageType.File,
+      duplicate_window: nanos(o.duplicateWindowMs ?? 120_000),
+      // Transit, not storage: acknowledged events live in the sidecar's ledger. A sidecar away
+      // longer than this loses the oldest unconsumed ones.
+      max_age: nanos(o.maxAgeMs ?? 7 * 24 * 3600_000),
+    });
+  } catch (err) {
+    // Another worker or sidecar created it in the meantime.
+    if (!/already in use/i.test((err as Error).message)) throw err;
+  }
+}
+
+export class NatsTransport implements Transport {
+  readonly name = 'nats';
+  private nc: NatsConnection | null;
+  private js: JetStreamClient | null = null;
+  private connecting: Promise<JetStreamClient> | null = null;
+  private readonly prefix: string;
+  private readonly timeoutMs: number;
+
+  constructor(private readonly o: NatsTransportOptions) {
+    if (!o.url && !o.connection) throw new TypeError('NatsTransport needs a url or a connection');
+    this.nc = o.connection ?? null;
+    this.prefix = o.subjectPrefix ?? EVENT_SUBJECT_PREFIX;
+    this.timeoutMs = o.timeoutMs ?? 5000;
+  }
+
+  async send(items: OutboxItem[]): Promise<void> {
+    const js = await this.ready();
+    try {
+      // A duplicate ack (already stored) is a success too.
+      await Promise.all(items.map((it) => js.publish(`${this.prefix}.${it.source}`, it.json, { msgID: it.id, timeout: this.timeoutMs })));
+    } catch (err) {
+      // No stream answers (deleted, or a server restarted with an empty store): make sure it exists before the resend.
+      if (/no responders|stream not found|503/i.test((err as Error).message)) this.js = null;
+      throw err;
+    }
+  }
+
+  async close(): Promise<void> {
+    const nc = this.nc;
+    this.nc = null;
+    this.js = null;
+    if (nc && !this.o.connection) await nc.close().catch(() => undefined);
+  }
+
+  /** Connects once (the client then reconnects by itself, forever) and makes sure the stream exists. */
+  private ready(): Promise<JetStreamClient> {
+    if (this.js && this.nc && !this.nc.isClosed()) return Promise.resolve(this.js);
+    this.connecting ??= this.open().finally(() => { this.connecting = null; });
+    return this.connecting;
+  }
+
+  private async open(): Promise<JetStreamClient> {
+    let nc = this.nc;
+    if (!nc || nc.isClosed()) {
+      if (this.o.connection) throw new Error('the NATS connection given to warden was closed');
+      nc = await connect({ servers: this.o.url!, name: 'warden-hooks', timeout: this.timeoutMs, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
+      this.nc = nc;
+    }
+    await ensureEventStream(nc, { stream: this.o.stream, subjectPrefix: this.prefix, duplicateWindowMs: this.o.duplicateWindowMs, maxAgeMs: this.o.maxAgeMs, timeoutMs: this.timeoutMs });
+    this.js = jetstream(nc, { timeout: this.timeoutMs });
+    return this.js;
+  }
+}

@@ -1,0 +1,66 @@
+/**
+ * EventIngest over a real spool in a temp dir: concurrent deliveries of the same events append once
+ * (check-and-append is serialized), a failed append remembers nothing (the retry appends), the ID
+ * index is bounded, and hook input is redacted again before it reaches disk.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { Redactor } from '../../collectors/redact.js';
+import { Spool } from '../../ledger/spool.js';
+import { EventIngest, RecentEventIds } from '../../agent/ingest.js';
+import { WardenMetrics } from '../../agent/metrics.js';
+import { activityEvent } from '../collectors/transport/helpers.js';
+import { readAll, removeDir, tempDir } from '../ledger/helpers.js';
+
+let dir: string | undefined;
+afterEach(async () => { if (dir) await removeDir(dir); dir = undefined; });
+
+describe('EventIngest', () => {
+  it('appends concurrent deliveries of the same events once, and counts accepted/duplicate per transport', async () => {
+    dir = await tempDir();
+    const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 2 });
+    const metrics = new WardenMetrics({ defaultMetrics: false });
+    const ingest = new EventIngest({ record: async (evs) => { await spool.append(evs); }, ids: new RecentEventIds(1000), metrics });
+    const evs = Array.from({ length: 50 }, (_, i) => activityEvent(i));
+    const results = await Promise.all([ingest.ingest(evs, 'nats'), ingest.ingest(evs.slice(10, 30), 'http'), ingest.ingest(evs, 'nats')]);
+    expect(results).toEqual([{ accepted: 50, duplicates: 0 }, { accepted: 0, duplicates: 20 }, { accepted: 0, duplicates: 50 }]);
+    await spool.close();
+    expect((await readAll(dir)).map((r) => r.event.event_id)).toEqual(evs.map((e) => e.event_id));
+    const text = (await metrics.render()).body;
+    expect(text).toContain('warden_ingest_events_total{transport="nats",result="accepted"} 50');
+    expect(text).toContain('warden_ingest_events_total{transport="nats",result="duplicate"} 50');
+    expect(text).toContain('warden_ingest_events_total{transport="http",result="duplicate"} 20');
+  });
+
+  it('remembers nothing from a failed append, so the redelivery is appended', async () => {
+    dir = await tempDir();
+    const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 0 });
+    let fail = true;
+    const ingest = new EventIngest({ record: async (evs) => { if (fail) throw new Error('ENOSPC'); await spool.append(evs); }, ids: new RecentEventIds(1000) });
+    const evs = Array.from({ length: 5 }, (_, i) => activityEvent(i));
+    await expect(ingest.ingest(evs, 'nats')).rejects.toThrow('ENOSPC');
+    fail = false;
+    expect(await ingest.ingest(evs, 'nats')).toEqual({ accepted: 5, duplicates: 0 });
+    await spool.close();
+    expect(await readAll(dir)).toHaveLength(5);
+  });
+
+  it('redacts secrets in a hook event\'s input, reason, error and attrs before the append', async () => {
+    dir = await tempDir();
+    const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 0 });
+    const ingest = new EventIngest({ record: async (evs) => { await spool.append(evs); }, ids: new RecentEventIds(1000), redactor: new Redactor({ paths: ['user.ssn'], maxDepth: 32 }) });
+    const ev = activityEvent(1, { input: { password: 'hunter22', user: { ssn: '078-05-1120' }, note: 'mail alice@example.com' }, error: 'auth failed for Bearer abcdefghijklmnopqrstuvwxyz012345', attrs: { prompt: 'call me at bob@example.org', n: 3 } });
+    await ingest.ingest([ev], 'http');
+    await spool.close();
+    const line = JSON.stringify((await readAll(dir))[0].event);
+    for (const secret of ['hunter22', '078-05-1120', 'alice@example.com', 'abcdefghijklmnopqrstuvwxyz012345', 'bob@example.org']) expect(line).not.toContain(secret);
+    expect(line).toContain('[REDACTED]');
+  });
+
+  it('RecentEventIds evicts the oldest beyond its bound', () => {
+    const ids = new RecentEventIds(3);
+    for (const id of ['a', 'b', 'c', 'd']) ids.add(id);
+    expect(ids.size).toBe(3);
+    expect(ids.has('a')).toBe(false);
+    expect(ids.has('d')).toBe(true);
+  });
+});
