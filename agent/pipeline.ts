@@ -40,6 +40,12 @@ export class EventPipeline {
     this.p.metrics.ledgerLastSeq.set(records[records.length - 1].seq);
   }
 
+  /** Events from in-process hooks (NATS, HTTP ingest): durable, counted, and rebuilt into spans. */
+  async recordHookEvents(events: WardenEvent[]): Promise<void> {
+    await this.record(events);
+    for (const ev of events) this.p.spans.observe(ev, false);
+  }
+
   async handle(batches: CollectedBatch[]): Promise<void> {
     const events = batches.flatMap((b) => b.events);
     let lastSeq = this.p.spool.lastSeq;

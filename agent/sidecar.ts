@@ -68,7 +68,7 @@ export class Sidecar {
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
-    const ingest = new EventIngest({ record: (events) => pipeline.record(events), ids: recentIds, metrics, redactor });
+    const ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
 
     const collector = new BullMQCollector({
       redisUrl: config.redis.url,

@@ -2,3 +2,4 @@
 export { withWarden, wardenProcessor, stampJobOptions, type WardenMetadata } from './hooks.js';
 export { withCorrelation, currentCorrelationId } from '../correlation.js';
 export { WARDEN_OPTS_KEY, type WardenJobStamp } from './convention.js';
+export { configureWarden, WardenTransportConfigError, type ConfigureWardenOptions, type WardenHandle } from '../transport/index.js';

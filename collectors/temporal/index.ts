@@ -76,3 +76,6 @@ export { WARDEN_HEADER, TRACER_HEADER, readStamp, withStamp, readTracerData, wit
 export { WARDEN_SINK, type WorkflowRecord, type WardenWorkflowSinks } from './records.js';
 export { workflowRecordToEvent } from './sinks.js';
 export { withCorrelation, currentCorrelationId } from '../correlation.js';
+// The transport to the sidecar and the breaker view, so a worker needs only this entry point.
+export { configureWarden, watchBreakers, WardenTransportConfigError, type ConfigureWardenOptions, type WardenHandle, type WatchBreakersOptions } from '../transport/index.js';
+export { MapBreakerView, breakerKey, type BreakerView, type BreakerStatus } from '../breakers.js';
