@@ -6,7 +6,7 @@
 import type { RetryStormConfig } from './schema.js';
 import type { AttemptCounts } from './window.js';
 
-export type Evidence = Record<string, number | string>;
+export type Evidence = Record<string, number | string | boolean>;
 
 export interface StormVerdict {
   trip: boolean;
