@@ -25,8 +25,15 @@ export interface PipelineParts {
   checkpointer?: Checkpointer;
 }
 
+/** Consumes durable events (the policy engine); must not throw or block. */
+export interface DurableEventSink {
+  observe(events: WardenEvent[]): void;
+}
+
 export class EventPipeline {
   private readonly current = new Map<string, string>();
+  /** Fed every durable collected event after the spool append (policies; set once wired). */
+  policies: DurableEventSink | null = null;
 
   constructor(private readonly p: PipelineParts, initial: Map<string, string>) {
     for (const [q, pos] of initial) this.current.set(q, pos);
@@ -67,5 +74,12 @@ export class EventPipeline {
     }
     this.p.metrics.ledgerLastSeq.set(lastSeq);
     this.p.positions.update(this.current, lastSeq);
+    if (this.policies && events.length > 0) {
+      try {
+        this.policies.observe(events);
+      } catch (err) {
+        this.p.logger.warn({ err: (err as Error).message }, 'policy engine failed on a batch (events are in the ledger; decisions for them may be missing)');
+      }
+    }
   }
 }

@@ -16,6 +16,7 @@ import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
 import { EventPipeline } from './pipeline.js';
 import { PositionStore } from './positions.js';
+import { startPolicies, type RunningPolicies } from './policies.js';
 import { startHttpServer, type HttpServer, type Readiness } from './server.js';
 import { EventSpanBuilder } from './spans.js';
 import { createTraceExport, type TraceExport } from './tracing.js';
@@ -62,6 +63,15 @@ export class Sidecar {
     const spans = new EventSpanBuilder(traces.processor, traces.resource);
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+    // Policies see every durable event and write their decisions through the same pipeline.
+    const policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger).catch(async (err) => {
+      await publisher?.stop({ drainMs: 0 });
+      await shipping?.stop();
+      await checkpointer.close({ lastSeq: spool.lastSeq });
+      await spool.close();
+      throw err;
+    });
+    pipeline.policies = policies?.engine ?? null;
 
     const collector = new BullMQCollector({
       redisUrl: config.redis.url,
@@ -74,6 +84,7 @@ export class Sidecar {
       startFrom: config.bullmq.startFrom,
       metadata: config.bullmq.metadata,
       queueMetadata: config.bullmq.queueMetadata,
+      outputs: config.bullmq.outputs,
       redactor,
       inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
       positions: restored.positions,
@@ -107,6 +118,7 @@ export class Sidecar {
       redactor,
       record: (events) => pipeline.record(events),
       store: shipping?.store ?? null,
+      breakers: policies?.admin ?? null,
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
         lineage: (cid) => lineage(config.dataDir, cid),
@@ -124,6 +136,7 @@ export class Sidecar {
     const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
     sidecar = s;
     s.checkpointPublisher = publisher;
+    s.policies = policies;
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -134,6 +147,8 @@ export class Sidecar {
   collectorRunning = false;
   /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
   checkpointPublisher: CheckpointPublisher | null = null;
+  /** The policy engine and its actions; null without policies.file. */
+  policies: RunningPolicies | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
@@ -141,6 +156,7 @@ export class Sidecar {
   async stop(): Promise<void> {
     await this.collector.stop();
     await this.starting;
+    await this.policies?.stop(); // decisions in flight are recorded before the spool closes
     await this.spool.close();
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
     if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');

@@ -89,7 +89,10 @@ export class PolicyEngine {
   /** Restores breaker states from the data dir and reconciles the queues with them. */
   static async open(o: EngineOptions): Promise<PolicyEngine> {
     const e = new PolicyEngine(o);
-    await e.restore(await readBreakerStates(o.dataDir));
+    const saved = await readBreakerStates(o.dataDir);
+    for (const b of saved) e.breakers.set(id(b.policy, b.key), b);
+    // Reconciling the queues needs Redis, which may be down at start: it runs first on the chain, not in the way of starting.
+    e.enqueue(() => e.restore(saved));
     return e;
   }
 
@@ -466,7 +469,6 @@ export class PolicyEngine {
 
   /** At start: breakers come back as they were; queues are made to agree with them, and the ledger says what was found. */
   private async restore(saved: BreakerState[]): Promise<void> {
-    for (const b of saved) this.breakers.set(id(b.policy, b.key), b);
     for (const b of saved) {
       const p = this.policy(b.policy);
       if (!p) {

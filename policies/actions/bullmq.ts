@@ -40,7 +40,7 @@ export class BullMQQueueActions implements QueueActions {
         connection: {
           host: u.hostname, port: Number(u.port || 6379), username: u.username || undefined, password: u.password ? decodeURIComponent(u.password) : undefined,
           db: u.pathname.length > 1 ? Number(u.pathname.slice(1)) : undefined, tls: u.protocol === 'rediss:' ? {} : undefined,
-          maxRetriesPerRequest: 3, enableOfflineQueue: false,
+          maxRetriesPerRequest: 3,
         },
       });
       q.on('error', () => undefined); // reported by the failing call itself
