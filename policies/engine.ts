@@ -419,6 +419,8 @@ export class PolicyEngine {
   }
 
   private async persist(): Promise<void> {
+    // The gauges follow the states as persisted, in chain order, so they end where the breakers are.
+    for (const b of this.breakers.values()) this.o.observer?.breakerState?.(b.policy, b.key, b.phase);
     await writeBreakerStates(this.o.dataDir, [...this.breakers.values()].filter((b) => b.phase !== 'closed' || b.applied || b.forced));
   }
 
