@@ -176,6 +176,10 @@ export class PolicyEngine {
     const verdict = judgeStorm(w.sum(), p.retryStorm!);
     this.o.observer?.retryRatio?.(p.name, key, verdict.retryRatio, verdict.budgetRatio);
     if (!verdict.trip) return;
+    // For one window after a close, the retries the breaker held back drain (attempt > 1, mostly
+    // succeeding): that is the recovery, not a new storm.
+    const existing = this.breakers.get(id(p.name, key));
+    if (existing && existing.phase === 'closed' && existing.opens === 0 && w.latest < existing.since + p.retryStorm!.windowMs && existing.reason !== '') return;
     const b = this.breaker(p, scope, key);
     const t = trip(b, p.breaker, this.clock(), `retry storm on ${key}: ${verdict.signals.join(', ')} (retries ${verdict.evidence.retries}, budget ${verdict.evidence.retry_budget}, first attempts ${verdict.evidence.first_attempts})`);
     if (t) this.enqueueTransition(p, b, t, { ...verdict.evidence, signals: verdict.signals.join(',') });
@@ -367,9 +371,10 @@ export class PolicyEngine {
     await this.persist();
     const detail: Evidence = { scope: b.key, from: t.from, to: t.to, reset_timeout_ms: at.resetTimeoutMs, opens: at.opens, ...prefixed(evidence) };
     const decision = this.actionName(p, b, t.to);
+    // Stamped with the transition's time (not the time the record was written after reading the queue).
     await this.write([
-      this.decisionEvent(p, kind, decision, t.reason, detail, null, t.actor),
-      this.decisionEvent(p, 'policy.decision', t.actor ? `force_${t.to === 'half_open' ? 'half_open' : t.to}` : decision, t.reason, detail, null, t.actor),
+      this.decisionEvent(p, kind, decision, t.reason, detail, null, t.actor, at.since),
+      this.decisionEvent(p, 'policy.decision', t.actor ? `force_${t.to === 'half_open' ? 'half_open' : t.to}` : decision, t.reason, detail, null, t.actor, at.since),
     ]);
     this.publishKv(p, b);
     if (t.to === 'closed') {
@@ -428,10 +433,11 @@ export class PolicyEngine {
     await this.o.record(events);
   }
 
-  private decisionEvent(p: Policy, kind: EventKind, decision: string, reason: string, evidence: Evidence, work: WardenEvent | null, actor: string | null = null): WardenEvent {
+  private decisionEvent(p: Policy, kind: EventKind, decision: string, reason: string, evidence: Evidence, work: WardenEvent | null, actor: string | null = null, ts?: number): WardenEvent {
     const scopeKey = typeof evidence.scope === 'string' ? evidence.scope : null;
     const scope = scopeKey ? parseBreakerKey(scopeKey) : null;
     return makeEvent({
+      ts,
       kind,
       source: 'warden',
       policy: p.name,

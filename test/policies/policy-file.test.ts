@@ -54,7 +54,7 @@ describe('policy file validation', () => {
     expect(ok.stdout).toMatch(/policy file is valid: 3 policies, sha256 [0-9a-f]{64}/);
     const bad = join(dir.path, 'bad.yaml');
     writeFileSync(bad, `${HEAD}  - { name: a, version: 1, retryStorm: { windowMs: soon } }\n`);
-    const err = await run(process.execPath, [CLI, 'policy', 'check', bad]).catch((e) => e as { code: number; stderr: string });
+    const err = (await run(process.execPath, [CLI, 'policy', 'check', bad]).catch((e: unknown) => e)) as { code: number; stderr: string };
     expect(err.code).toBe(1);
     expect(err.stderr).toContain('policies[0].retryStorm.windowMs: expected number, received string');
   });
