@@ -290,6 +290,22 @@ describe('drift on BullMQ job data and results', () => {
   });
 });
 
+describe('policy file reload without a restart', () => {
+  it('a valid change applies (digest recorded); a bad change is rejected, recorded with the key, and the old policies stay', async () => {
+    const policyFile = join(dir.path, 'policies.yaml');
+    writeFileSync(policyFile, POLICY_FILE.replace('version: 7', 'version: 8'));
+    const digest = createHash('sha256').update(readFileSync(policyFile)).digest('hex');
+    await until(async () => (await ledger()).some((e) => e.decision === 'reload' && e.attrs.policy_digest === digest), 10_000, 'reload decision');
+    writeFileSync(policyFile, POLICY_FILE.replace('budgetRatio: 0.2', 'budgetRatio: lots'));
+    await until(async () => (await ledger()).some((e) => e.decision === 'reload_rejected'), 10_000, 'rejected reload');
+    const rejected = (await ledger()).find((e) => e.decision === 'reload_rejected')!;
+    expect(rejected.reason).toContain('policies[0].retryStorm.budgetRatio: expected number, received string');
+    expect(rejected.attrs.policy_digest).toBe(digest); // still the last good file
+    const { body } = await api('GET', '/v1/breakers', AUDITOR);
+    expect(body.breakers.length).toBeGreaterThan(0);
+  });
+});
+
 describe('health of the sidecar with policies', () => {
   it('serves /metrics with the policy metrics', async () => {
     const r = await httpGet(`${sidecar.url}/metrics`);
