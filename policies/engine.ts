@@ -306,7 +306,13 @@ export class PolicyEngine {
   setPolicies(next: LoadedPolicies): void {
     const prev = this.policies;
     this.policies = next;
-    for (const k of [...this.windows.keys()]) if (!next.policies.some((p) => k.startsWith(`${p.name}|`))) this.windows.delete(k);
+    // Windows of removed policies, or of policies whose storm settings changed (window size, slots), start over.
+    const same = (name: string) => {
+      const a = prev?.policies.find((p) => p.name === name);
+      const b = next.policies.find((p) => p.name === name);
+      return !!a && !!b && JSON.stringify(a.retryStorm) === JSON.stringify(b.retryStorm);
+    };
+    for (const k of [...this.windows.keys()]) if (!same(k.slice(0, k.indexOf('|')))) this.windows.delete(k);
     for (const b of [...this.breakers.values()]) {
       if (this.policy(b.policy)) continue;
       this.enqueue(() => this.retire(b, prev, `policy ${b.policy} was removed from ${next.file}`));
@@ -350,7 +356,7 @@ export class PolicyEngine {
   /** What the transition does to the queue, as a decision name. */
   private actionName(p: Policy, b: BreakerState, to: BreakerPhase): string {
     const onQueue = b.scope.system === 'bullmq' && p.breaker.action !== 'none';
-    const name = to === 'open' ? (onQueue ? p.breaker.action : b.scope.system === 'temporal' ? 'fail_fast' : b.scope.kind === 'model' ? 'require_approval' : 'open')
+    const name = to === 'open' ? (onQueue ? p.breaker.action : b.scope.system === 'temporal' ? 'fail_fast' : b.scope.kind === 'model' ? 'gate_route' : 'open')
       : to === 'half_open' ? 'probe' : onQueue ? 'restore' : 'close';
     return this.dry(p) ? `dry_run:${name}` : name;
   }

@@ -155,4 +155,29 @@ describe('policy engine', () => {
     expect(recorded.find((r) => r.kind === 'breaker.opened')).toMatchObject({ policy_version: '5' });
     expect(recorded.find((r) => r.decision === 'reload')!.attrs.policy_digest).toBe(e.loaded!.digest);
   });
+
+  it('drift with action breaker: a drifting model opens a breaker on its route, and new work on it needs an approval', async () => {
+    const text = `apiVersion: warden/v1
+policies:
+  - name: scores
+    version: 1
+    drift:
+      metrics: [{ name: score, baselineSize: 30, windowSize: 20 }]
+      action: breaker
+    breaker: { resetTimeoutMs: 5000 }
+`;
+    const e = await engine(text);
+    const done = (i: number, score: number) => makeEvent({ kind: 'activity.completed', source: 'temporal', ts: now + i, model: 'ranker', correlation_id: `c${i}`, activity_type: 'rank', attrs: { 'output.score': score } });
+    const evs = [];
+    for (let i = 0; i < 30; i++) evs.push(done(i, (i % 10) / 10));
+    for (let i = 30; i < 50; i++) evs.push(done(i, 3 + (i % 10) / 10));
+    e.observe(evs);
+    await e.idle();
+    const drift = recorded.find((r) => r.decision === 'drift')!;
+    expect(drift).toMatchObject({ model: 'ranker', attrs: { finding: 'statistical_drift', method: 'ks' } });
+    expect(recorded.find((r) => r.kind === 'breaker.opened')).toMatchObject({ model: 'ranker', decision: 'gate_route', attrs: { scope: 'any.model.ranker' } });
+    e.observe([makeEvent({ kind: 'activity.started', source: 'temporal', ts: now + 60, model: 'ranker', correlation_id: 'new-work', activity_type: 'rank', attempt: 1 })]);
+    await e.idle();
+    expect(recorded.find((r) => r.decision === 'require_approval' && r.kind === 'policy.decision' && r.correlation_id === 'new-work')).toBeDefined();
+  });
 });
