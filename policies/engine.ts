@@ -76,6 +76,7 @@ export class PolicyEngine {
   /** (policy, correlation, finding) already decided: one decision per piece of work and finding. */
   private readonly decided = new Lru<string, true>(100_000);
   private chain: Promise<void> = Promise.resolve();
+  private readonly retrying = new Set<BreakerState>();
   private timer: NodeJS.Timeout | null = null;
   private readonly clock: () => number;
   private readonly log: EngineLogger;
@@ -269,8 +270,10 @@ export class PolicyEngine {
       if (t) {
         this.windows.get(id(b.policy, b.key))?.clear(); // the storm that opened it is not evidence against the probes
         this.enqueueTransition(p, b, t, {});
-      } else if (b.applied?.pending) {
-        this.enqueue(() => this.act(p, b));
+      } else if (b.applied?.pending && !this.retrying.has(b)) {
+        // One retry in flight per breaker, so a long Redis outage does not pile up work on the chain.
+        this.retrying.add(b);
+        this.enqueue(() => this.act(p, b).finally(() => this.retrying.delete(b)));
       }
     }
   }
@@ -367,9 +370,13 @@ export class PolicyEngine {
     // Intent first: the queue's prior settings are on disk before anything is changed.
     if (queueOwned && t.to !== 'closed') {
       if (!b.applied) {
-        const prior = await this.o.queues!.state(b.scope.name);
-        b.applied = { kind: p.breaker.action as 'pause', wasPaused: prior.paused, prevConcurrency: prior.concurrency, prevRateLimit: prior.rateLimit, stage: 'open', pending: true };
-        evidence = { ...evidence, queue_was_paused: prior.paused };
+        // Redis unreachable: still decide and record; the action is retried on the next tick.
+        const prior = await this.o.queues!.state(b.scope.name).catch((err: Error) => {
+          evidence = { ...evidence, queue_state_error: err.message.slice(0, 200) };
+          return null;
+        });
+        b.applied = { kind: p.breaker.action as 'pause', wasPaused: prior?.paused ?? false, prevConcurrency: prior?.concurrency ?? null, prevRateLimit: prior?.rateLimit ?? null, stage: 'open', pending: true };
+        if (prior) evidence = { ...evidence, queue_was_paused: prior.paused };
       }
       b.applied.stage = t.to === 'open' ? 'open' : 'half_open';
       b.applied.pending = true;
@@ -383,13 +390,15 @@ export class PolicyEngine {
       this.decisionEvent(p, 'policy.decision', t.actor ? `force_${t.to === 'half_open' ? 'half_open' : t.to}` : decision, t.reason, detail, null, t.actor, at.since),
     ]);
     this.publishKv(p, b);
-    if (t.to === 'closed') {
-      if (b.applied && this.o.queues) await this.o.queues.restore(b.scope.name, b.applied);
-      b.applied = null;
-      await this.persist();
-      return;
+    if (b.applied && (queueOwned || t.to === 'closed')) {
+      b.applied.pending = true;
+      try {
+        await this.act(p, b);
+      } catch (err) {
+        this.log.warn({ scope: b.key, phase: b.phase, err: (err as Error).message }, 'breaker action failed (retrying on the next tick)');
+        await this.persist();
+      }
     }
-    if (queueOwned) await this.act(p, b);
   }
 
   /** Sets the queue up for the breaker's current stage (idempotent; re-run after a crash or a failure). */
