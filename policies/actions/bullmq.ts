@@ -26,10 +26,27 @@ export interface QueueActions {
   close(): Promise<void>;
 }
 
+/** Redis did not answer in time; the engine records its decision anyway and retries the action later. */
+export class QueueUnavailableError extends Error {
+  override name = 'QueueUnavailableError';
+}
+
 export class BullMQQueueActions implements QueueActions {
   private readonly queues = new Map<string, Queue>();
+  private readonly timeoutMs: number;
 
-  constructor(private readonly o: { redisUrl: string; prefix: string }) {}
+  constructor(private readonly o: { redisUrl: string; prefix: string; timeoutMs?: number }) {
+    this.timeoutMs = o.timeoutMs ?? 3000;
+  }
+
+  /** BullMQ waits for its connection without limit; the engine's chain must not wait with it. */
+  private timed<T>(queue: string, what: string, p: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new QueueUnavailableError(`${what} on queue ${queue}: Redis did not answer within ${this.timeoutMs} ms`)), this.timeoutMs);
+    });
+    return Promise.race([p, timeout]).finally(() => clearTimeout(timer));
+  }
 
   private queue(name: string): Queue {
     let q = this.queues.get(name);
@@ -51,24 +68,36 @@ export class BullMQQueueActions implements QueueActions {
 
   async state(name: string): Promise<QueueState> {
     const q = this.queue(name);
-    const [paused, concurrency, rl] = await Promise.all([q.isPaused(), q.getGlobalConcurrency(), q.getGlobalRateLimit()]);
+    const [paused, concurrency, rl] = await this.timed(name, 'reading the state', Promise.all([q.isPaused(), q.getGlobalConcurrency(), q.getGlobalRateLimit()]));
     return { paused, concurrency, rateLimit: rl ? { max: Number(rl.max), duration: Number(rl.duration) } : null };
   }
 
-  async open(name: string, cfg: BreakerConfig, prior: QueueState): Promise<void> {
+  open(name: string, cfg: BreakerConfig, prior: QueueState): Promise<void> {
+    return this.timed(name, 'opening', this.doOpen(name, cfg, prior));
+  }
+
+  halfOpen(name: string, cfg: BreakerConfig, a: AppliedAction): Promise<void> {
+    return this.timed(name, 'half-opening', this.doHalfOpen(name, cfg, a));
+  }
+
+  restore(name: string, a: AppliedAction): Promise<void> {
+    return this.timed(name, 'restoring', this.doRestore(name, a));
+  }
+
+  private async doOpen(name: string, cfg: BreakerConfig, prior: QueueState): Promise<void> {
     const q = this.queue(name);
     if (cfg.action === 'pause') await q.pause();
     else if (cfg.action === 'concurrency') await q.setGlobalConcurrency(Math.min(cfg.concurrency, prior.concurrency ?? Infinity));
     else if (cfg.action === 'rate_limit') await q.setGlobalRateLimit(cfg.rateLimit.max, cfg.rateLimit.durationMs);
   }
 
-  async halfOpen(name: string, cfg: BreakerConfig, a: AppliedAction): Promise<void> {
+  private async doHalfOpen(name: string, cfg: BreakerConfig, a: AppliedAction): Promise<void> {
     const q = this.queue(name);
     await q.setGlobalConcurrency(Math.min(cfg.probeConcurrency, a.prevConcurrency ?? Infinity));
     if (a.kind === 'pause' && !a.wasPaused) await q.resume();
   }
 
-  async restore(name: string, a: AppliedAction): Promise<void> {
+  private async doRestore(name: string, a: AppliedAction): Promise<void> {
     const q = this.queue(name);
     if (a.prevConcurrency === null) await q.removeGlobalConcurrency();
     else await q.setGlobalConcurrency(a.prevConcurrency);
@@ -80,7 +109,8 @@ export class BullMQQueueActions implements QueueActions {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([...this.queues.values()].map((q) => q.close()));
+    // Closing waits for a connection that may never come (Redis down at shutdown): bounded.
+    await Promise.allSettled([...this.queues.entries()].map(([name, q]) => this.timed(name, 'closing', q.close())));
     this.queues.clear();
   }
 }

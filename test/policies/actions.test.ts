@@ -110,6 +110,32 @@ describe('BullMQ queue actions', () => {
   });
 });
 
+describe('Redis away when the breaker opens', () => {
+  it('the decision is recorded while Redis is down (after the action timeout); the pause happens when Redis is back', async () => {
+    const own = await startRedis();
+    try {
+      await own.stop();
+      const recorded: WardenEvent[] = [];
+      const queues = new BullMQQueueActions({ redisUrl: own.url, prefix: 'bull' });
+      const e = await PolicyEngine.open({ dataDir: `${dir.path}/away`, policies: policyFile('a-away', 'pause'), queues, kv: null, record: async (evs) => { recorded.push(...evs); } });
+      e.start(200);
+      e.observe(storm('a-away'));
+      await until(() => recorded.some((r) => r.kind === 'breaker.opened'), 20_000, 'decision while Redis is down');
+      expect(recorded.find((r) => r.kind === 'breaker.opened')!.attrs['evidence.queue_state_error']).toBeTypeOf('string');
+      expect(e.list()[0].applied).toMatchObject({ pending: true });
+      await own.start();
+      const q = new Queue('a-away', { connection: connectionFor(own.url) });
+      await until(async () => q.isPaused(), 20_000, 'paused once Redis is back');
+      await until(() => e.list()[0].applied?.pending === false, 5_000, 'action done');
+      await e.stop();
+      await queues.close();
+      await q.close();
+    } finally {
+      await own.dispose();
+    }
+  });
+});
+
 describe('NATS KV breaker state (enforced by the Temporal activity interceptor)', () => {
   it('an opened Temporal breaker is put into the bucket under breakerKey(scope), and its close too', async () => {
     const errors: string[] = [];
