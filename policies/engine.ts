@@ -204,7 +204,8 @@ export class PolicyEngine {
     const model = ev.model ?? '*';
     if (isCompletion(ev)) {
       for (const m of cfg.metrics) {
-        const v = ev.attrs[`output.${m.name}`];
+        // `duration_ms` is the event's own latency; every other metric is an output read from the result.
+        const v = m.name === 'duration_ms' ? ev.duration_ms : ev.attrs[`output.${m.name}`];
         if (typeof v !== 'number') continue;
         const k = `${p.name}|${model}|${m.name}`;
         let od = this.outputs.get(k);

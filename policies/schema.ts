@@ -43,7 +43,7 @@ export const RetryStormSchema = z.strictObject({
 });
 
 export const DriftMetricSchema = z.strictObject({
-  /** The output read from events as `attrs['output.<name>']`. */
+  /** The output read from events as `attrs['output.<name>']`; `duration_ms` is the attempt's own latency. */
   name: z.string().regex(/^[\w.-]{1,64}$/, 'expected a metric name (letters, digits, . _ -)'),
   /** The first `baselineSize` values form the reference; later values fill the current window. */
   baselineSize: z.number().int().min(5).default(200),

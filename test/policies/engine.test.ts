@@ -180,4 +180,21 @@ policies:
     await e.idle();
     expect(recorded.find((r) => r.decision === 'require_approval' && r.kind === 'policy.decision' && r.correlation_id === 'new-work')).toBeDefined();
   });
+
+  it('drift on latency: the metric duration_ms reads the completion\'s own duration', async () => {
+    const text = `apiVersion: warden/v1
+policies:
+  - name: latency
+    version: 1
+    drift: { metrics: [{ name: duration_ms, baselineSize: 30, windowSize: 20 }], action: record }
+`;
+    const e = await engine(text);
+    const done = (i: number, ms: number) => makeEvent({ kind: 'job.completed', source: 'bullmq', queue: 'q', ts: now + i, model: 'm', duration_ms: ms });
+    const evs = [];
+    for (let i = 0; i < 30; i++) evs.push(done(i, 100 + (i % 10)));
+    for (let i = 30; i < 50; i++) evs.push(done(i, 400 + (i % 10)));
+    e.observe(evs);
+    await e.idle();
+    expect(recorded.find((r) => r.decision === 'drift')).toMatchObject({ model: 'm', attrs: { metric: 'duration_ms', finding: 'statistical_drift' } });
+  });
 });
