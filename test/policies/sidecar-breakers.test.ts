@@ -14,7 +14,10 @@ import { Queue, Worker, type Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenEvent } from '../../collectors/event.js';
 import { Spool } from '../../ledger/spool.js';
-import { httpGet, startRedis, tempDir, type RedisServer, type TempDir } from '../harness/index.js';
+import { connect } from '@nats-io/transport-node';
+import { Kvm } from '@nats-io/kv';
+import { BREAKER_BUCKET, type BreakerStatus } from '../../collectors/breakers.js';
+import { httpGet, startNats, startRedis, tempDir, type NatsServer, type RedisServer, type TempDir } from '../harness/index.js';
 import { connectionFor, rng, until } from '../collectors/bullmq/helpers.js';
 import { startSidecarProcess, sumMetric, type SidecarProcess } from '../agent/sidecar-process.js';
 
@@ -46,6 +49,7 @@ policies:
 `;
 
 let redis: RedisServer;
+let nats: NatsServer;
 let dir: TempDir;
 let sidecar: SidecarProcess;
 let dataDir: string;
@@ -53,7 +57,7 @@ let policyDigest: string;
 const open: { close(): Promise<void> }[] = [];
 
 beforeAll(async () => {
-  [redis, dir] = await Promise.all([startRedis(), tempDir('warden-policies')]);
+  [redis, nats, dir] = await Promise.all([startRedis(), startNats(), tempDir('warden-policies')]);
   const policyFile = join(dir.path, 'policies.yaml');
   writeFileSync(policyFile, POLICY_FILE);
   policyDigest = createHash('sha256').update(readFileSync(policyFile)).digest('hex');
@@ -66,6 +70,7 @@ bullmq:
   metadata: { model: data.model, model_version: data.model_version, served_model: returnvalue.served_model }
   outputs: { score: returnvalue.score }
 clickhouse: { mode: off }
+nats: { url: ${nats.url} }
 policies: { file: ${policyFile}, evaluateIntervalMs: 200 }
 api:
   tokens:
@@ -79,6 +84,7 @@ api:
 afterAll(async () => {
   for (const o of open.reverse()) await o.close().catch(() => undefined);
   await sidecar?.proc.stop();
+  await nats?.dispose();
   await redis?.dispose();
   await dir?.cleanup();
 });
@@ -141,6 +147,17 @@ describe('retry storm on BullMQ, end to end', () => {
     const decision = events.find((e) => e.kind === 'policy.decision' && e.policy === 'storm' && e.decision === 'pause')!;
     expect(decision.attrs['evidence.retries']).toBe(retries);
     expect(decision.reason).toMatch(/retry storm on bullmq\.queue\.p-storm: .*retry_budget/);
+
+    // The state is also in the NATS KV bucket the in-process hooks (Temporal activity interceptor) watch.
+    const nc = await connect({ servers: nats.url });
+    try {
+      await until(async () => {
+        const entry = await (await new Kvm(nc).open(BREAKER_BUCKET)).get('bullmq.queue.p-storm').catch(() => null);
+        return (entry?.json() as BreakerStatus | undefined)?.phase === 'open';
+      }, 10_000, 'open breaker in the KV bucket');
+    } finally {
+      await nc.close();
+    }
 
     const metrics = await sidecar.metrics();
     expect(sumMetric(metrics, 'warden_breaker_state', { policy: 'storm', scope: 'bullmq.queue.p-storm' })).toBe(2);
