@@ -15,6 +15,8 @@ import { csvCell, csvHeader, csvRow } from '../ledger/csv.js';
 import * as c from '../ledger/compliance.js';
 import { eventPages } from '../ledger/compliance-export.js';
 import type { LedgerStore } from '../ledger/store/index.js';
+import { BreakerRequestError } from '../policies/engine.js';
+import type { BreakerAdmin } from './policies.js';
 
 import type { ROLES } from './config.js';
 
@@ -46,6 +48,8 @@ export interface ApiOptions {
   ingest?(events: WardenEvent[]): Promise<{ accepted: number; duplicates: number }>;
   /** Counts events /v1/events refused as malformed. */
   onInvalidEvents?(n: number): void;
+  /** Circuit breakers (policies.file configured): listed by compliance and admin, forced by admin. */
+  breakers?: BreakerAdmin | null;
 }
 
 /** A request the API refuses, with the HTTP status it gets. */
@@ -87,10 +91,11 @@ export class ComplianceApi {
       caller = this.authenticate(req);
       this.rateLimit(caller.name);
       const body = await drainBody(req, this.o.maxBodyBytes, url.pathname === '/v1/events');
-      rows = await this.route(req, res, url, caller.role, body);
+      rows = await this.route(req, res, url, caller.role, body, caller.name);
     } catch (err) {
       const e = err instanceof ApiError ? err
         : err instanceof LedgerError ? new ApiError(400, err.message)
+        : err instanceof BreakerRequestError ? new ApiError(err.status, err.message)
         : new ApiError(500, 'internal error');
       status = e.status;
       if (!res.headersSent) {
@@ -125,7 +130,7 @@ export class ComplianceApi {
     b.tokens -= 1;
   }
 
-  private async route(req: IncomingMessage, res: ServerResponse, url: URL, role: Role, body: Buffer): Promise<number> {
+  private async route(req: IncomingMessage, res: ServerResponse, url: URL, role: Role, body: Buffer, callerName = ''): Promise<number> {
     const path = url.pathname;
     const need = (roles: Role[]) => {
       if (!roles.includes(role)) throw new ApiError(403, `role "${role}" may not ${req.method} ${path} (needs ${roles.join(' or ')})`);
@@ -173,6 +178,27 @@ export class ComplianceApi {
         return q();
       }
       throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify, approvals, versions, unapproved, decisions, export)`);
+    }
+    if (path === '/v1/breakers' || path.startsWith('/v1/breakers/')) {
+      const b = this.o.breakers;
+      if (!b) throw new ApiError(404, 'no policies are configured on this sidecar (set policies.file)');
+      if (path === '/v1/breakers') {
+        need(READ_ROLES);
+        if (req.method !== 'GET') throw new ApiError(405, `${path} accepts GET only`, { allow: 'GET' });
+        const list = b.list();
+        res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ breakers: list })}\n`);
+        return list.length;
+      }
+      // POST /v1/breakers/<scope>/(open|close|auto)?actor=NAME[&policy=P]: admin only, recorded with the actor.
+      need(['admin']);
+      if (req.method !== 'POST') throw new ApiError(405, `${path} accepts POST only`, { allow: 'POST' });
+      const m = /^\/v1\/breakers\/([^/]+)\/(open|close|auto)$/.exec(path);
+      if (!m) throw new ApiError(404, 'use POST /v1/breakers/<scope>/open|close|auto?actor=NAME (scope e.g. bullmq.queue.ingest)');
+      const actor = url.searchParams.get('actor') || callerName;
+      if (!/^[\w.@ -]{1,100}$/.test(actor)) throw new ApiError(400, 'actor must be a short name (letters, digits, . _ @ - and spaces)');
+      const states = await b.force(decodeURIComponent(m[1]), m[2] === 'close' ? 'closed' : m[2] as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined);
+      res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ breakers: states })}\n`);
+      return states.length;
     }
     if (path === '/v1/events') {
       need(['ingest', 'admin']);

@@ -23,6 +23,8 @@ import {
 import { exportEvents, type ExportFormat } from '../ledger/compliance-export.js';
 import { formatRows, progressBar } from '../ledger/compliance-format.js';
 import type { LedgerStore } from '../ledger/store/store.js';
+import { PolicyFileError } from '../policies/loader.js';
+import { registerPolicyCommands } from './policy-cli.js';
 
 const EXIT_TAMPERED = 1;
 const EXIT_USAGE = 2;
@@ -454,6 +456,7 @@ export function buildCli(): Command {
         process.stderr.write(`slo: wrote ${cfg.slos.length} SLO rule group(s) to ${o.out}\n`);
       } else out(text);
     });
+  registerPolicyCommands(program, (cmd) => configFor(common(cmd)));
 
   program.command('demo').description('run a small AI-agent pipeline on BullMQ beside the sidecar (needs Redis)')
     .option('--duration <seconds>', 'how long to produce jobs', positiveInt, 60)
@@ -498,6 +501,9 @@ export async function main(argv: string[]): Promise<void> {
       process.exitCode = EXIT_USAGE;
     } else if (err instanceof ZodError) {
       process.stderr.write(`warden: ${err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
+      process.exitCode = EXIT_USAGE;
+    } else if (err instanceof PolicyFileError) {
+      process.stderr.write(`warden: ${err.message}\n`);
       process.exitCode = EXIT_USAGE;
     } else if (err instanceof LedgerError) {
       // Bad time argument, corrupt or locked spool, no ledger at that path: the message says what to do.

@@ -20,6 +20,8 @@ const MetadataPaths = z.strictObject({
   model_version: jsonPath.optional(),
   policy: jsonPath.optional(),
   policy_version: jsonPath.optional(),
+  served_model: jsonPath.optional(),
+  served_model_version: jsonPath.optional(),
 }) satisfies z.ZodType<CollectorMetadataPaths>;
 
 export const ROLES = ['compliance', 'admin', 'ingest'] as const;
@@ -49,6 +51,16 @@ export const ConfigSchema = z.strictObject({
     metadata: MetadataPaths.default({}),
     queueMetadata: z.record(z.string(), MetadataPaths).default({}),
     countsIntervalMs: z.number().int().min(100).default(5000),
+    /** Numeric outputs for drift policies: metric name -> path in the job's return value (`score: returnvalue.eval.score`). */
+    outputs: z.record(z.string().regex(/^[\w.-]{1,64}$/, 'expected a metric name (letters, digits, . _ -)'), z.string().regex(/^returnvalue(\.[^.\s]+)+$/, 'expected a path starting with returnvalue.')).default({}),
+  }).prefault({}),
+  policies: z.strictObject({
+    /** The policy file (YAML); unset: no policies, no breakers. Reloaded when it changes. */
+    file: z.string().min(1).optional(),
+    /** How often breaker timers (open -> half-open) are evaluated and the file is checked for changes. */
+    evaluateIntervalMs: z.number().int().min(50).max(60_000).default(1000),
+    /** Every policy decides and records but does not act. */
+    dryRun: z.boolean().default(false),
   }).prefault({}),
   redaction: z.strictObject({
     paths: z.array(z.string().min(1)).default([]),
@@ -136,6 +148,7 @@ export const ENV_VARS = {
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
   WARDEN_NATS_URL: 'nats.url',
   WARDEN_NATS_CONSUMER: 'nats.consumer',
+  WARDEN_POLICY_FILE: 'policies.file',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

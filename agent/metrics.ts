@@ -52,6 +52,13 @@ export class WardenMetrics {
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
   readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
+  // Policies and breakers (policies/): state per breaker, decisions, drift scores, retry ratio vs budget.
+  readonly breakerState = new Gauge({ name: 'warden_breaker_state', help: 'Circuit breaker state per policy and scope: 0 closed, 1 half-open, 2 open.', labelNames: ['policy', 'scope'], registers: [this.registry] });
+  readonly policyDecisions = new Counter({ name: 'warden_policy_decisions_total', help: 'Policy decisions recorded in the ledger, by policy and decision (pause, probe, restore, require_approval, dry_run:<action>, ...).', labelNames: ['policy', 'decision'], registers: [this.registry] });
+  readonly driftScore = new Gauge({ name: 'warden_drift_score', help: 'Latest drift score of a model output: the KS p-value (drift when <= 0.05), or the normed Wasserstein distance / PSI (drift when >= 0.1).', labelNames: ['model', 'metric'], registers: [this.registry] });
+  readonly retryRatio = new Gauge({ name: 'warden_retry_ratio', help: 'Retries per first attempt over the policy window, per scope.', labelNames: ['policy', 'scope'], registers: [this.registry] });
+  readonly retryBudgetRatio = new Gauge({ name: 'warden_retry_budget_ratio', help: 'The retry budget over the same window, as retries per first attempt (ratio + per-second allowance).', labelNames: ['policy', 'scope'], registers: [this.registry] });
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
@@ -62,6 +69,7 @@ export class WardenMetrics {
   /** Metrics derived from one durable event. */
   observe(ev: WardenEvent): void {
     this.ledgerEvents.inc({ kind: ev.kind });
+    if (ev.kind === 'policy.decision') this.policyDecisions.inc({ policy: ev.policy ?? '', decision: ev.decision ?? '' });
     const system = ev.source === 'warden' ? null : ev.source;
     if (!system) return;
     const queue = ev.queue ?? '';

@@ -25,8 +25,15 @@ export interface PipelineParts {
   checkpointer?: Checkpointer;
 }
 
+/** Consumes durable events (the policy engine); must not throw or block. */
+export interface DurableEventSink {
+  observe(events: WardenEvent[]): void;
+}
+
 export class EventPipeline {
   private readonly current = new Map<string, string>();
+  /** Fed every durable collected event after the spool append (policies; set once wired). */
+  policies: DurableEventSink | null = null;
 
   constructor(private readonly p: PipelineParts, initial: Map<string, string>) {
     for (const [q, pos] of initial) this.current.set(q, pos);
@@ -44,6 +51,7 @@ export class EventPipeline {
   async recordHookEvents(events: WardenEvent[]): Promise<void> {
     await this.record(events);
     for (const ev of events) this.p.spans.observe(ev, false);
+    this.feedPolicies(events); // e.g. Temporal activity retries and outputs drive breakers too
   }
 
   async handle(batches: CollectedBatch[]): Promise<void> {
@@ -73,5 +81,15 @@ export class EventPipeline {
     }
     this.p.metrics.ledgerLastSeq.set(lastSeq);
     this.p.positions.update(this.current, lastSeq);
+    this.feedPolicies(events);
+  }
+
+  private feedPolicies(events: WardenEvent[]): void {
+    if (!this.policies || events.length === 0) return;
+    try {
+      this.policies.observe(events);
+    } catch (err) {
+      this.p.logger.warn({ err: (err as Error).message }, 'policy engine failed on a batch (events are in the ledger; decisions for them may be missing)');
+    }
   }
 }

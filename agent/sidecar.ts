@@ -19,6 +19,7 @@ import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
 import { EventPipeline } from './pipeline.js';
 import { PositionStore } from './positions.js';
+import { startPolicies, type RunningPolicies } from './policies.js';
 import { startHttpServer, type HttpServer, type Readiness } from './server.js';
 import { EventSpanBuilder } from './spans.js';
 import { createTraceExport, type TraceExport } from './tracing.js';
@@ -69,6 +70,15 @@ export class Sidecar {
     const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
     const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
     const ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
+    // Policies see every durable event and write their decisions through the same pipeline.
+    const policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger).catch(async (err) => {
+      await publisher?.stop({ drainMs: 0 });
+      await shipping?.stop();
+      await checkpointer.close({ lastSeq: spool.lastSeq });
+      await spool.close();
+      throw err;
+    });
+    pipeline.policies = policies?.engine ?? null;
 
     const collector = new BullMQCollector({
       redisUrl: config.redis.url,
@@ -81,6 +91,7 @@ export class Sidecar {
       startFrom: config.bullmq.startFrom,
       metadata: config.bullmq.metadata,
       queueMetadata: config.bullmq.queueMetadata,
+      outputs: config.bullmq.outputs,
       redactor,
       inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
       positions: restored.positions,
@@ -116,6 +127,7 @@ export class Sidecar {
       ingest: (events) => ingest.ingest(events, 'http'),
       onInvalidEvents: (n) => ingest.invalid('http', n),
       store: shipping?.store ?? null,
+      breakers: policies?.admin ?? null,
       reader: {
         events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
         lineage: (cid) => lineage(config.dataDir, cid),
@@ -140,6 +152,7 @@ export class Sidecar {
     }).start();
     // Hook events from NATS JetStream (nats.url set): the spool is open, so acks can follow appends.
     s.natsIngest = startNatsIngest(config, ingest, logger);
+    s.policies = policies;
     s.starting = collector.start().then(
       () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
       (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
@@ -153,6 +166,8 @@ export class Sidecar {
   selfVerify: LedgerSelfVerifier | null = null;
   /** Consumes hook events from NATS JetStream; null when nats.url is not set. */
   natsIngest: NatsEventConsumer | null = null;
+  /** The policy engine and its actions; null without policies.file. */
+  policies: RunningPolicies | null = null;
   /** Resolves once the collector reached Redis and found its queues. */
   starting: Promise<void> = Promise.resolve();
 
@@ -162,6 +177,7 @@ export class Sidecar {
     await this.collector.stop();
     await this.starting;
     await this.selfVerify?.stop();
+    await this.policies?.stop(); // decisions in flight are recorded before the spool closes
     await this.spool.close();
     const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
     if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');

@@ -47,6 +47,8 @@ export interface BullMQCollectorOptions {
   startFrom: 'earliest' | 'latest';
   metadata: MetadataPaths;
   queueMetadata: Record<string, MetadataPaths>;
+  /** Numeric outputs read from completed jobs' return values: metric -> `returnvalue.<path>`. */
+  outputs?: Record<string, string>;
   redactor: Redactor;
   inputLimits: InputLimits;
   /** Checkpoints restored from durable state; a queue found here can detect a gap. */
@@ -166,6 +168,7 @@ export class BullMQCollector {
       redactor: this.opts.redactor,
       inputLimits: this.opts.inputLimits,
       metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },
+      outputs: this.opts.outputs,
       seed: this.opts.seedJob ? (jobId) => this.opts.seedJob!(queue, jobId) : undefined,
     });
   }

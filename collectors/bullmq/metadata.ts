@@ -12,7 +12,13 @@ export interface MetadataPaths {
   model_version?: string;
   policy?: string;
   policy_version?: string;
+  /** Read from the job's return value (`returnvalue.<path>`) on completion: the model that actually answered. */
+  served_model?: string;
+  served_model_version?: string;
 }
+
+/** Numeric outputs for drift detection: metric name -> `returnvalue.<path>` (e.g. score: returnvalue.eval.score). */
+export type OutputPaths = Record<string, string>;
 
 export interface JobMeta {
   correlation_id: string | null;
@@ -52,14 +58,42 @@ function scalar(v: unknown): string | null {
   return null;
 }
 
-function get(root: Record<string, unknown>, path: string | undefined): string | null {
-  if (!path) return null;
+function at(root: Record<string, unknown>, path: string): unknown {
   let node: unknown = root;
   for (const part of path.split('.')) {
-    if (node === null || typeof node !== 'object') return null;
+    if (node === null || typeof node !== 'object') return undefined;
     node = (node as Record<string, unknown>)[part];
   }
-  return scalar(node);
+  return node;
+}
+
+function get(root: Record<string, unknown>, path: string | undefined): string | null {
+  return path ? scalar(at(root, path)) : null;
+}
+
+/** Return values larger than this are not parsed for outputs (they would cost more than they tell). */
+const MAX_RETURNVALUE_CHARS = 1024 * 1024;
+
+/**
+ * What a completed job's return value says for governance: `output.<metric>` numbers (finite only)
+ * and `served_model` / `served_model_version`. Empty when nothing is configured or the value is not JSON.
+ */
+export function extractOutputs(returnvalue: string | null | undefined, paths: MetadataPaths, outputs: OutputPaths): Record<string, string | number> {
+  const served = paths.served_model !== undefined || paths.served_model_version !== undefined;
+  if (!returnvalue || returnvalue.length > MAX_RETURNVALUE_CHARS || (!served && Object.keys(outputs).length === 0)) return {};
+  let parsed: unknown;
+  try { parsed = JSON.parse(returnvalue); } catch { return {}; }
+  const root = { returnvalue: parsed } as Record<string, unknown>;
+  const out: Record<string, string | number> = {};
+  for (const [metric, path] of Object.entries(outputs)) {
+    const v = at(root, path);
+    if (typeof v === 'number' && Number.isFinite(v)) out[`output.${metric}`] = v;
+  }
+  const model = get(root, paths.served_model);
+  const version = get(root, paths.served_model_version);
+  if (model !== null) out.served_model = model;
+  if (version !== null) out.served_model_version = version;
+  return out;
 }
 
 /** `parsedData` is the job's data already parsed by the caller (or undefined when not JSON). */

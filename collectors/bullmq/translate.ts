@@ -14,7 +14,7 @@ import { normalizeInput, type InputLimits } from '../input.js';
 import type { Redactor } from '../redact.js';
 import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
 import { snapshotKey } from './job-snapshot.js';
-import { extractMeta, parseTraceparent, type JobMeta, type MetadataPaths } from './metadata.js';
+import { extractMeta, extractOutputs, parseTraceparent, type JobMeta, type MetadataPaths, type OutputPaths } from './metadata.js';
 import { streamIdMs } from './keys.js';
 import type { StreamEntry } from './stream-read.js';
 
@@ -45,6 +45,8 @@ export interface TranslateOptions {
   redactor: Redactor;
   inputLimits: InputLimits;
   metadata: MetadataPaths;
+  /** Numeric outputs read from completed jobs' return values (`attrs['output.<metric>']`). */
+  outputs?: OutputPaths;
   /** Jobs tracked at once; the oldest are forgotten first (and re-seeded if seen again). */
   maxTrackedJobs?: number;
   /** State of jobs seen before a restart; preferred over the job's hash, which may be ahead of the stream. */
@@ -159,7 +161,7 @@ export class QueueTranslator {
           attempt,
           duration_ms: duration,
           error,
-          attrs: f.event === 'completed' && f.returnvalue !== undefined ? { output_digest: sha256(f.returnvalue) } : {},
+          attrs: f.event === 'completed' && f.returnvalue !== undefined ? { output_digest: sha256(f.returnvalue), ...this.outputs(f.returnvalue) } : {},
         });
       }
       case 'removed':
@@ -187,9 +189,16 @@ export class QueueTranslator {
         reconciled: true,
         gap_from: gap.from,
         gap_to: gap.to,
-        ...(state === 'completed' && snap.returnvalue !== null ? { output_digest: sha256(snap.returnvalue) } : {}),
+        ...(state === 'completed' && snap.returnvalue !== null ? { output_digest: sha256(snap.returnvalue), ...this.outputs(snap.returnvalue) } : {}),
       },
     });
+  }
+
+  /** Output metrics and the served model from a return value; model names pass the redactor like all text. */
+  private outputs(returnvalue: string): Record<string, string | number> {
+    const out = extractOutputs(returnvalue, this.opts.metadata, this.opts.outputs ?? {});
+    for (const k of ['served_model', 'served_model_version']) if (typeof out[k] === 'string') out[k] = this.opts.redactor.redactText(out[k] as string);
+    return out;
   }
 
   private rememberTerminal(jobId: string): void {

@@ -1,0 +1,73 @@
+/**
+ * Wires the policy engine into the sidecar: loads (and watches) the policy file, gives the engine
+ * BullMQ queue actions and, when nats.url is set, the NATS KV breaker publisher, and keeps the
+ * breaker / retry / drift gauges.
+ */
+import type { Logger } from 'pino';
+import {
+  BullMQQueueActions, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
+} from '../policies/index.js';
+import type { WardenEvent } from '../collectors/event.js';
+import type { WardenConfig } from './config.js';
+import type { WardenMetrics } from './metrics.js';
+
+const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
+
+/** What the HTTP API needs to list and force breakers. */
+export interface BreakerAdmin {
+  list(): BreakerState[];
+  force(key: string, mode: ForceMode, actor: string, policy?: string): Promise<BreakerState[]>;
+}
+
+export interface RunningPolicies {
+  engine: PolicyEngine;
+  admin: BreakerAdmin;
+  stop(): Promise<void>;
+}
+
+/** Null when no policy file is configured. Throws PolicyFileError (naming the keys) for a bad file at start. */
+export async function startPolicies(config: WardenConfig, record: (events: WardenEvent[]) => Promise<void>, metrics: WardenMetrics, logger: Logger): Promise<RunningPolicies | null> {
+  const file = config.policies.file;
+  if (!file) return null;
+  const loaded = loadPolicyFile(file);
+  const queues = new BullMQQueueActions({ redisUrl: config.redis.url, prefix: config.bullmq.prefix });
+  const kv = config.nats.url
+    ? new KvBreakerPublisher({ url: config.nats.url, onError: (err) => logger.warn({ err: err.message }, 'publishing breaker state to NATS KV failed (retrying)') })
+    : null;
+  const engine = await PolicyEngine.open({
+    dataDir: config.dataDir,
+    policies: loaded,
+    record,
+    queues,
+    kv,
+    dryRun: config.policies.dryRun,
+    logger,
+    observer: {
+      breakerState: (policy, scope, phase) => metrics.breakerState.set({ policy, scope }, PHASE_VALUE[phase]),
+      retryRatio: (policy, scope, ratio, budget) => {
+        metrics.retryRatio.set({ policy, scope }, ratio);
+        metrics.retryBudgetRatio.set({ policy, scope }, budget);
+      },
+      driftScore: (model, metric, score) => metrics.driftScore.set({ model, metric }, score),
+    },
+  });
+  engine.start(config.policies.evaluateIntervalMs);
+  const watcher = new PolicyFileWatcher(file, loaded, {
+    loaded: (next) => {
+      logger.info({ file, digest: next.digest, policies: next.policies.map((p) => `${p.name}@${p.version}`) }, 'policy file reloaded');
+      engine.setPolicies(next);
+    },
+    rejected: (f, problems) => engine.reloadRejected(f, problems),
+  }, config.policies.evaluateIntervalMs);
+  logger.info({ file, digest: loaded.digest, policies: loaded.policies.map((p) => `${p.name}@${p.version}`), dryRun: config.policies.dryRun }, 'policies loaded');
+  return {
+    engine,
+    admin: { list: () => engine.list(), force: (key, mode, actor, policy) => engine.force(key, mode, actor, policy) },
+    async stop() {
+      watcher.stop();
+      await engine.stop();
+      await kv?.stop();
+      await queues.close();
+    },
+  };
+}

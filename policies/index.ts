@@ -1,0 +1,8 @@
+/** The policies surface the agent wires: load and watch the file, run the engine, act on queues and NATS KV. */
+export { PolicyFileError, loadPolicyFile, parsePolicies, type LoadedPolicies } from './loader.js';
+export { PolicyFileWatcher } from './reload.js';
+export { PolicyEngine, BreakerRequestError, type ForceMode, type PolicyObserver, type EngineOptions } from './engine.js';
+export { BullMQQueueActions, type QueueActions } from './actions/bullmq.js';
+export { KvBreakerPublisher, type BreakerPublisher } from './actions/kv.js';
+export type { BreakerState } from './breaker.js';
+export { PolicyStateError } from './state-file.js';
