@@ -55,7 +55,7 @@ export class WardenMetrics {
   // Policies and breakers (policies/): state per breaker, decisions, drift scores, retry ratio vs budget.
   readonly breakerState = new Gauge({ name: 'warden_breaker_state', help: 'Circuit breaker state per policy and scope: 0 closed, 1 half-open, 2 open.', labelNames: ['policy', 'scope'], registers: [this.registry] });
   readonly policyDecisions = new Counter({ name: 'warden_policy_decisions_total', help: 'Policy decisions recorded in the ledger, by policy and decision (pause, probe, restore, require_approval, dry_run:<action>, ...).', labelNames: ['policy', 'decision'], registers: [this.registry] });
-  readonly driftScore = new Gauge({ name: 'warden_drift_score', help: 'Latest drift score of a model output: the KS p-value (drift when <= 0.05), or the normed Wasserstein distance / PSI (drift when >= 0.1).', labelNames: ['model', 'metric'], registers: [this.registry] });
+  readonly driftScore = new Gauge({ name: 'warden_drift_score', help: 'Latest drift score of a model output, by method: ks is a p-value (drift when <= 0.05); wasserstein (normed) and psi are distances (drift when >= 0.1).', labelNames: ['model', 'metric', 'method'], registers: [this.registry] });
   readonly retryRatio = new Gauge({ name: 'warden_retry_ratio', help: 'Retries per first attempt over the policy window, per scope.', labelNames: ['policy', 'scope'], registers: [this.registry] });
   readonly retryBudgetRatio = new Gauge({ name: 'warden_retry_budget_ratio', help: 'The retry budget over the same window, as retries per first attempt (ratio + per-second allowance).', labelNames: ['policy', 'scope'], registers: [this.registry] });
 

@@ -48,7 +48,7 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
         metrics.retryRatio.set({ policy, scope }, ratio);
         metrics.retryBudgetRatio.set({ policy, scope }, budget);
       },
-      driftScore: (model, metric, score) => metrics.driftScore.set({ model, metric }, score),
+      driftScore: (model, metric, method, score) => metrics.driftScore.set({ model, metric, method }, score),
     },
   });
   engine.start(config.policies.evaluateIntervalMs);

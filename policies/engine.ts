@@ -27,7 +27,7 @@ import { AttemptWindow } from './window.js';
 export interface PolicyObserver {
   breakerState?(policy: string, scope: string, phase: BreakerPhase): void;
   retryRatio?(policy: string, scope: string, ratio: number, budgetRatio: number): void;
-  driftScore?(model: string, metric: string, score: number): void;
+  driftScore?(model: string, metric: string, method: string, score: number): void;
 }
 
 export interface EngineLogger {
@@ -212,7 +212,7 @@ export class PolicyEngine {
         if (!od) { od = new OutputDrift(m); this.outputs.set(k, od); }
         const r = od.add(v);
         if (!r) continue;
-        this.o.observer?.driftScore?.(model, m.name, r.score);
+        this.o.observer?.driftScore?.(model, m.name, r.method, r.score);
         if (r.drift !== od.drifting) {
           od.drifting = r.drift;
           this.statisticalDrift(p, ev, model, m.name, r.drift, { method: r.method, score: r.score, threshold: r.threshold, ...(r.statistic !== undefined ? { statistic: r.statistic } : {}), reference_n: od.reference.length, current_n: m.windowSize });
