@@ -1,10 +1,10 @@
 /**
- * Reloads the policy file when its bytes change, without a restart. Polls (fs.watchFile) rather
- * than relying on inotify, which misses editors' rename-over saves and does not work on every mount.
+ * Reloads the policy file when its bytes change, without a restart. Polls the file's digest rather
+ * than relying on inotify (misses editors' rename-over saves, absent on some mounts) or on stat
+ * changes (two same-size writes within one timestamp tick look identical). The file is small.
  * A file that does not validate is reported and the previous policies stay in force.
  */
 import { readFile } from 'node:fs/promises';
-import { unwatchFile, watchFile } from 'node:fs';
 import { createHash } from 'node:crypto';
 import { parsePolicies, PolicyFileError, type LoadedPolicies } from './loader.js';
 
@@ -16,11 +16,12 @@ export interface ReloadHandlers {
 export class PolicyFileWatcher {
   private digest: string;
   private busy = false;
-  private readonly listener = () => { void this.check(); };
+  private readonly timer: NodeJS.Timeout;
 
   constructor(private readonly file: string, current: LoadedPolicies, private readonly h: ReloadHandlers, intervalMs = 1000) {
     this.digest = current.digest;
-    watchFile(file, { interval: intervalMs, persistent: false }, this.listener);
+    this.timer = setInterval(() => { void this.check(); }, intervalMs);
+    this.timer.unref();
   }
 
   /** Reads the file and applies it if its bytes changed (also called by the poller). */
@@ -49,6 +50,6 @@ export class PolicyFileWatcher {
   }
 
   stop(): void {
-    unwatchFile(this.file, this.listener);
+    clearInterval(this.timer);
   }
 }

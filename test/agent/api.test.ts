@@ -108,7 +108,7 @@ describe('compliance API', () => {
     let audit: WardenEvent[] = [];
     await until(async () => {
       const reads = await call('/v1/ledger/events?kind=ledger.read', { token: ADMIN });
-      audit = reads.body.trim().split('\n').map((l) => JSON.parse(l) as WardenEvent);
+      audit = reads.body.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as WardenEvent); // none durable yet: empty
       return audit.some((e) => e.reason?.includes('/v1/ledger/verify') ?? false);
     }, 5_000, 'audit of the verify call');
     expect(audit.some((e) => e.actor === 'auditor' && e.decision === 'allowed' && e.reason!.includes('/v1/ledger/verify'))).toBe(true);
