@@ -216,13 +216,15 @@ export class BullMQCollector {
   private async round(): Promise<boolean> {
     const cursors = [...this.cursors];
     if (cursors.length === 0) return false;
-    const reads = await readStreams(this.cmd, cursors.map(([q, c]) => ({ key: eventsKey(this.opts.prefix, q), after: c.readPosition })), this.opts.batchSize);
+    const reads = await readStreams(this.cmd, cursors.map(([q, c]) => ({ key: eventsKey(this.opts.prefix, q), marker: instrumentedKey(this.opts.prefix, q), after: c.readPosition })), this.opts.batchSize);
 
     const work: { queue: string; cursor: QueueCursor; read: StreamRead }[] = [];
     const requests: SnapshotRequest[] = [];
     reads.forEach((r, i) => {
       const [queue, cursor] = cursors[i];
       if (r instanceof Error) { this.report(`read ${queue}`, r); return; }
+      // Read with the entries: a worker wrapped since the last round already traced these attempts.
+      cursor.instrumented = r.instrumented;
       if (r.entries.length === 0 && !this.isGap(cursor, r)) return;
       work.push({ queue, cursor, read: r });
       requests.push(...cursor.translator.snapshotRequests(r.entries));
@@ -319,15 +321,13 @@ export class BullMQCollector {
     for (const q of queues) {
       pipe.llen(k(q, 'wait')).zcard(k(q, 'prioritized')).llen(k(q, 'active')).zcard(k(q, 'delayed'))
         .zcard(k(q, 'completed')).zcard(k(q, 'failed')).zcard(k(q, 'waiting-children'))
-        .hget(k(q, 'meta'), 'paused').exists(instrumentedKey(this.opts.prefix, q));
+        .hget(k(q, 'meta'), 'paused');
     }
     const res = (await pipe.exec()) ?? [];
-    const per = 9;
+    const per = 8;
     queues.forEach((q, i) => {
       const v = res.slice(i * per, (i + 1) * per).map(([err, val]) => (err ? 0 : val));
       const n = (x: unknown) => Number(x) || 0;
-      const cursor = this.cursors.get(q);
-      if (cursor) cursor.instrumented = n(v[8]) === 1;
       this.opts.observer?.onCounts?.(q, {
         waiting: n(v[0]) + n(v[1]), active: n(v[2]), delayed: n(v[3]),
         completed: n(v[4]), failed: n(v[5]), waiting_children: n(v[6]),

@@ -116,9 +116,13 @@ function markInstrumented(job: Job): void {
   const key = `${job.queueQualifiedName ?? job.queueName}`;
   if ((lastMarked.get(key) ?? 0) > now - INSTRUMENTED_TTL_MS / 3) return;
   lastMarked.set(key, now);
-  const q = (job as unknown as { queue: unknown }).queue as { client?: Promise<{ set(...a: unknown[]): Promise<unknown> }>; opts?: { prefix?: string } };
+  type Setter = Promise<{ set(...a: unknown[]): Promise<unknown> }>;
+  const q = (job as unknown as { queue: unknown }).queue as { client?: Setter; getBackend?: () => { client?: Setter } | undefined; opts?: { prefix?: string } };
   const prefix = q.opts?.prefix ?? 'bull';
-  q.client?.then((c) => c.set(instrumentedKey(prefix, job.queueName), '1', 'PX', INSTRUMENTED_TTL_MS)).catch(() => lastMarked.delete(key));
+  // BullMQ before 6.7 has the Redis client on the worker; 6.7 moved it to the worker's Redis backend.
+  const client = q.client ?? q.getBackend?.()?.client;
+  if (!client) { lastMarked.delete(key); return; }
+  client.then((c) => c.set(instrumentedKey(prefix, job.queueName), '1', 'PX', INSTRUMENTED_TTL_MS)).catch(() => lastMarked.delete(key));
 }
 
 /**

@@ -3,8 +3,10 @@ import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { Queue, Worker, type Job } from 'bullmq';
+import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { currentCorrelationId, wardenProcessor, withCorrelation, withWarden } from '../../../collectors/bullmq/index.js';
+import { INSTRUMENTED_TTL_MS, instrumentedKey } from '../../../collectors/bullmq/convention.js';
 import { traceIdForCorrelation, stableSpanId } from '../../../collectors/ids.js';
 import { startRedis, type RedisServer } from '../../harness/index.js';
 import { connectionFor, until } from './helpers.js';
@@ -61,6 +63,9 @@ describe('warden/bullmq hooks', () => {
     expect(consumers.filter((c) => c.status.code === 2)).toHaveLength(2);
     expect(JSON.stringify(consumers.map((c) => [c.status, c.events]))).not.toContain('a@b.io');
     expect(seen.every((s) => s.cid === stamp.warden.cid)).toBe(true);
+    // The worker told the sidecar it traces this queue's attempts (so they are not rebuilt too).
+    const ttl = await ((await queue.getBackend().client) as unknown as Redis).pttl(instrumentedKey('bull', 'h1'));
+    expect(ttl).toBeGreaterThan(INSTRUMENTED_TTL_MS - 10_000);
     await queue.close();
   });
 

@@ -13,7 +13,8 @@ const svc = temporal.api.workflowservice.v1 as unknown as Record<string, {
 }>;
 
 export class RecordingConnection implements ConnectionLike {
-  readonly requests: { method: string; request: Record<string, any> }[] = [];
+  /** Every call, decoded, with the time it was made. */
+  readonly requests: { method: string; request: Record<string, any>; at: number }[] = [];
   plugins = [];
   operatorService = {} as ConnectionLike['operatorService'];
   readonly workflowService: ConnectionLike['workflowService'];
@@ -24,7 +25,7 @@ export class RecordingConnection implements ConnectionLike {
       try {
         const name = (method as { name: string }).name;
         const request = svc[`${name}Request`].decode(data);
-        this.requests.push({ method: name, request });
+        this.requests.push({ method: name, request, at: Date.now() });
         const Resp = svc[`${name}Response`];
         callback(null, Resp.encode(Resp.fromObject(this.answer(name, request))).finish());
       } catch (err) {
@@ -61,6 +62,11 @@ export class RecordingConnection implements ConnectionLike {
 
   of(method: string): Record<string, any>[] {
     return this.requests.filter((r) => r.method === method).map((r) => r.request);
+  }
+
+  /** When the i-th call of `method` was made (epoch ms). */
+  timeOf(method: string, i = 0): number {
+    return this.requests.filter((r) => r.method === method)[i].at;
   }
 
   async close(): Promise<void> {}

@@ -1,7 +1,9 @@
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
-import { BasicTracerProvider, InMemorySpanExporter, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter, SimpleSpanProcessor, type SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Payload } from '@temporalio/common';
 import type { ActivityInterceptorsFactory } from '@temporalio/worker';
 import type { HookEmitter } from '../../../collectors/emitter.js';
@@ -31,10 +33,15 @@ export class ThrowingEmitter implements HookEmitter {
   }
 }
 
-/** A real OTel SDK with an in-memory exporter, installed globally for one test file. */
-export function installOtel() {
+/**
+ * A real OTel SDK with an in-memory exporter, installed globally for one test file. With `otlp`, spans
+ * are also exported over OTLP/HTTP (`<otlp.url>/v1/traces`, batched) as a worker's SDK would.
+ */
+export function installOtel(otlp?: { url: string; serviceName: string }) {
   const exporter = new InMemorySpanExporter();
-  const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const spanProcessors: SpanProcessor[] = [new SimpleSpanProcessor(exporter)];
+  if (otlp) spanProcessors.push(new BatchSpanProcessor(new OTLPTraceExporter({ url: `${otlp.url}/v1/traces` }), { scheduledDelayMillis: 200 }));
+  const provider = new BasicTracerProvider({ spanProcessors, ...(otlp ? { resource: resourceFromAttributes({ 'service.name': otlp.serviceName }) } : {}) });
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());

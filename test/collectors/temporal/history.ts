@@ -11,8 +11,15 @@ export class HistoryBuilder {
   private readonly events: Attrs[] = [];
   private t: number;
 
-  constructor(readonly taskQueue = 'claims', start = Date.UTC(2026, 0, 5, 9, 0, 0)) {
+  /** `stepMs`: time between consecutive events (a history built as things really happen uses 1 ms and `at`). */
+  constructor(readonly taskQueue = 'claims', start = Date.UTC(2026, 0, 5, 9, 0, 0), private readonly stepMs = 1000) {
     this.t = start;
+  }
+
+  /** The next events happen at `ms` (never earlier than the last one): workflow time follows the real clock. */
+  at(ms: number): this {
+    this.t = Math.max(this.t, ms - this.stepMs);
+    return this;
   }
 
   get lastId(): number {
@@ -20,9 +27,9 @@ export class HistoryBuilder {
   }
 
   add(type: string, key: string, attrs: Attrs): number {
-    this.t += 1000;
+    this.t += this.stepMs;
     const id = this.events.length + 1;
-    this.events.push({ eventId: id, eventTime: { seconds: Math.floor(this.t / 1000), nanos: 0 }, eventType: `EVENT_TYPE_${type}`, [key]: attrs });
+    this.events.push({ eventId: id, eventTime: { seconds: Math.floor(this.t / 1000), nanos: (this.t % 1000) * 1e6 }, eventType: `EVENT_TYPE_${type}`, [key]: attrs });
     return id;
   }
 
@@ -130,6 +137,16 @@ export class HistoryBuilder {
       workflowTaskTimeout: { seconds: 10 }, workflowRunTimeout: { seconds: 0 },
     });
     return this.build();
+  }
+
+  /**
+   * The history as a worker gets it with the newest workflow task: up to that task's
+   * WorkflowTaskStarted. Replaying it runs the task's activation as new work.
+   */
+  pendingTask(): temporal.api.history.v1.History {
+    const last = this.events[this.events.length - 1];
+    const open = last?.eventType === 'EVENT_TYPE_WORKFLOW_TASK_COMPLETED' ? this.events.slice(0, -1) : this.events;
+    return temporal.api.history.v1.History.fromObject({ events: open });
   }
 
   build(): temporal.api.history.v1.History {
