@@ -80,12 +80,14 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
 
     // B. Sidecar catch-up on that stream.
     sidecar = await startSidecar({ redisUrl: redis.url, dir, queues: [QUEUE], otlp: sink.url });
+    const healthy: Progress = { atMs: performance.now(), entriesRead: 0, records: 0, streamLen: 0 };
     const cpuB = sidecar.sampler();
     const samplesB = await untilCaughtUp(sidecar, admin, 300_000, 100);
     const b = cpuB.stop();
-    // Rate over the window where records were flowing (excludes process start and queue discovery).
-    const firstB = samplesB.find((s) => s.records > 0) ?? samplesB[0];
+    // Rate over the window where records were flowing (excludes process start and queue discovery);
+    // when it caught up before a second sample (tiny runs), from the moment it answered /healthz.
     const lastB = samplesB[samplesB.length - 1];
+    const firstB = samplesB.find((s) => s.records > 0 && s !== lastB) ?? healthy;
     const recordsB = lastB.records;
     const bMs = Math.max(1, lastB.atMs - firstB.atMs);
     const sidecarRecords = perSecond(lastB.records - firstB.records, bMs);

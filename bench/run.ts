@@ -22,7 +22,8 @@ const SCENARIOS: Record<string, { what: string; load: () => Promise<ScenarioModu
   query: { what: 'lineage and a day\'s approvals on 1 M and 10 M ledger rows: ClickHouse server vs embedded chdb', load: () => import('./query.js') },
 };
 
-export const RESULTS_FILE = path.join(repoRoot(), 'bench', 'results', 'latest.json');
+/** WARDEN_BENCH_RESULTS moves the file (tests write to a temp dir). */
+export const RESULTS_FILE = process.env.WARDEN_BENCH_RESULTS ?? path.join(repoRoot(), 'bench', 'results', 'latest.json');
 
 interface ResultsFile {
   updated: string;
