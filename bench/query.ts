@@ -30,11 +30,12 @@ const SPAN_MS = 30 * 86_400_000;
 const DAY = { since: Date.UTC(2026, 0, 15), until: Date.UTC(2026, 0, 16) };
 
 /**
- * `count` rows with seq `offset + 1 ...`, spread evenly over 30 days from BASE_MS. Same text on 18.16
+ * `count` rows with seq `offset + 1 ...`; row n's time is `BASE_MS + (n mod period) / period * 30 days`,
+ * so every `period` consecutive rows spread evenly over the 30 days (and inserts can be chunked). Same text on 18.16
  * and chdb: only functions both have, aliases that name no column, columns in LEDGER_INSERT_COLUMNS
  * order (duration_ms is computed by the table from duration_bits).
  */
-export function generateRowsSql(offset: number, count: number): string {
+export function generateRowsSql(offset: number, count: number, period: number): string {
   const pos = 'n % 10';
   const cid = 'intDiv(n, 10)';
   const approves = `(${cid} % 10 = 0)`;
@@ -80,7 +81,7 @@ export function generateRowsSql(offset: number, count: number): string {
   return (
     `INSERT INTO ${LEDGER_TABLE} (${columns.join(', ')})\n` +
     `SELECT ${columns.map((c) => values[c]).join(',\n  ')}\n` +
-    `FROM (SELECT number + ${offset} AS n, ${BASE_MS} + intDiv(number * ${SPAN_MS}, ${count}) AS t FROM numbers(${count}))`
+    `FROM (SELECT number + ${offset} AS n, ${BASE_MS} + intDiv((n % ${period}) * ${SPAN_MS}, ${period}) AS t FROM numbers(${count}))`
   );
 }
 
@@ -107,9 +108,10 @@ async function measure(store: LedgerStore, cid: string) {
   };
 }
 
-async function grow(store: LedgerStore, from: number, to: number): Promise<number> {
+/** Inserts rows from..to in chunks of `period` (one INSERT each stays well inside a request timeout). */
+async function grow(store: LedgerStore, from: number, to: number, period: number): Promise<number> {
   const t = performance.now();
-  await store.exec(generateRowsSql(from, to - from));
+  for (let at = from; at < to; at += period) await store.exec(generateRowsSql(at, Math.min(period, to - at), period));
   const ms = performance.now() - t;
   const [row] = await store.query<{ n: string }>(`SELECT count() AS n FROM ${LEDGER_TABLE}`);
   if (Number(row.n) !== to) throw new Error(`${store.target} holds ${row.n} rows, expected ${to}`);
@@ -126,7 +128,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   const ratios: Record<string, number> = {};
   try {
     const engines: [string, () => Promise<LedgerStore>][] = [
-      ['server', async () => { const s = new ServerStore({ url: clickhouse.url }); await s.migrate(); return s; }],
+      ['server', async () => { const s = new ServerStore({ url: clickhouse.url, requestTimeoutMs: 300_000 }); await s.migrate(); return s; }],
       ['chdb', openEmbedded],
     ];
     const results: Record<string, Record<string, Awaited<ReturnType<typeof measure>>>> = {};
@@ -137,7 +139,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         const setup: Record<string, number> = {};
         let rows = 0;
         for (const size of [small, large]) {
-          setup[size] = round((await grow(store, rows, size)) / 1000, 1);
+          setup[size] = round((await grow(store, rows, size, small)) / 1000, 1);
           rows = size;
           const m = await measure(store, cid);
           results[name][size] = m;

@@ -10,6 +10,7 @@
  */
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { renderFigures, replaceFigures } from './lib/markdown.js';
 import { machine, printSummary, repoRoot, type ScenarioOptions, type ScenarioRecord, type ScenarioResult } from './lib/report.js';
 
 type ScenarioModule = { run?: (options: ScenarioOptions) => Promise<ScenarioResult> };
@@ -22,8 +23,21 @@ const SCENARIOS: Record<string, { what: string; load: () => Promise<ScenarioModu
   query: { what: 'lineage and a day\'s approvals on 1 M and 10 M ledger rows: ClickHouse server vs embedded chdb', load: () => import('./query.js') },
 };
 
-/** WARDEN_BENCH_RESULTS moves the file (tests write to a temp dir). */
+/** WARDEN_BENCH_RESULTS moves the file (tests write to a temp dir); WARDEN_BENCH_DOC the page whose figures section is regenerated. */
 export const RESULTS_FILE = process.env.WARDEN_BENCH_RESULTS ?? path.join(repoRoot(), 'bench', 'results', 'latest.json');
+const DOC_FILE = process.env.WARDEN_BENCH_DOC ?? path.join(repoRoot(), 'docs', 'benchmarks.md');
+
+/** Regenerates the figures section of docs/benchmarks.md from the results (a page without the markers is left alone). */
+async function refreshDoc(file: ResultsFile): Promise<void> {
+  let doc: string;
+  try {
+    doc = await readFile(DOC_FILE, 'utf8');
+  } catch {
+    return;
+  }
+  const next = replaceFigures(doc, renderFigures(file, Object.keys(SCENARIOS)));
+  if (next !== doc) await writeFile(DOC_FILE, next);
+}
 
 interface ResultsFile {
   updated: string;
@@ -91,6 +105,7 @@ async function main(): Promise<void> {
     await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
     await writeFile(RESULTS_FILE, `${JSON.stringify(file, null, 2)}\n`); // after each scenario: a later crash keeps the earlier ones
   }
+  await refreshDoc(file);
   console.log(`\nall done in ${((performance.now() - started) / 1000).toFixed(1)} s; results in ${path.relative(process.cwd(), RESULTS_FILE)}`);
   for (const [key, r] of Object.entries(file.scenarios)) {
     if (names.length && !names.includes(key)) continue;

@@ -73,7 +73,7 @@ describe('bench scenarios at tiny sizes', () => {
 
   it('outage: the backlog reaches its target with ClickHouse down, then drains to zero', async () => {
     const { run: scenario } = await import('../../bench/outage.js');
-    const o = tiny(0.006);
+    const o = tiny(0.003);
     const r = await scenario(o);
     expectShape(r, o.lines);
     expect(r.figures.backlogRecords as number).toBeGreaterThanOrEqual(6000);
