@@ -19,6 +19,8 @@
  *    long it needs after the workers finish.
  * D. Steady 1 000 jobs/s for a fixed time (producer paced every 50 ms, workers draining): CPU and
  *    RSS of the sidecar, entries behind.
+ * CPU per job is reported for both sides (BullMQ: this process's producer and workers plus
+ * redis-server; the sidecar: its whole catch-up): a figure other load on the machine barely moves.
  * "Keeps up" = B's entries/s >= A's fastest entries/s (the sidecar alone reads the stream at least as
  * fast as BullMQ alone writes it). Jobs/s are compared too, over a job's whole life (add + process:
  * the sidecar records all of it) and against the workers' burst alone.
@@ -29,6 +31,7 @@ import path from 'node:path';
 import { Redis } from 'ioredis';
 import { startRedis } from '../test/harness/index.js';
 import { openLoad } from './lib/bullmq-load.js';
+import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, mib, perSecond, printSummary, ratio, round, scaled, sleep, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 import { startSidecar, startSpanSink, sumMetric, type SidecarProcess } from './lib/sidecar.js';
 
@@ -73,11 +76,16 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   let sidecar: SidecarProcess | undefined;
   try {
     // A. BullMQ alone: the producer's burst, then the workers' burst.
+    const redisCpu0 = readProc(redis.pid!)?.cpuSeconds ?? 0;
+    const benchCpu0 = process.cpuUsage();
     const tAdd = performance.now();
     await load.add(n);
     const addMs = performance.now() - tAdd;
     const entriesAdded = await admin.xlen(`bull:${QUEUE}:events`);
     const bullmqMs = await load.drain(n);
+    // CPU BullMQ spent on these jobs' whole life: this process (producer + workers) and redis-server.
+    const bench = process.cpuUsage(benchCpu0);
+    const bullmqCpuMicrosPerJob = round(((bench.user + bench.system) + ((readProc(redis.pid!)?.cpuSeconds ?? 0) - redisCpu0) * 1e6) / n, 1);
     const entriesA = (await admin.xlen(`bull:${QUEUE}:events`)) - entriesAdded;
     const bullmqJobs = perSecond(n, bullmqMs);
     const bullmqEntries = Math.max(perSecond(entriesA, bullmqMs), perSecond(entriesAdded, addMs));
@@ -100,6 +108,9 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     const recordsPerJob = recordsB / n;
     const sidecarJobs = Math.round(sidecarRecords / recordsPerJob);
     const sidecarEntries = perSecond(lastB.entriesRead - firstB.entriesRead, bMs);
+    // Its CPU per job over the whole catch-up (start-up included, so slightly pessimistic).
+    const sidecarCpuMicrosPerJob = round((b.cpuPercent / 100) * b.seconds * 1e6 / n, 1);
+    log(`   CPU per job: BullMQ (producer + workers + redis-server) ${bullmqCpuMicrosPerJob} µs, sidecar ${sidecarCpuMicrosPerJob} µs`);
     log(`B. sidecar catch-up: ${fmt(sidecarJobs)} jobs/s = ${fmt(sidecarRecords)} records/s (${round(recordsPerJob, 2)} records/job), ${fmt(sidecarEntries)} entries/s; CPU ${round(b.cpuPercent, 0)}%, RSS max ${mib(b.rssMaxBytes)} MiB`);
 
     // C. Live, both at full speed on the same cores.
@@ -151,6 +162,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         jobsPerPhase: n,
         recordsPerJob: round(recordsPerJob, 2),
         bullmqAlone: { addJobsPerSec: perSecond(n, addMs), processJobsPerSec: bullmqJobs, lifecycleJobsPerSec: bullmqLifecycleJobs, maxEntriesPerSec: bullmqEntries },
+        cpuMicrosPerJob: { bullmqProducerWorkersAndRedis: bullmqCpuMicrosPerJob, sidecar: sidecarCpuMicrosPerJob },
         sidecarCatchUp: { jobsPerSec: sidecarJobs, recordsPerSec: sidecarRecords, entriesPerSec: sidecarEntries, cpuPercent: round(b.cpuPercent, 0), rssMaxMiB: mib(b.rssMaxBytes) },
         liveFullSpeed: { bullmqJobsPerSec: liveJobs, entriesBehindMax: behindMax, lagSecondsMax, catchUpMsAfterWorkers: Math.round(catchUpMs), cpuPercent: round(c.cpuPercent, 0), rssMaxMiB: mib(c.rssMaxBytes) },
         steady: { jobsPerSec: steadyRate, seconds: round(steadyMs / 1000, 1), cpuPercent: round(d.cpuPercent, 0), rssMaxMiB: mib(d.rssMaxBytes), entriesBehindMax: behindD, catchUpMsAfterLastAdd: Math.round(catchUpD) },
@@ -161,6 +173,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         'sidecar/bullmq jobs per second (whole life: add + process)': ratio(sidecarJobs, bullmqLifecycleJobs),
         'sidecar/bullmq jobs per second (workers only)': ratio(sidecarJobs, bullmqJobs),
         'bullmq beside sidecar / bullmq alone (workers)': ratio(liveJobs, bullmqJobs),
+        'sidecar CPU per job / BullMQ CPU per job (producer + workers + redis)': ratio(sidecarCpuMicrosPerJob, bullmqCpuMicrosPerJob),
       },
       targets: [{
         target: 'the sidecar keeps up with everything BullMQ can produce here',

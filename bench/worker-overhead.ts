@@ -15,7 +15,8 @@
  * hits all of them alike); each measures the producer (addBulk of N jobs, jobs/s) and then the
  * workers (N jobs processed from the full queue, jobs/s). Redis is flushed between runs. Reported:
  * per-variant median rates, and the median over repetitions of each variant's ratio to plain measured
- * in the same repetition.
+ * in the same repetition; and the CPU time per job of the worker process (process.cpuUsage) and of
+ * redis-server (/proc), which other load on the machine disturbs far less than wall time.
  */
 import { createRequire } from 'node:module';
 import * as api19 from '@opentelemetry/api';
@@ -27,6 +28,7 @@ import { BullMQOtel } from 'bullmq-otel';
 import { Redis } from 'ioredis';
 import { wardenProcessor, withWarden } from '../collectors/bullmq/index.js';
 import { startRedis } from '../test/harness/index.js';
+import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, median, perSecond, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
 export const about = 'BullMQ job throughput: plain workers vs warden/bullmq hooks vs bullmq-otel telemetry (ratios to plain)';
@@ -56,7 +58,9 @@ async function work(job: Job): Promise<{ ok: boolean; n: number }> {
   return { ok: true, n: JSON.stringify(job.data).length };
 }
 
-async function runOnce(variant: Variant, connection: object, queueName: string, n: number): Promise<{ produceMs: number; processMs: number }> {
+interface RunFigures { produceMs: number; processMs: number; workerCpuMicros: number; redisCpuMicros: number }
+
+async function runOnce(variant: Variant, connection: object, queueName: string, n: number, redisPid?: number): Promise<RunFigures> {
   const telemetry = variant === 'bullmq-otel' ? new BullMQOtel({ tracerName: 'bullmq-bench' }) : undefined;
   const base = new Queue(queueName, { connection, telemetry });
   const queue = variant === 'warden' ? withWarden(base, { model: 'llm-x', model_version: '7' }) : base;
@@ -71,14 +75,23 @@ async function runOnce(variant: Variant, connection: object, queueName: string, 
   let resolveDone!: () => void;
   const allDone = new Promise<void>((r) => { resolveDone = r; });
   const processor = variant === 'warden' ? wardenProcessor(work) : work;
+  const redis0 = redisPid ? readProc(redisPid) : null;
+  const cpu0 = process.cpuUsage();
   const t1 = performance.now();
   const worker = new Worker(queueName, processor, { connection, concurrency: CONCURRENCY, telemetry });
   worker.on('completed', () => { if (++done === n) resolveDone(); });
   await allDone;
   const processMs = performance.now() - t1;
+  const cpu = process.cpuUsage(cpu0);
+  const redis1 = redisPid ? readProc(redisPid) : null;
   await worker.close();
   await queue.close();
-  return { produceMs, processMs };
+  return {
+    produceMs,
+    processMs,
+    workerCpuMicros: cpu.user + cpu.system,
+    redisCpuMicros: redis0 && redis1 ? (redis1.cpuSeconds - redis0.cpuSeconds) * 1e6 : 0,
+  };
 }
 
 export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
@@ -103,6 +116,10 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   const produce: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
   const process_: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
   const spans: Record<Variant, number> = { plain: 0, warden: 0, 'bullmq-otel': 0 };
+  // CPU time per job of this (the worker's) process and of redis-server: far less sensitive than wall
+  // time to what else the machine runs, and what a CPU-bound worker's throughput is made of.
+  const cpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
+  const redisCpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
   try {
     log(`${n} jobs per run, concurrency ${CONCURRENCY}, ${reps} repetition(s), variants rotated each repetition`);
     await runOnce('plain', connection, 'warmup', Math.min(n, 2000)); // JIT, connections, Lua script load
@@ -110,14 +127,16 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     for (let rep = 0; rep < reps; rep++) {
       const order = VARIANTS.map((_, i) => VARIANTS[(i + rep) % VARIANTS.length]);
       for (const v of order) {
-        const r = await runOnce(v, connection, `wo-${rep}-${v}`, n);
+        const r = await runOnce(v, connection, `wo-${rep}-${v}`, n, redis.pid);
+        cpuPerJob[v].push(round(r.workerCpuMicros / n, 1));
+        redisCpuPerJob[v].push(round(r.redisCpuMicros / n, 1));
         await provider.forceFlush();
         spans[v] += exporter.getFinishedSpans().length;
         exporter.reset();
         await admin.flushall();
         produce[v].push(perSecond(n, r.produceMs));
         process_[v].push(perSecond(n, r.processMs));
-        log(`  rep ${rep + 1} ${v.padEnd(11)} add ${fmt(perSecond(n, r.produceMs)).padStart(7)} jobs/s   process ${fmt(perSecond(n, r.processMs)).padStart(7)} jobs/s`);
+        log(`  rep ${rep + 1} ${v.padEnd(11)} add ${fmt(perSecond(n, r.produceMs)).padStart(7)} jobs/s   process ${fmt(perSecond(n, r.processMs)).padStart(7)} jobs/s, worker CPU ${round(r.workerCpuMicros / n, 1)} µs/job, redis ${round(r.redisCpuMicros / n, 1)} µs/job`);
       }
     }
   } finally {
@@ -135,6 +154,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     'warden/plain process': ratioMedian(process_, 'warden'),
     'bullmq-otel/plain process': ratioMedian(process_, 'bullmq-otel'),
     'warden/bullmq-otel process': ratio(median(process_.warden), median(process_['bullmq-otel'])),
+    'plain/warden worker CPU per job': round(median(cpuPerJob.plain) / median(cpuPerJob.warden), 3),
+    'plain/bullmq-otel worker CPU per job': round(median(cpuPerJob.plain) / median(cpuPerJob['bullmq-otel']), 3),
     'warden/plain add': ratioMedian(produce, 'warden'),
     'bullmq-otel/plain add': ratioMedian(produce, 'bullmq-otel'),
   };
@@ -147,11 +168,13 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     processRuns: process_,
     addRuns: produce,
     spansPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(spans[v] / (n * reps), 2)])),
+    workerCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, median(cpuPerJob[v])])),
+    redisCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, median(redisCpuPerJob[v])])),
     // Worker time each job costs beyond plain, from the median rates (a no-op processor: the worst case).
     addedMicrosPerJob: Object.fromEntries(VARIANTS.filter((v) => v !== 'plain').map((v) => [v, round(1e6 / median(process_[v]) - 1e6 / median(process_.plain), 1)])),
   };
   for (const v of VARIANTS) {
-    log(`${v.padEnd(11)} median: add ${fmt(figures.addJobsPerSec[v]).padStart(7)} jobs/s, process ${fmt(figures.processJobsPerSec[v]).padStart(7)} jobs/s, ${figures.spansPerJob[v]} spans/job`);
+    log(`${v.padEnd(11)} median: add ${fmt(figures.addJobsPerSec[v]).padStart(7)} jobs/s, process ${fmt(figures.processJobsPerSec[v]).padStart(7)} jobs/s, worker CPU ${figures.workerCpuMicrosPerJob[v]} µs/job, ${figures.spansPerJob[v]} spans/job`);
   }
   const result: ScenarioResult = {
     figures,
@@ -166,6 +189,11 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         target: "Warden's hooks cost less than bullmq-otel",
         met: ratios['warden/plain process'] > ratios['bullmq-otel/plain process'],
         detail: `warden/plain ${ratios['warden/plain process']} vs bullmq-otel/plain ${ratios['bullmq-otel/plain process']}`,
+      },
+      {
+        target: "same two targets judged on worker CPU per job (robust to other load): plain/warden >= 0.95 and warden cheaper than bullmq-otel",
+        met: ratios['plain/warden worker CPU per job'] >= 0.95 && ratios['plain/warden worker CPU per job'] > ratios['plain/bullmq-otel worker CPU per job'],
+        detail: `worker CPU per job: plain ${median(cpuPerJob.plain)} µs, warden ${median(cpuPerJob.warden)} µs, bullmq-otel ${median(cpuPerJob['bullmq-otel'])} µs`,
       },
     ],
     notes: [

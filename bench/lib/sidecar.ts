@@ -46,7 +46,8 @@ export async function startSidecar(o: SidecarOptions): Promise<SidecarProcess> {
   const proc = await ManagedProcess.start({
     name: 'warden',
     command: process.execPath,
-    args: [cliPath(), 'start'],
+    // WARDEN_BENCH_SIDECAR_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: where the sidecar spends its time.
+    args: [...(process.env.WARDEN_BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? []), cliPath(), 'start'],
     dir: o.dir,
     env: {
       PATH: process.env.PATH,
