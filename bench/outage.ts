@@ -32,7 +32,7 @@ export const about = 'sidecar RSS while ClickHouse is down and the spool backlog
 const QUEUE = 'outage';
 const RSS_BOUND_MIB = 64;
 
-interface Sample { atMs: number; backlog: number; lastSeq: number; shipped: number; rssBytes: number; heapUsedBytes: number }
+interface Sample { atMs: number; backlog: number; lastSeq: number; shipped: number; rssBytes: number; heapUsedBytes: number; heapTotalBytes: number; externalBytes: number }
 
 async function sample(sidecar: SidecarProcess): Promise<Sample> {
   // A sidecar busy catching up (or collecting garbage) on a loaded machine can answer slowly: retry.
@@ -53,6 +53,8 @@ async function sample(sidecar: SidecarProcess): Promise<Sample> {
     shipped: sumMetric(text, 'warden_ledger_shipped_total'),
     rssBytes: readProc(sidecar.pid)?.rssBytes ?? 0,
     heapUsedBytes: sumMetric(text, 'nodejs_heap_size_used_bytes'),
+    heapTotalBytes: sumMetric(text, 'nodejs_heap_size_total_bytes'),
+    externalBytes: sumMetric(text, 'nodejs_external_memory_bytes'),
   };
 }
 
@@ -154,7 +156,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     const drainRssMax = Math.max(...drain.map((s) => s.rssBytes));
     log(`ClickHouse back: first records shipped after ${fmt(resumeMs)} ms (retry backoff), drained at ${fmt(drainRate)} records/s in ${round((end.atMs - restart) / 1000, 1)} s; RSS max while draining ${mib(drainRssMax)} MiB`);
 
-    const curve = [0.1, 0.25, 0.5, 0.75, 1].map((f) => ({ backlog: at(f).backlog, rssMiB: mib(at(f).rssBytes), heapUsedMiB: mib(at(f).heapUsedBytes) }));
+    const curve = [0.1, 0.25, 0.5, 0.75, 1].map((f) => ({ backlog: at(f).backlog, rssMiB: mib(at(f).rssBytes), heapUsedMiB: mib(at(f).heapUsedBytes), heapTotalMiB: mib(at(f).heapTotalBytes), externalMiB: mib(at(f).externalBytes) }));
     const result: ScenarioResult = {
       figures: {
         sidecar: 'warden start child process (dist/agent/cli.js), shipping to a ClickHouse 18.16 server that is stopped for the outage',
@@ -177,7 +179,12 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         met: opts.scale >= 0.5 ? growth < RSS_BOUND_MIB * 2 ** 20 : null,
         detail: `${mib(half.rssBytes)} MiB at ${fmt(half.backlog)} records -> max ${mib(half.rssBytes + growth)} MiB by ${fmt(peak.backlog)} records (+${mib(growth)} MiB); ${mib(rss10)} MiB at 10%`,
       }],
-      notes: ['drain rate is measured from the first record shipped after the restart (the shipper\'s retry backoff, up to 10 s, is reported separately)'],
+      notes: [
+        'heap used / total = the sidecar\'s nodejs_heap_size_used_bytes / _total_bytes (JS objects / what V8 has reserved for them), external = nodejs_external_memory_bytes (Buffers); RSS beyond both is native memory (allocator arenas, libuv, OpenSSL, V8 code)',
+        ...(process.env.WARDEN_BENCH_SIDECAR_ENV ? [`sidecar environment for this run: ${process.env.WARDEN_BENCH_SIDECAR_ENV}`] : []),
+        ...(process.env.WARDEN_BENCH_SIDECAR_NODE_ARGS ? [`sidecar node arguments for this run: ${process.env.WARDEN_BENCH_SIDECAR_NODE_ARGS}`] : []),
+        'drain rate is measured from the first record shipped after the restart (the shipper\'s retry backoff, up to 10 s, is reported separately)',
+      ],
     };
     printSummary(result, log);
     return result;

@@ -106,7 +106,7 @@ export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeou
 export function printSummary(result: ScenarioResult, log: (line: string) => void): void {
   const m = machine();
   log(`-- ${m.cores} cores (${m.cpu}), load ${m.loadAvg1}`);
-  for (const [k, v] of Object.entries(result.ratios)) log(`   ratio ${k}: ${v}`);
+  for (const [k, v] of Object.entries(result.ratios ?? {})) log(`   ratio ${k}: ${v}`); // ?? {}: a module written to another shape still prints
   for (const t of result.targets ?? []) log(`   target ${t.met === null ? 'n/a' : t.met ? 'MET ' : 'MISS'} ${t.target}: ${t.detail}`);
 }
 

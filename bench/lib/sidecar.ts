@@ -58,6 +58,8 @@ export async function startSidecar(o: SidecarOptions): Promise<SidecarProcess> {
       WARDEN_QUEUES: o.queues.join(','),
       ...(o.clickhouseUrl ? { WARDEN_CLICKHOUSE: 'server', WARDEN_CLICKHOUSE_URL: o.clickhouseUrl } : { WARDEN_CLICKHOUSE: 'off' }),
       ...(o.otlp ? { OTEL_EXPORTER_OTLP_ENDPOINT: o.otlp } : {}),
+      // WARDEN_BENCH_SIDECAR_ENV, e.g. `MALLOC_ARENA_MAX=2`: extra environment for the sidecar (comma-separated K=V).
+      ...Object.fromEntries((process.env.WARDEN_BENCH_SIDECAR_ENV ?? '').split(',').filter((kv) => kv.includes('=')).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)])),
       ...o.env,
     },
     // /healthz, not /readyz: a sidecar whose ClickHouse is down (the outage scenario) is alive but not ready.
