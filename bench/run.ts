@@ -25,10 +25,12 @@ const SCENARIOS: Record<string, { what: string; load: () => Promise<ScenarioModu
 
 /** WARDEN_BENCH_RESULTS moves the file (tests write to a temp dir); WARDEN_BENCH_DOC the page whose figures section is regenerated. */
 export const RESULTS_FILE = process.env.WARDEN_BENCH_RESULTS ?? path.join(repoRoot(), 'bench', 'results', 'latest.json');
-const DOC_FILE = process.env.WARDEN_BENCH_DOC ?? path.join(repoRoot(), 'docs', 'benchmarks.md');
+// Results written elsewhere (tests, experiments) must not rewrite the page, unless a page is named too.
+const DOC_FILE = process.env.WARDEN_BENCH_DOC ?? (process.env.WARDEN_BENCH_RESULTS ? null : path.join(repoRoot(), 'docs', 'benchmarks.md'));
 
 /** Regenerates the figures section of docs/benchmarks.md from the results (a page without the markers is left alone). */
 async function refreshDoc(file: ResultsFile): Promise<void> {
+  if (!DOC_FILE) return;
   let doc: string;
   try {
     doc = await readFile(DOC_FILE, 'utf8');

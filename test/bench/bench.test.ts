@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BEGIN, END } from '../../bench/lib/markdown.js';
 import type { ScenarioOptions, ScenarioResult } from '../../bench/lib/report.js';
 
 const run = promisify(execFile);
@@ -97,16 +98,24 @@ describe('bench scenarios at tiny sizes', () => {
     }
   });
 
-  it('run.js: one scenario alone replaces only its own entry in the results file; unknown names exit 2', async () => {
+  it('run.js: one scenario alone replaces only its own entry in the results file and regenerates the page\'s figures; unknown names exit 2', async () => {
     const file = path.join(dir, 'latest.json');
+    const doc = path.join(dir, 'benchmarks.md');
     await writeFile(file, JSON.stringify({ updated: 'x', machine: {}, scenarios: { other: { figures: { kept: 1 }, ratios: {} } } }));
-    const env = { ...process.env, WARDEN_BENCH_RESULTS: file };
+    await writeFile(doc, `# prose stays\n\n${BEGIN}\nold figures\n${END}\n\nmore prose\n`);
+    const env = { ...process.env, WARDEN_BENCH_RESULTS: file, WARDEN_BENCH_DOC: doc };
     const { stdout } = await run(process.execPath, ['dist/bench/run.js', 'worker-overhead', '--scale', '0.01'], { env });
     expect(stdout).toMatch(/\d+ cores/);
     const written = JSON.parse(await readFile(file, 'utf8'));
     expect(written.scenarios.other.figures.kept).toBe(1);
     expect(written.scenarios['worker-overhead'].machine.cores).toBeGreaterThan(0);
     expect(written.scenarios['worker-overhead'].ratios['warden/plain process']).toBeGreaterThan(0);
+    const page = await readFile(doc, 'utf8');
+    expect(page).not.toContain('old figures');
+    expect(page).toContain('### worker-overhead');
+    expect(page).toContain('| warden/plain process |');
+    expect(page.startsWith('# prose stays')).toBe(true);
+    expect(page.trimEnd().endsWith('more prose')).toBe(true);
     const bad = await run(process.execPath, ['dist/bench/run.js', 'no-such'], { env }).catch((e: { code: number; stderr: string }) => e);
     expect((bad as { code: number }).code).toBe(2);
     expect((bad as { stderr: string }).stderr).toContain('worker-overhead');
