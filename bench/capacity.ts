@@ -35,8 +35,6 @@ import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, mib, perSecond, printSummary, ratio, round, scaled, sleep, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 import { startSidecar, startSpanSink, sumMetric, type SidecarProcess } from './lib/sidecar.js';
 
-export const about = 'highest BullMQ event rate here vs what the sidecar turns into ledger + metrics + spans; its CPU and RSS';
-
 const QUEUE = 'cap';
 
 interface Progress { atMs: number; entriesRead: number; records: number; streamLen: number }
@@ -133,8 +131,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     log(`C. live at full speed: BullMQ ${fmt(liveJobs)} jobs/s beside the sidecar; sidecar at most ${fmt(behindMax)} entries behind (~${lagSecondsMax} s of its rate), caught up ${fmt(catchUpMs)} ms after the workers finished; CPU ${round(c.cpuPercent, 0)}%, RSS max ${mib(c.rssMaxBytes)} MiB`);
 
     // D. Steady 1 000 jobs/s.
-    const worker = load.drain(Number.MAX_SAFE_INTEGER); // drains for the whole phase; closed by load.close()
-    void worker.catch(() => undefined);
+    const draining = load.drain(Number.MAX_SAFE_INTEGER); // workers for the whole phase; closed by load.close()
+    void draining.catch(() => undefined);
     await sleep(300);
     const cpuD = sidecar.sampler();
     const samplesD: Progress[] = [];

@@ -32,8 +32,6 @@ import { DEFAULT_OPTIONS, fmt, perSecond, printSummary, ratio, round, scaled, sl
 import { openEmbedded } from './lib/stores.js';
 import { makeEvents, openLoopRun, rawSha, spoolRun } from './spool.js';
 
-export const about = 'spool append + p99 commit; verify vs raw sha256; shipping vs raw @clickhouse/client insert; chdb vs server';
-
 const BATCH = 5000;
 
 async function ship(dataDir: string, store: LedgerStore, n: number): Promise<number> {

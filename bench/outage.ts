@@ -27,8 +27,6 @@ import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, mib, perSecond, printSummary, round, scaled, sleep, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 import { startSidecar, sumMetric, type SidecarProcess } from './lib/sidecar.js';
 
-export const about = 'sidecar RSS while ClickHouse is down and the spool backlog grows to millions of records; drain rate after';
-
 const QUEUE = 'outage';
 const RSS_BOUND_MIB = 64;
 

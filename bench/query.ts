@@ -23,8 +23,6 @@ import { startClickHouse } from '../test/harness/index.js';
 import { DEFAULT_OPTIONS, fmt, median, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 import { openEmbedded } from './lib/stores.js';
 
-export const about = 'lineage and a day\'s approvals on 1 M and 10 M ledger rows: ClickHouse server vs embedded chdb';
-
 const BASE_MS = Date.UTC(2026, 0, 1);
 const SPAN_MS = 30 * 86_400_000;
 const DAY = { since: Date.UTC(2026, 0, 15), until: Date.UTC(2026, 0, 16) };

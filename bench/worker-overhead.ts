@@ -31,8 +31,6 @@ import { startRedis } from '../test/harness/index.js';
 import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, median, perSecond, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
-export const about = 'BullMQ job throughput: plain workers vs warden/bullmq hooks vs bullmq-otel telemetry (ratios to plain)';
-
 const VARIANTS = ['plain', 'warden', 'bullmq-otel'] as const;
 type Variant = (typeof VARIANTS)[number];
 const CONCURRENCY = 100;
