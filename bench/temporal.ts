@@ -2,7 +2,7 @@
  * Cost of Warden's activity interceptor per call, against no interceptor and against the official
  * OpenTelemetry interceptor (@temporalio/interceptors-opentelemetry), under MockActivityEnvironment.
  *
- *   npm run build && node dist/bench/temporal.js [calls per variant, default 20000]
+ *   npm run bench -- temporal
  *
  * Every variant runs the same trivial activity with the same headers (a Warden stamp carrying a
  * traceparent) and the same OTel SDK (BasicTracerProvider, spans dropped by a no-op processor), so
@@ -10,7 +10,6 @@
  * redaction, ULIDs) and a breaker lookup; events go to an emitter that only counts them (the
  * transport is not this scenario). Variants run interleaved in rounds; the median round is reported.
  */
-import os from 'node:os';
 import { context, propagation, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
@@ -21,8 +20,9 @@ import { DefaultLogger, type ActivityInterceptorsFactory } from '@temporalio/wor
 import { breakerKey, MapBreakerView } from '../collectors/breakers.js';
 import type { HookEmitter } from '../collectors/emitter.js';
 import { wardenActivityInterceptors, withStamp, withTracerData } from '../collectors/temporal/index.js';
+import { DEFAULT_OPTIONS, median, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
-const N = Number(process.argv[2] ?? 20_000);
+const CALLS = 20_000;
 const ROUNDS = 5;
 
 class CountingEmitter implements HookEmitter {
@@ -47,36 +47,57 @@ async function time(env: MockActivityEnvironment, n: number): Promise<number> {
   return Number(process.hrtime.bigint() - t) / n;
 }
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-
-async function main(): Promise<void> {
+export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
+  const N = scaled(CALLS, opts, 50);
   const provider = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] });
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-
-  const emitter = new CountingEmitter();
-  const view = new MapBreakerView();
-  // A breaker on another activity: the lookup runs, nothing fails.
-  view.set({ key: breakerKey({ system: 'temporal', kind: 'activity', name: 'other' }), phase: 'open', policy: 'p', policy_version: '1', retry_after_ms: 1000, non_retryable: false, probe_ratio: 0, reason: 'bench', since: Date.now(), forced_by: null });
-  const variants: [string, MockActivityEnvironment][] = [
-    ['no interceptor', environment([])],
-    ['official OTel interceptor', environment([(ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
-    ['Warden interceptor', environment([wardenActivityInterceptors({ emitter, breakers: view })])],
-    ['Warden + official', environment([wardenActivityInterceptors({ emitter, breakers: view }), (ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
-  ];
-  console.log(`node ${process.version}, ${os.cpus().length} cores, ${N} calls per variant per round, ${ROUNDS} rounds (median reported)`);
-  for (const [, env] of variants) await time(env, Math.min(N, 2000)); // warm up
-  const results = new Map<string, number[]>(variants.map(([k]) => [k, []]));
-  for (let r = 0; r < ROUNDS; r++) for (const [k, env] of variants) results.get(k)!.push(await time(env, N));
-  const base = median(results.get('no interceptor')!);
-  const official = median(results.get('official OTel interceptor')!);
-  for (const [k] of variants) {
-    const ns = median(results.get(k)!);
-    console.log(`${k.padEnd(28)} ${Math.round(ns).toLocaleString('en-US').padStart(9)} ns/call  x${(ns / base).toFixed(2)} vs none  x${(ns / official).toFixed(2)} vs official  (+${Math.round(ns - base).toLocaleString('en-US')} ns)`);
+  try {
+    const emitter = new CountingEmitter();
+    const view = new MapBreakerView();
+    // A breaker on another activity: the lookup runs, nothing fails.
+    view.set({ key: breakerKey({ system: 'temporal', kind: 'activity', name: 'other' }), phase: 'open', policy: 'p', policy_version: '1', retry_after_ms: 1000, non_retryable: false, probe_ratio: 0, reason: 'bench', since: Date.now(), forced_by: null });
+    const variants: [string, MockActivityEnvironment][] = [
+      ['none', environment([])],
+      ['official', environment([(ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
+      ['warden', environment([wardenActivityInterceptors({ emitter, breakers: view })])],
+      ['wardenPlusOfficial', environment([wardenActivityInterceptors({ emitter, breakers: view }), (ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
+    ];
+    opts.log(`${N} calls per variant per round, ${ROUNDS} rounds interleaved (median reported)`);
+    for (const [, env] of variants) await time(env, Math.min(N, 2000)); // warm up
+    const results = new Map<string, number[]>(variants.map(([k]) => [k, []]));
+    for (let r = 0; r < ROUNDS; r++) for (const [k, env] of variants) results.get(k)!.push(await time(env, N));
+    const ns = Object.fromEntries(variants.map(([k]) => [k, median(results.get(k)!)])) as Record<string, number>;
+    for (const [k] of variants) {
+      opts.log(`${k.padEnd(20)} ${Math.round(ns[k]).toLocaleString('en-US').padStart(9)} ns/call  x${(ns[k] / ns.none).toFixed(2)} vs none  x${(ns[k] / ns.official).toFixed(2)} vs official`);
+    }
+    const result: ScenarioResult = {
+      figures: {
+        callsPerVariantPerRound: N,
+        rounds: ROUNDS,
+        nsPerCall: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, Math.round(v)])),
+        wardenAddedMicrosPerCall: round((ns.warden - ns.none) / 1000, 1),
+        officialAddedMicrosPerCall: round((ns.official - ns.none) / 1000, 1),
+        eventsEmitted: emitter.n,
+      },
+      ratios: {
+        'warden / none': ratio(ns.warden, ns.none),
+        'official / none': ratio(ns.official, ns.none),
+        'warden / official': ratio(ns.warden, ns.official),
+        'warden + official / official': ratio(ns.wardenPlusOfficial, ns.official),
+      },
+      notes: [
+        'MockActivityEnvironment, a trivial activity, the same headers and OTel SDK (spans to a no-op processor) for every variant',
+        "Warden's work per call: one span, two events (input digest, redaction, ULIDs) handed to an emitter that only counts them, one breaker lookup",
+      ],
+    };
+    printSummary(result, opts.log);
+    return result;
+  } finally {
+    await provider.shutdown();
+    trace.disable();
+    context.disable();
+    propagation.disable();
   }
-  console.log(`events emitted: ${emitter.n.toLocaleString('en-US')} (2 per Warden call)`);
-  await provider.shutdown();
 }
-
-await main();
