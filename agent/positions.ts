@@ -19,14 +19,54 @@ const TERMINAL_LOOKBACK = 200_000;
 
 /** Terminal records already durable, so gap reconciliation does not write a job's outcome twice. */
 export class TerminalIndex {
-  private readonly keys = new Set<string>();
+  // Per queue, so the queue name is not repeated in every key; BullMQ's usual integer job IDs are
+  // kept as numbers (no string per entry). 500k jobs then cost a few MiB of heap, not ~100 MiB.
+  private readonly queues = new Map<string, { name: string; ids: Set<number | string> }>();
+  /** Insertion order across queues, for evicting the oldest: [queue, id] pairs in a ring. */
+  private readonly order: (number | string)[] = [];
+  private readonly orderQueue: string[] = [];
+  private head = 0;
+  private count = 0;
+
   constructor(private readonly max = 500_000) {}
-  has(queue: string, jobId: string): boolean { return this.keys.has(`${queue}\0${jobId}`); }
+
+  has(queue: string, jobId: string): boolean {
+    return this.queues.get(queue)?.ids.has(compactId(jobId)) ?? false;
+  }
+
   add(ev: WardenEvent): void {
     if ((ev.kind !== 'job.completed' && ev.kind !== 'job.failed') || !ev.queue || !ev.job_id) return;
-    this.keys.add(`${ev.queue}\0${ev.job_id}`);
-    if (this.keys.size > this.max) this.keys.delete(this.keys.values().next().value!);
+    let q = this.queues.get(ev.queue);
+    if (!q) this.queues.set(ev.queue, (q = { name: ev.queue, ids: new Set() }));
+    const id = compactId(ev.job_id);
+    if (q.ids.has(id)) return;
+    q.ids.add(id);
+    if (this.count === this.max) {
+      // Full: the slot at `head` holds the oldest entry; evict it and reuse the slot.
+      this.queues.get(this.orderQueue[this.head])?.ids.delete(this.order[this.head]);
+      this.order[this.head] = id;
+      this.orderQueue[this.head] = q.name; // one shared string per queue, not one per job
+      this.head = (this.head + 1) % this.max;
+    } else {
+      this.order.push(id);
+      this.orderQueue.push(q.name);
+      this.count++;
+    }
   }
+
+  get size(): number {
+    return this.count;
+  }
+}
+
+/** `"12345"` -> 12345 (canonical non-negative integers that fit a small integer); anything else stays a string. */
+function compactId(id: string): number | string {
+  if (id.length === 0 || id.length > 9 || (id.length > 1 && id[0] === '0')) return id;
+  for (let i = 0; i < id.length; i++) {
+    const c = id.charCodeAt(i);
+    if (c < 48 || c > 57) return id;
+  }
+  return Number(id);
 }
 
 export class PositionStore {

@@ -19,8 +19,27 @@ import { INSTRUMENTED_TTL_MS, instrumentedKey, WARDEN_OPTS_KEY, type WardenJobSt
 import { parseTraceparent } from './metadata.js';
 
 const TRACER = 'warden/bullmq';
-const tracer = () => trace.getTracer(TRACER, '0.1.0');
+// Looked up per call (not cached forever) so a provider registered after import is used, but only
+// once per provider: getTracer is measurable per job.
+let cachedTracer: { provider: unknown; tracer: ReturnType<typeof trace.getTracer> } | null = null;
+const tracer = () => {
+  const provider = trace.getTracerProvider();
+  if (cachedTracer?.provider !== provider) cachedTracer = { provider, tracer: provider.getTracer(TRACER, '0.1.0') };
+  return cachedTracer.tracer;
+};
 const redactor = new Redactor();
+
+/** Job names repeat: redact each distinct name once (bounded, so hostile names cannot grow it). */
+const redactedNames = new Map<string, string>();
+function redactedName(name: string): string {
+  let r = redactedNames.get(name);
+  if (r === undefined) {
+    r = redactor.redactText(name);
+    if (redactedNames.size >= 1024) redactedNames.clear();
+    redactedNames.set(name, r);
+  }
+  return r;
+}
 
 export interface WardenMetadata {
   model?: string;
@@ -56,7 +75,7 @@ export function withWarden<Q extends Queue>(queue: Q, defaults: WardenMetadata =
   const produce = async <T>(name: string, run: (span: Span) => Promise<T>): Promise<T> => {
     const span = tracer().startSpan(`send ${queue.name}`, {
       kind: SpanKind.PRODUCER,
-      attributes: { [sc.MESSAGING_SYSTEM]: 'bullmq', [sc.MESSAGING_DESTINATION]: queue.name, [sc.MESSAGING_OPERATION_TYPE]: 'send', [sc.MESSAGING_OPERATION_NAME]: 'add', [sc.WARDEN_JOB_NAME]: redactor.redactText(name) },
+      attributes: { [sc.MESSAGING_SYSTEM]: 'bullmq', [sc.MESSAGING_DESTINATION]: queue.name, [sc.MESSAGING_OPERATION_TYPE]: 'send', [sc.MESSAGING_OPERATION_NAME]: 'add', [sc.WARDEN_JOB_NAME]: redactedName(name) },
     });
     try {
       return await context.with(trace.setSpan(context.active(), span), () => run(span));
@@ -148,7 +167,7 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
           [sc.MESSAGING_MESSAGE_ID]: job.id ?? '',
           [sc.MESSAGING_CONVERSATION_ID]: cid,
           [sc.WARDEN_CORRELATION_ID]: cid,
-          [sc.WARDEN_JOB_NAME]: redactor.redactText(job.name),
+          [sc.WARDEN_JOB_NAME]: redactedName(job.name),
           [sc.WARDEN_ATTEMPT]: job.attemptsMade + 1,
           ...(stamp?.model ? { [sc.WARDEN_MODEL]: stamp.model } : {}),
           ...(stamp?.model_version ? { [sc.WARDEN_MODEL_VERSION]: stamp.model_version } : {}),
