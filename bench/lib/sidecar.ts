@@ -13,6 +13,12 @@ import { repoRoot } from './report.js';
 /** The built CLI (tests build dist/ in their global setup; `npm run bench` builds first). */
 const cliPath = (): string => path.join(repoRoot(), 'dist', 'agent', 'cli.js');
 
+/**
+ * Node flags the Dockerfile starts the sidecar with (NODE_OPTIONS there; test/grafana/compose.test.ts
+ * checks they agree). A heap cap makes V8 collect instead of growing its reserved heap without need.
+ */
+export const DEPLOYED_NODE_ARGS = '--max-old-space-size=384';
+
 export interface SidecarProcess {
   url: string;
   proc: ManagedProcess;
@@ -46,8 +52,9 @@ export async function startSidecar(o: SidecarOptions): Promise<SidecarProcess> {
   const proc = await ManagedProcess.start({
     name: 'warden',
     command: process.execPath,
-    // WARDEN_BENCH_SIDECAR_NODE_ARGS, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`: where the sidecar spends its time.
-    args: [...(process.env.WARDEN_BENCH_SIDECAR_NODE_ARGS?.split(' ').filter(Boolean) ?? []), cliPath(), 'start'],
+    // The sidecar runs as deployed: the Dockerfile's heap cap (DEPLOYED_NODE_ARGS). WARDEN_BENCH_SIDECAR_NODE_ARGS
+    // replaces it, e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof` (where the sidecar spends its time) or '' (Node's defaults).
+    args: [...(process.env.WARDEN_BENCH_SIDECAR_NODE_ARGS ?? DEPLOYED_NODE_ARGS).split(' ').filter(Boolean), cliPath(), 'start'],
     dir: o.dir,
     env: {
       PATH: process.env.PATH,

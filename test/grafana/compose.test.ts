@@ -12,6 +12,7 @@ import { ENV_VARS, loadConfig } from '../../agent/config.js';
 import { promtool, ensureBinary } from '../harness/index.js';
 import { spawnSync } from 'node:child_process';
 import { provisionedDatasources } from './dashboard-helpers.js';
+import { DEPLOYED_NODE_ARGS } from '../../bench/lib/sidecar.js';
 
 interface Service {
   image?: string; build?: unknown; command?: string[]; environment?: Record<string, string>;
@@ -66,6 +67,12 @@ describe('docker-compose.yml', () => {
     }
     expect(binds.sort()).toEqual(['./grafana/alertmanager/alertmanager.yml', './grafana/clickhouse/users.d/grafana.xml', './grafana/dashboards',
       './grafana/otel-collector/config.yaml', './grafana/prometheus', './grafana/provisioning', './grafana/tempo/tempo.yaml']);
+  });
+
+  it('the image runs Node with the heap cap the benchmarks measure the sidecar with', () => {
+    const dockerfile = readFileSync(resolve('Dockerfile'), 'utf8');
+    const m = /NODE_OPTIONS=(\S+)/.exec(dockerfile);
+    expect(m?.[1]).toBe(DEPLOYED_NODE_ARGS);
   });
 
   it('sets only environment variables Warden reads, and they make a valid configuration', () => {
