@@ -171,7 +171,10 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         'sidecar/bullmq jobs per second (whole life: add + process)': ratio(sidecarJobs, bullmqLifecycleJobs),
         'sidecar/bullmq jobs per second (workers only)': ratio(sidecarJobs, bullmqJobs),
         'bullmq beside sidecar / bullmq alone (workers)': ratio(liveJobs, bullmqJobs),
-        'sidecar CPU per job / BullMQ CPU per job (producer + workers + redis)': ratio(sidecarCpuMicrosPerJob, bullmqCpuMicrosPerJob),
+        // /proc counts CPU in 10 ms ticks: a run too small to register any has no CPU ratio (see notes).
+        ...(sidecarCpuMicrosPerJob > 0 && bullmqCpuMicrosPerJob > 0
+          ? { 'sidecar CPU per job / BullMQ CPU per job (producer + workers + redis)': ratio(sidecarCpuMicrosPerJob, bullmqCpuMicrosPerJob) }
+          : {}),
       },
       targets: [{
         target: 'the sidecar keeps up with everything BullMQ can produce here',
@@ -180,6 +183,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
           `${fmt(sidecarJobs)} vs ${fmt(bullmqLifecycleJobs)} jobs/s over a job's whole life; live beside full-speed workers it fell at most ${fmt(behindMax)} entries behind; at a steady ${fmt(steadyRate)} jobs/s at most ${fmt(behindD)}`,
       }],
       notes: [
+        ...(sidecarCpuMicrosPerJob > 0 && bullmqCpuMicrosPerJob > 0 ? [] : ['the run was too short for /proc to register CPU time (10 ms ticks): no CPU-per-job ratio']),
         'B measures from the first record to the last entry read, so process start and queue discovery are excluded',
         'C runs BullMQ workers and the sidecar on the same cores: "bullmq beside sidecar / bullmq alone" is the slowdown co-location causes (not hook overhead)',
       ],

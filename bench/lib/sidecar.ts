@@ -6,7 +6,9 @@
 import { mkdirSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import path from 'node:path';
-import { freePort, httpGet, ManagedProcess } from '../../test/harness/index.js';
+import { freePort, httpGet, ManagedProcess, sumMetric } from '../../test/harness/index.js';
+
+export { sumMetric };
 import { ProcSampler } from './proc-sampler.js';
 import { repoRoot } from './report.js';
 
@@ -85,19 +87,6 @@ export async function startSidecar(o: SidecarOptions): Promise<SidecarProcess> {
     sampler: (intervalMs) => new ProcSampler(proc.pid!, intervalMs).start(),
     stop: () => proc.stop(),
   };
-}
-
-/** Sums the samples of `name` whose labels include every given label. */
-export function sumMetric(text: string, name: string, labels: Record<string, string> = {}): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const m = /^[^{ ]+(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const have = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(m[2]);
-  }
-  return total;
 }
 
 /** Accepts OTLP/HTTP trace exports and only counts bytes: the sidecar's export cost is measured, not a collector's. */

@@ -38,15 +38,4 @@ export async function startSidecarProcess(o: { redisUrl: string; dataDir: string
   return { url, proc, metrics: async () => (await httpGet(`${url}/metrics`)).body };
 }
 
-/** Sums a counter's samples whose labels include every given label. */
-export function sumMetric(text: string, name: string, labels: Record<string, string>): number {
-  let total = 0;
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-    const m = /^[^{ ]+(?:\{([^}]*)\})? (\S+)$/.exec(line);
-    if (!m) continue;
-    const have = Object.fromEntries([...(m[1] ?? '').matchAll(/(\w+)="((?:[^"\\]|\\.)*)"/g)].map((x) => [x[1], x[2]]));
-    if (Object.entries(labels).every(([k, v]) => have[k] === v)) total += Number(m[2]);
-  }
-  return total;
-}
+export { sumMetric } from '../harness/index.js';

@@ -35,3 +35,4 @@ export {
   type AlertmanagerOptions,
 } from './prometheus.js';
 export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp.js';
+export { sumMetric } from './metrics-text.js';

@@ -132,9 +132,10 @@ describe('retry storm on BullMQ, end to end', () => {
     const opened = events.find((e) => e.kind === 'breaker.opened' && e.policy === 'storm')!;
     expect(opened, 'breaker.opened in the ledger').toBeDefined();
     openedAt = opened.ts;
-    // Within the configured window of the storm's first failure (and of the jobs being added).
+    // Within the configured window of the storm's first failure, in event time (BullMQ's own
+    // timestamps), so a loaded machine delaying the workers does not change the verdict.
     expect(opened.ts - firstFailure.ts).toBeLessThanOrEqual(WINDOW_MS);
-    expect(opened.ts - t0).toBeLessThanOrEqual(WINDOW_MS + 1000);
+    expect(opened.ts).toBeGreaterThanOrEqual(t0);
     expect(opened).toMatchObject({ decision: 'pause', policy_version: '7', queue: 'p-storm', actor: 'warden' });
     expect(opened.attrs.scope).toBe('bullmq.queue.p-storm');
     expect(opened.attrs.policy_digest).toBe(policyDigest);
