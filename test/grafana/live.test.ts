@@ -76,7 +76,7 @@ beforeAll(async () => {
   ].join('\n'));
   sidecar = await startSidecarProcess({
     redisUrl: redis.url, dataDir: join(dir.path, 'warden'), config, queues: [...DEMO_QUEUES],
-    // WARDEN_POLICY_FILE is read once the policy engine (policies/) is merged; until then it is ignored.
+    // The demo policy file: breakers on the model-call storm, retry ratio vs budget per queue.
     env: { WARDEN_CLICKHOUSE_URL: clickhouse.url, WARDEN_POLICY_FILE: resolve('grafana/policies/demo.yaml') },
   });
   const webhookUrl = await startWebhook();
@@ -160,7 +160,7 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
     expect(await emptyTargets(vars, (e) => !usesPolicyEngine(e))).toEqual([]);
   });
 
-  // Red until the policy engine (another branch) is merged: it lists exactly the panels still empty.
+  // The panels fed by the policy engine's metrics (the demo policy file is loaded).
   it('every SRE panel query on the policy engine\'s metrics returns data (breaker states, retry ratio vs budget, policy decisions)', async () => {
     const onPolicyMetrics = promTargets(sre).filter((t) => usesPolicyEngine(t.target.expr!)).map((t) => `${t.panel.title} ${t.target.refId}`);
     expect(onPolicyMetrics).toEqual(['Retry ratio vs budget B', 'Retry ratio vs budget C', 'Breaker states A', 'Policy decisions/s A']);
@@ -203,8 +203,8 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
     expect(delivered('/page', 'WardenCollectorGap')).toBe(false);
   });
 
-  // Red until the policy engine is merged: the storm in the model call must open a breaker.
+  // The storm in the model call opens the demo policy's breaker (grafana/policies/demo.yaml).
   it('Prometheus -> Alertmanager -> webhook delivers WardenBreakerOpen from the demo\'s retry storm, routed as a page', async () => {
-    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-model-call-storm' }), { timeoutMs: 8_000, what: 'WardenBreakerOpen at /page (needs the policy engine: WARDEN_POLICY_FILE)' });
+    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-model-call-storm' }), { timeoutMs: 8_000, what: 'WardenBreakerOpen at /page' });
   });
 });
