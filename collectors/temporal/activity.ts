@@ -16,7 +16,7 @@ import { newEventId, stableSpanId, traceIdForCorrelation } from '../ids.js';
 import { normalizeInput } from '../input.js';
 import * as sc from '../semconv.js';
 import { incomingTrace, parseTraceparent, readStamp, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
-import { metadataFrom, resultAttrs, type Resolved } from './options.js';
+import { errorText, metadataFrom, resultAttrs, type Resolved } from './options.js';
 
 export const TRACER_NAME = 'warden/temporal';
 export const BREAKER_FAILURE_TYPE = 'WardenBreakerOpen';
@@ -56,7 +56,7 @@ class Attempt {
   }
 
   failed(err: unknown): void {
-    const message = this.r.redactor.redactText(String((err as Error)?.message ?? err));
+    const message = errorText(this.r, String((err as Error)?.message ?? err));
     const final = isFinal(err, this.info);
     this.span.recordException({ name: (err as Error)?.name, message });
     this.span.setStatus({ code: SpanStatusCode.ERROR, message });
@@ -179,7 +179,7 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
       span.setStatus({ code: SpanStatusCode.ERROR, message: failure.message });
       span.end();
       attempt.event(breaker.non_retryable || isFinal(failure, info) ? 'activity.failed' : 'activity.attempt_failed', {
-        duration_ms: 0, error: r.redactor.redactText(failure.message), reason: r.redactor.redactText(breaker.reason),
+        duration_ms: 0, error: errorText(r, failure.message), reason: r.redactor.redactText(breaker.reason),
       }, {
         fail_fast: true, error_type: BREAKER_FAILURE_TYPE, breaker_key: breaker.key, breaker_phase: breaker.phase,
         breaker_policy: breaker.policy, breaker_policy_version: breaker.policy_version,

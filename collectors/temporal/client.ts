@@ -36,13 +36,13 @@ function activeCarrier(): TraceCarrier {
 export class WardenWorkflowClientInterceptor implements WorkflowClientInterceptor {
   constructor(private readonly r: Resolved) {}
 
-  private stamp(headers: Headers, args: unknown[] | null): Stamped | undefined {
+  private stamp(headers: Headers, args: unknown[] | null, rec: 1 | 2 = 1): Stamped | undefined {
     try {
       const cid = currentCorrelationId() ?? newCorrelationId();
       const carrier = activeCarrier();
       const parsed = parseTraceparent(carrier.traceparent);
       const meta = metadataFrom(undefined, args, this.r);
-      const stamp: WardenTemporalStamp = { cid, tp: carrier.traceparent, tst: carrier.tracestate, rec: 1 };
+      const stamp: WardenTemporalStamp = { cid, tp: carrier.traceparent, tst: carrier.tracestate, rec };
       for (const [k, v] of Object.entries(meta)) if (v !== null) (stamp as unknown as Record<string, string>)[k] = v;
       const out = withTracerData(withStamp(headers, stamp), carrier);
       return { headers: out, stamp, traceId: parsed?.traceId ?? traceIdForCorrelation(cid), parentSpanId: parsed?.spanId ?? null };
@@ -83,26 +83,28 @@ export class WardenWorkflowClientInterceptor implements WorkflowClientIntercepto
   }
 
   async startWithDetails(input: WorkflowStartInput, next: Next<WorkflowClientInterceptor, 'startWithDetails'>): Promise<WorkflowStartOutput> {
-    const s = this.stamp(input.headers, input.options.args);
+    // With a conflict policy the call may return a run that already existed: let the workflow record its own start.
+    const mayReuse = (input.options as { workflowIdConflictPolicy?: unknown }).workflowIdConflictPolicy !== undefined;
+    const s = this.stamp(input.headers, input.options.args, mayReuse ? 2 : 1);
     const out = await next(s ? { ...input, headers: s.headers } : input);
-    this.started(s, input.workflowType, input.options, out.runId);
+    if (!mayReuse) this.started(s, input.workflowType, input.options, out.runId);
     return out;
   }
 
+  // signalWithStart and update-with-start reach an existing run when there is one: the client records
+  // the message, and the workflow records a start only if one really happened (rec: 2).
   async signalWithStart(input: WorkflowSignalWithStartInput, next: Next<WorkflowClientInterceptor, 'signalWithStart'>): Promise<string> {
-    const s = this.stamp(input.headers, input.options.args);
+    const s = this.stamp(input.headers, input.options.args, 2);
     const runId = await next(s ? { ...input, headers: s.headers } : input);
-    this.started(s, input.workflowType, input.options, runId);
     this.message(s, 'signal', input.signalName, input.options.workflowId, runId, input.signalArgs);
     return runId;
   }
 
   async startUpdateWithStart(input: WorkflowStartUpdateWithStartInput, next: Next<WorkflowClientInterceptor, 'startUpdateWithStart'>): Promise<WorkflowStartUpdateWithStartOutput> {
-    const s = this.stamp(input.workflowStartHeaders, input.workflowStartOptions.args);
+    const s = this.stamp(input.workflowStartHeaders, input.workflowStartOptions.args, 2);
     const u = s ? { ...s, headers: withTracerData(withStamp(input.updateHeaders, s.stamp), { traceparent: s.stamp.tp, tracestate: s.stamp.tst }) } : undefined;
     const out = await next(s && u ? { ...input, workflowStartHeaders: s.headers, updateHeaders: u.headers } : input);
     const runId = out.workflowExecution.runId ?? '';
-    this.started(s, input.workflowType, input.workflowStartOptions, runId);
     this.message(u, 'update', input.updateName, input.workflowStartOptions.workflowId, runId, input.updateArgs, { update_id: out.updateId });
     return out;
   }

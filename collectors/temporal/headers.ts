@@ -24,8 +24,12 @@ export interface WardenTemporalStamp {
   model_version?: string;
   policy?: string;
   policy_version?: string;
-  /** Set by a client that already recorded this start/signal, so the workflow does not record it again. */
-  rec?: 1;
+  /**
+   * What a Warden client already recorded, so the workflow does not record it again: 1 = the start
+   * and the message; 2 = the message only (signalWithStart and update-with-start may reach a run
+   * that already exists, so the client cannot know whether it started one).
+   */
+  rec?: 1 | 2;
 }
 
 type Headers = Record<string, Payload>;
@@ -41,7 +45,7 @@ export function readStamp(headers: Headers | undefined): WardenTemporalStamp | u
     if (!v || typeof v !== 'object' || typeof v.cid !== 'string') return undefined;
     const out: WardenTemporalStamp = { cid: v.cid };
     for (const k of STAMP_KEYS) if (typeof v[k] === 'string') (out as unknown as Record<string, string>)[k] = v[k] as string;
-    if (v.rec === 1) out.rec = 1;
+    if (v.rec === 1 || v.rec === 2) out.rec = v.rec;
     return out;
   } catch {
     return undefined;

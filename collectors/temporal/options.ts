@@ -126,3 +126,10 @@ export function resultAttrs(result: unknown, r: Resolved): EventAttrs {
   if (served?.model_version) { const m = scalarText(atPath(result, served.model_version)); if (m !== undefined) attrs.served_model_version = r.redactor.redactText(m); }
   return attrs;
 }
+
+/** Error texts can carry whole response bodies: redacted, then capped so one event stays small. */
+export const MAX_ERROR_CHARS = 4096;
+export function errorText(r: Resolved, message: string): string {
+  const text = r.redactor.redactText(message);
+  return text.length <= MAX_ERROR_CHARS ? text : `${text.slice(0, MAX_ERROR_CHARS)}… (${text.length - MAX_ERROR_CHARS} more characters)`;
+}

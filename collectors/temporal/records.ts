@@ -13,8 +13,8 @@ export type WorkflowRecordKind = 'workflow.started' | 'workflow.completed' | 'wo
 export interface WorkflowRecord {
   kind: WorkflowRecordKind;
   /**
-   * Position of this record in its run, the same on every replay: with the run ID it names the record,
-   * so a record re-sent after a workflow task retry gets the same event ID.
+   * Position of this record in its run, the same on every replay: with the run ID it names the record
+   * (`attrs.record_seq`), and a replay that re-sends it gets the same event ID.
    */
   seq: number;
   /** Workflow time (deterministic inside the sandbox). */

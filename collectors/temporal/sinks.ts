@@ -11,7 +11,7 @@ import { sha256Hex } from '../hash.js';
 import { traceIdForCorrelation } from '../ids.js';
 import { normalizeInput } from '../input.js';
 import { parseTraceparent } from './headers.js';
-import { resultAttrs, scalarText, type ApprovalDecision, type Resolved } from './options.js';
+import { errorText, resultAttrs, scalarText, type ApprovalDecision, type Resolved } from './options.js';
 import { WARDEN_SINK, type WardenWorkflowSinks, type WorkflowRecord } from './records.js';
 
 /** Sinks to pass to `Worker.create({ sinks })`; `wardenWorker()` includes them. */
@@ -33,8 +33,10 @@ export function wardenSinksFor(r: Resolved): InjectedSinks<WardenWorkflowSinks> 
 
 /**
  * A ULID named by the record: its workflow time, then 80 bits from sha256(workflow, run, seq). A
- * record the worker sends again (a workflow task retried after a crash) keeps its event ID, so the
- * duplicate can be recognised downstream.
+ * record re-sent by a replay of the same history keeps its event ID, so the duplicate is dropped
+ * downstream. (A workflow task retried after a worker crash runs at a later workflow time, so its
+ * re-sent records get new IDs; `attrs.record_seq` with the run identifies them. The run's start time
+ * is not a stable alternative: measured to differ between replays of one history.)
  */
 export function recordEventId(info: WorkflowInfo, rec: WorkflowRecord): string {
   const hex = sha256Hex(`warden.temporal.record\0${info.workflowId}\0${info.runId}\0${rec.seq}`);
@@ -45,7 +47,7 @@ export function recordEventId(info: WorkflowInfo, rec: WorkflowRecord): string {
 
 /** One sandbox record as a WardenEvent; null for a signal a Warden client already recorded. */
 export function workflowRecordToEvent(info: WorkflowInfo, rec: WorkflowRecord, r: Resolved): WardenEvent | null {
-  const attrs: EventAttrs = { workflow_type: info.workflowType };
+  const attrs: EventAttrs = { workflow_type: info.workflowType, record_seq: rec.seq };
   if (rec.parent_span_id) attrs.parent_span_id = rec.parent_span_id;
   if (info.parent) attrs.parent_workflow_id = info.parent.workflowId;
   const base = {
@@ -64,7 +66,7 @@ export function workflowRecordToEvent(info: WorkflowInfo, rec: WorkflowRecord, r
       return makeEvent({ ...base, kind: 'workflow.completed', duration_ms: rec.duration_ms, attrs: { ...attrs, ...resultAttrs(rec.result, r) } });
     case 'workflow.failed':
       if (rec.error_type) attrs.error_type = rec.error_type;
-      return makeEvent({ ...base, kind: 'workflow.failed', duration_ms: rec.duration_ms, error: r.redactor.redactText(rec.error ?? ''), attrs });
+      return makeEvent({ ...base, kind: 'workflow.failed', duration_ms: rec.duration_ms, error: errorText(r, rec.error ?? ''), attrs });
     case 'signal':
     case 'update': {
       const name = rec.name ?? '';

@@ -75,8 +75,9 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
     } else {
       stamp.psid = run.spanId;
     }
+    if (s.tst && stamp.tp) stamp.tst = s.tst; // W3C tracestate travels with the trace
     let out = withStamp(headers, stamp);
-    if (stamp.tp) out = withTracerData(out, { traceparent: stamp.tp });
+    if (stamp.tp) out = withTracerData(out, { traceparent: stamp.tp, tracestate: stamp.tst });
     return out;
   };
 
@@ -92,7 +93,7 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
     safe(() => {
       const own = readStamp(headers);
       const fire = () => safe(() => record(kind, {
-        name, args, client_recorded: own?.rec === 1, message_cid: own && run && own.cid !== run.stamp.cid ? own.cid : null,
+        name, args, client_recorded: own?.rec === 1 || own?.rec === 2, message_cid: own && run && own.cid !== run.stamp.cid ? own.cid : null,
       }));
       if (run) fire(); else pending.push(fire);
     });
@@ -104,8 +105,11 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
         const started = Date.now();
         safe(() => {
           run = init(input.headers);
-          // A Warden client recorded the start already; children and schedules are recorded here.
-          if (run.stamp.rec !== 1) record('workflow.started', { args: input.args });
+          // A Warden client recorded the start of the first run already; children, schedules, cron
+          // runs and retries (which inherit the first run's headers) are recorded here.
+          const info = workflowInfo();
+          const laterRun = !!info.firstExecutionRunId && info.runId !== info.firstExecutionRunId;
+          if (run.stamp.rec !== 1 || laterRun) record('workflow.started', { args: input.args });
           for (const fire of pending.splice(0)) fire();
         });
         try {

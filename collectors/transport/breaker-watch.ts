@@ -27,7 +27,21 @@ const PHASES: ReadonlySet<BreakerPhase> = new Set(['closed', 'half_open', 'open'
 function parseStatus(e: KvWatchEntry): BreakerStatus {
   const s = e.json<BreakerStatus>();
   if (!s || typeof s !== 'object' || !PHASES.has(s.phase)) throw new Error(`breaker entry ${e.key}: not a BreakerStatus (phase must be closed, half_open or open)`);
-  return { ...s, key: e.key };
+  // Defaults for fields an enforcing hook reads, so a sparse or foreign entry still enforces sanely.
+  const num = (v: unknown, d: number) => (typeof v === 'number' && Number.isFinite(v) && v >= 0 ? v : d);
+  const str = (v: unknown, d: string) => (typeof v === 'string' ? v : d);
+  return {
+    ...s,
+    key: e.key,
+    policy: str(s.policy, '(unknown)'),
+    policy_version: str(s.policy_version, ''),
+    reason: str(s.reason, 'breaker entry without a reason'),
+    retry_after_ms: num(s.retry_after_ms, 30_000),
+    probe_ratio: Math.min(1, num(s.probe_ratio, 0)),
+    non_retryable: s.non_retryable === true,
+    since: num(s.since, 0),
+    forced_by: typeof s.forced_by === 'string' ? s.forced_by : null,
+  };
 }
 
 export class BreakerWatch extends MapBreakerView {

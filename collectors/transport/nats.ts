@@ -6,7 +6,7 @@
  */
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient } from '@nats-io/jetstream';
-import type { OutboxItem, Transport } from './outbox.js';
+import { TransportRejectedError, type OutboxItem, type Transport } from './outbox.js';
 
 export const EVENT_STREAM = 'WARDEN_EVENTS';
 export const EVENT_SUBJECT_PREFIX = 'warden.events';
@@ -68,6 +68,13 @@ export class NatsTransport implements Transport {
 
   async send(items: OutboxItem[]): Promise<void> {
     const js = await this.ready();
+    // An event over the server's max_payload is refused by the client every time: drop that one
+    // event (counted and reported), rather than retrying the batch forever behind it.
+    const max = this.nc?.info?.max_payload;
+    if (max) {
+      const i = items.findIndex((it) => Buffer.byteLength(it.json) > max - 512); // headers (Nats-Msg-Id) ride along
+      if (i >= 0) throw new TransportRejectedError(`event ${items[i].id} is ${Buffer.byteLength(items[i].json)} bytes, over the NATS server's max_payload of ${max}`, i);
+    }
     try {
       // A duplicate ack (already stored) is a success too.
       await Promise.all(items.map((it) => js.publish(`${this.prefix}.${it.source}`, it.json, { msgID: it.id, timeout: this.timeoutMs })));

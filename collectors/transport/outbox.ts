@@ -179,10 +179,17 @@ export class Outbox {
 
   /** Flushes for up to `timeoutMs`, then stops; later emits are dropped (counted as 'closed'). */
   async close(timeoutMs = 5000): Promise<boolean> {
+    const deadline = Date.now() + timeoutMs;
     const flushed = await this.flush(timeoutMs);
     this.closed = true;
     this.kick(true);
-    await this.pumping;
+    // A send in flight against a dead transport can take its own timeout: do not hold the host's
+    // shutdown past ours (what it carries stays counted as buffered).
+    if (this.pumping) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([this.pumping, new Promise<void>((r) => { timer = setTimeout(r, Math.max(0, deadline - Date.now())); timer.unref(); })]);
+      clearTimeout(timer);
+    }
     await this.transport.close().catch(() => undefined);
     return flushed;
   }

@@ -209,9 +209,10 @@ describe('warden/temporal workflow interceptors under replay of built histories'
     expect(denied).toMatchObject({ kind: 'approval.denied', decision: 'denied', actor: 'bob', reason: 'missing receipt' });
     expect(denied.attrs.subject).toBe(`claimWorkflow:${WF_ID}`);
     expect(workflowRecordToEvent(info, { ...base, name: 'approve', args: [{ approved: false, actor: 'bob' }] }, r)!.kind).toBe('approval.denied');
-    // A record sent again (workflow task retried) keeps its event ID; another record of the run does not.
+    // A record sent again by a replay of the same history keeps its event ID; another record of the run does not.
     expect(() => WardenEventSchema.parse(denied)).not.toThrow();
     expect(workflowRecordToEvent(info, base, r)!.event_id).toBe(denied.event_id);
+    expect(denied.attrs.record_seq).toBe(3); // with workflow_id and run_id: which record of the run this is
     expect(workflowRecordToEvent(info, { ...base, seq: 4 }, r)!.event_id).not.toBe(denied.event_id);
     expect(denied.event_id.slice(0, 10)).toBe(newEventId(base.ts).slice(0, 10)); // time-ordered like any ULID
     // Not an approval and already recorded by the sending client: nothing more.
