@@ -196,7 +196,9 @@ export class ComplianceApi {
       if (!m) throw new ApiError(404, 'use POST /v1/breakers/<scope>/open|close|auto?actor=NAME (scope e.g. bullmq.queue.ingest)');
       const actor = url.searchParams.get('actor') || callerName;
       if (!/^[\w.@ -]{1,100}$/.test(actor)) throw new ApiError(400, 'actor must be a short name (letters, digits, . _ @ - and spaces)');
-      const states = await b.force(decodeURIComponent(m[1]), m[2] === 'close' ? 'closed' : m[2] as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined);
+      let scope: string;
+      try { scope = decodeURIComponent(m[1]); } catch { throw new ApiError(400, `the scope in ${path} is not valid percent-encoding`); }
+      const states = await b.force(scope, m[2] === 'close' ? 'closed' : m[2] as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined);
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ breakers: states })}\n`);
       return states.length;
     }

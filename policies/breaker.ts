@@ -18,6 +18,8 @@ export interface AppliedAction {
   stage: 'open' | 'half_open';
   /** Set before acting and cleared after: a crash in between is finished on restart. */
   pending: boolean;
+  /** The queue's settings could not be read when the breaker opened (Redis down): read them before the first change. */
+  priorUnknown?: boolean;
 }
 
 export interface BreakerState {

@@ -113,10 +113,8 @@ export function std(xs: readonly number[]): number {
 
 /** Wasserstein distance divided by the reference's standard deviation (Evidently's "normed" form). */
 export function normedWasserstein(reference: readonly number[], current: readonly number[]): number {
-  const s = std(reference);
-  const w = wassersteinDistance(reference, current);
-  if (s === 0) return w === 0 ? 0 : Infinity;
-  return w / s;
+  // As Evidently: the std of the reference, floored at 0.001 (a constant reference gives a finite score).
+  return wassersteinDistance(reference, current) / Math.max(std(reference), 0.001);
 }
 
 /**

@@ -35,7 +35,7 @@ export class VersionChecks {
 
   check(cfg: DriftConfig, ev: WardenEvent): VersionFinding[] {
     const out: VersionFinding[] = [];
-    const approved = ev.model ? cfg.approvedModels[ev.model] : undefined;
+    const approved = ev.model && Object.hasOwn(cfg.approvedModels, ev.model) ? cfg.approvedModels[ev.model] : undefined; // not `constructor` & co.
     if (approved && ev.model_version && !approved.includes(ev.model_version)) {
       out.push({
         finding: 'unapproved_model_version',
@@ -43,7 +43,7 @@ export class VersionChecks {
         evidence: { model: ev.model!, model_version: ev.model_version, approved: approved.join(',') },
       });
     }
-    const approvedPolicy = ev.policy ? cfg.approvedPolicies[ev.policy] : undefined;
+    const approvedPolicy = ev.policy && Object.hasOwn(cfg.approvedPolicies, ev.policy) ? cfg.approvedPolicies[ev.policy] : undefined;
     if (approvedPolicy && ev.policy_version && !approvedPolicy.includes(ev.policy_version)) {
       out.push({
         finding: 'unapproved_policy_version',

@@ -60,6 +60,7 @@ export class BreakerRequestError extends Error {
 }
 
 const STARTED = new Set(['job.started', 'activity.started']);
+const MAX_CLOCK_SKEW_MS = 60_000;
 const ATTEMPT_FAILED = new Set(['job.attempt_failed', 'activity.attempt_failed']);
 const FAILED = new Set(['job.failed', 'activity.failed']);
 const COMPLETED = new Set(['job.completed', 'activity.completed']);
@@ -149,6 +150,9 @@ export class PolicyEngine {
     const k = id(p.name, key);
     let w = this.windows.get(k);
     if (!w) { w = new AttemptWindow(p.retryStorm!.windowMs, p.retryStorm!.synchronized?.bucketMs ?? 50); this.windows.set(k, w); }
+    // A clock far ahead (a bad producer, a hook host with a wrong clock) would move the window past
+    // every real event and blind the detector: such events count as arriving now.
+    if (ev.ts > this.clock() + MAX_CLOCK_SKEW_MS) ev = { ...ev, ts: this.clock() };
     if (STARTED.has(ev.kind)) w.started(ev.ts, ev.attempt ?? 1);
     else if (ATTEMPT_FAILED.has(ev.kind)) {
       const d = ev.attrs.retry_delay_ms;
@@ -265,8 +269,12 @@ export class PolicyEngine {
   tick(): void {
     const now = this.clock();
     for (const b of this.breakers.values()) {
-      const p = this.policy(b.policy);
-      if (!p) continue;
+      const p = this.governing(b);
+      if (!p) {
+        // Its policy was removed or no longer covers the scope (and a retirement may have failed): retry it.
+        this.retireLater(b, this.policies, `policy ${b.policy} no longer covers ${b.key}: breaker closed${b.applied ? ', queue restored' : ''}`);
+        continue;
+      }
       const t = tick(b, now);
       if (t) {
         this.windows.get(id(b.policy, b.key))?.clear(); // the storm that opened it is not evidence against the probes
@@ -318,8 +326,8 @@ export class PolicyEngine {
     };
     for (const k of [...this.windows.keys()]) if (!same(k.slice(0, k.indexOf('|')))) this.windows.delete(k);
     for (const b of [...this.breakers.values()]) {
-      if (this.policy(b.policy)) continue;
-      this.enqueue(() => this.retire(b, prev, `policy ${b.policy} was removed from ${next.file}`));
+      if (this.governing(b)) continue;
+      this.retireLater(b, prev, this.policy(b.policy) ? `policy ${b.policy} in ${next.file} no longer covers ${b.key}` : `policy ${b.policy} was removed from ${next.file}`);
     }
     this.enqueue(() => this.write([makeEvent({
       kind: 'policy.decision', source: 'warden', policy: '(policy file)', policy_version: next.digest.slice(0, 16), decision: 'reload',
@@ -344,6 +352,21 @@ export class PolicyEngine {
 
   private dry(p: Policy): boolean {
     return p.dryRun || !!this.o.dryRun;
+  }
+
+  private readonly retiring = new Set<BreakerState>();
+
+  /** Queues the retirement of a breaker whose policy no longer covers it (once at a time per breaker). */
+  private retireLater(b: BreakerState, prev: LoadedPolicies | null, reason: string): void {
+    if (this.retiring.has(b)) return;
+    this.retiring.add(b);
+    this.enqueue(() => this.retire(b, prev, reason).finally(() => this.retiring.delete(b)));
+  }
+
+  /** The policy that still governs this breaker: present, and still covering its scope. */
+  private governing(b: BreakerState): Policy | undefined {
+    const p = this.policy(b.policy);
+    return p && policyCovers(p, b.scope) ? p : undefined;
   }
 
   private enqueue(fn: () => Promise<void>): void {
@@ -376,7 +399,7 @@ export class PolicyEngine {
           evidence = { ...evidence, queue_state_error: err.message.slice(0, 200) };
           return null;
         });
-        b.applied = { kind: p.breaker.action as 'pause', wasPaused: prior?.paused ?? false, prevConcurrency: prior?.concurrency ?? null, prevRateLimit: prior?.rateLimit ?? null, stage: 'open', pending: true };
+        b.applied = { kind: p.breaker.action as 'pause', wasPaused: prior?.paused ?? false, prevConcurrency: prior?.concurrency ?? null, prevRateLimit: prior?.rateLimit ?? null, stage: 'open', pending: true, ...(prior ? {} : { priorUnknown: true }) };
         if (prior) evidence = { ...evidence, queue_was_paused: prior.paused };
       }
       b.applied.stage = t.to === 'open' ? 'open' : 'half_open';
@@ -406,6 +429,13 @@ export class PolicyEngine {
   private async act(p: Policy, b: BreakerState): Promise<void> {
     const a = b.applied;
     if (!a || !this.o.queues || b.scope.system !== 'bullmq') return;
+    if (a.priorUnknown) {
+      // Nothing was changed yet (the read failed before the first action): the queue's own settings
+      // now are the ones to restore on close, so an operator's pause or limit is never undone.
+      const prior = await this.o.queues.state(b.scope.name);
+      Object.assign(a, { wasPaused: prior.paused, prevConcurrency: prior.concurrency ?? null, prevRateLimit: prior.rateLimit ?? null, priorUnknown: false });
+      await this.persist();
+    }
     if (b.phase === 'closed') {
       await this.o.queues.restore(b.scope.name, a);
       b.applied = null;
@@ -477,9 +507,11 @@ export class PolicyEngine {
 
   /** Closes a breaker whose policy is gone, restoring its queue. */
   private async retire(b: BreakerState, prev: LoadedPolicies | null, reason: string): Promise<void> {
-    this.breakers.delete(id(b.policy, b.key));
     const wasApplied = b.applied;
-    if (wasApplied && this.o.queues) await this.o.queues.restore(b.scope.name, wasApplied);
+    // Restore first: if Redis is down this throws, the breaker stays (and stays in the state file),
+    // and the next tick tries again. Forgetting it first would leave the queue paused with no record.
+    if (wasApplied && this.o.queues && !wasApplied.priorUnknown) await this.o.queues.restore(b.scope.name, wasApplied);
+    this.breakers.delete(id(b.policy, b.key));
     b.phase = 'closed';
     this.o.observer?.breakerState?.(b.policy, b.key, 'closed');
     await this.persist();
@@ -494,10 +526,24 @@ export class PolicyEngine {
   /** At start: breakers come back as they were; queues are made to agree with them, and the ledger says what was found. */
   private async restore(saved: BreakerState[]): Promise<void> {
     for (const b of saved) {
-      const p = this.policy(b.policy);
+      try {
+        await this.restoreOne(b);
+      } catch (err) {
+        // One breaker's queue unreachable must not leave the others unreconciled; tick retries this one.
+        if (b.applied) b.applied.pending = true;
+        this.log.warn({ scope: b.key, err: (err as Error).message }, 'could not reconcile a restored breaker (retrying on the next tick)');
+      }
+    }
+    if (saved.length > 0) this.log.info({ breakers: saved.map((b) => `${b.policy}:${b.key}=${b.phase}`) }, 'breaker states restored');
+  }
+
+  private async restoreOne(b: BreakerState): Promise<void> {
+    {
+      const p = this.governing(b);
       if (!p) {
-        await this.retire(b, this.policies, `policy ${b.policy} is no longer in the policy file (changed while Warden was down): breaker closed${b.applied ? ', queue restored' : ''}`);
-        continue;
+        const why = this.policy(b.policy) ? `policy ${b.policy} no longer covers ${b.key}` : `policy ${b.policy} is no longer in the policy file`;
+        await this.retire(b, this.policies, `${why} (changed while Warden was down): breaker closed${b.applied ? ', queue restored' : ''}`);
+        return;
       }
       this.o.observer?.breakerState?.(b.policy, b.key, b.phase);
       let found: QueueState | null = null;
@@ -513,7 +559,6 @@ export class PolicyEngine {
       this.publishKv(p, b);
       if (b.applied) await this.act(p, b).catch((err) => this.log.warn({ scope: b.key, err: (err as Error).message }, 'could not set the queue up after restart (retrying on the next tick)'));
     }
-    if (saved.length > 0) this.log.info({ breakers: saved.map((b) => `${b.policy}:${b.key}=${b.phase}`) }, 'breaker states restored');
   }
 }
 

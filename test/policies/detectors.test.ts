@@ -88,6 +88,10 @@ describe('version drift', () => {
     expect(v.check(cfg, ev({ kind: 'activity.started', source: 'temporal', correlation_id: 'c1', model: 'm', model_version: '1' })).map((f) => f.finding)).toEqual(['version_skew']);
     // A model the file does not list is not judged (approval lists are opt-in per model).
     expect(v.check(cfg, ev({ kind: 'job.added', source: 'bullmq', correlation_id: 'c9', model: 'other', model_version: 'x' }))).toEqual([]);
+    // Names that exist on every object are names like any other (not inherited properties).
+    for (const name of ['constructor', 'toString', '__proto__', 'hasOwnProperty']) {
+      expect(v.check(cfg, ev({ kind: 'job.added', source: 'bullmq', correlation_id: `c-${name}`, model: name, model_version: '1', policy: name, policy_version: '1' }))).toEqual([]);
+    }
   });
 
   it('output drift: the first values are the baseline, the newest window is compared with it', () => {

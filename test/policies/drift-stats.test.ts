@@ -45,6 +45,9 @@ describe('Wasserstein distance', () => {
     expect(wassersteinDistance(A, B)).toBeCloseTo(2.1525, 10);
     expect(normedWasserstein(REF, SHIFTED)).toBeCloseTo(0.47231547163262266, 10);
     expect(normedWasserstein(REF, SAME)).toBeCloseTo(0.08404331633874464, 10);
+    // A constant reference: Evidently floors the norm at 0.001, so the score stays finite.
+    expect(normedWasserstein([5, 5, 5, 5], [5, 5, 5, 5])).toBe(0);
+    expect(normedWasserstein([5, 5, 5, 5], [5, 5, 5, 5.004])).toBeCloseTo(1, 6);
   });
 
   it('is what Evidently uses above 1000 reference values (threshold 0.1)', () => {
