@@ -136,6 +136,36 @@ describe('Redis away when the breaker opens', () => {
   });
 });
 
+describe('Redis away when the breaker opens, with an operator\'s own setting on the queue', () => {
+  it('the settings unread at the decision are read before the first change, so closing restores the operator\'s concurrency', async () => {
+    const own = await startRedis({ persist: true });
+    try {
+      const before = new Queue('a-op', { connection: connectionFor(own.url) });
+      await before.setGlobalConcurrency(7); // the operator's own limit
+      await before.close();
+      await own.stop();
+      const recorded: WardenEvent[] = [];
+      const queues = new BullMQQueueActions({ redisUrl: own.url, prefix: 'bull' });
+      const e = await PolicyEngine.open({ dataDir: `${dir.path}/op`, policies: policyFile('a-op', 'concurrency'), queues, kv: null, record: async (evs) => { recorded.push(...evs); } });
+      e.start(200);
+      e.observe(storm('a-op'));
+      await until(() => recorded.some((r) => r.kind === 'breaker.opened'), 20_000, 'decision while Redis is down');
+      expect(e.list()[0].applied).toMatchObject({ priorUnknown: true, pending: true });
+      await own.start();
+      const q = new Queue('a-op', { connection: connectionFor(own.url) });
+      await until(async () => (await q.getGlobalConcurrency()) === 2, 20_000, 'breaker concurrency once Redis is back');
+      expect(e.list()[0].applied).toMatchObject({ priorUnknown: false, prevConcurrency: 7 });
+      await e.force('bullmq.queue.a-op', 'closed', 'alice');
+      expect(await q.getGlobalConcurrency()).toBe(7);
+      await e.stop();
+      await queues.close();
+      await q.close();
+    } finally {
+      await own.dispose();
+    }
+  });
+});
+
 describe('NATS KV breaker state (enforced by the Temporal activity interceptor)', () => {
   it('an opened Temporal breaker is put into the bucket under breakerKey(scope), and its close too', async () => {
     const errors: string[] = [];
