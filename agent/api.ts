@@ -198,7 +198,7 @@ export class ComplianceApi {
       if (!/^[\w.@ -]{1,100}$/.test(actor)) throw new ApiError(400, 'actor must be a short name (letters, digits, . _ @ - and spaces)');
       let scope: string;
       try { scope = decodeURIComponent(m[1]); } catch { throw new ApiError(400, `the scope in ${path} is not valid percent-encoding`); }
-      const states = await b.force(scope, m[2] === 'close' ? 'closed' : m[2] as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined);
+      const states = await b.force(scope, m[2] === 'close' ? 'closed' : m[2] as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined, callerName);
       res.writeHead(200, { 'content-type': 'application/json' }).end(`${JSON.stringify({ breakers: states })}\n`);
       return states.length;
     }

@@ -16,7 +16,7 @@ const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 /** What the HTTP API needs to list and force breakers. */
 export interface BreakerAdmin {
   list(): BreakerState[];
-  force(key: string, mode: ForceMode, actor: string, policy?: string): Promise<BreakerState[]>;
+  force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]>;
 }
 
 export interface RunningPolicies {
@@ -62,7 +62,7 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
   logger.info({ file, digest: loaded.digest, policies: loaded.policies.map((p) => `${p.name}@${p.version}`), dryRun: config.policies.dryRun }, 'policies loaded');
   return {
     engine,
-    admin: { list: () => engine.list(), force: (key, mode, actor, policy) => engine.force(key, mode, actor, policy) },
+    admin: { list: () => engine.list(), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
     async stop() {
       watcher.stop();
       await engine.stop();

@@ -289,7 +289,8 @@ export class PolicyEngine {
 
   // ---- admin ----
 
-  async force(key: string, mode: ForceMode, actor: string, policy?: string): Promise<BreakerState[]> {
+  /** `via`: the API token that asked (the actor is the person it names), kept beside the actor. */
+  async force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]> {
     const scope = parseBreakerKey(key);
     if (!scope) throw new BreakerRequestError(400, `"${key}" is not a breaker scope: use e.g. bullmq.queue.<queue>, temporal.activity.<type>, temporal.task_queue.<queue>, any.model.<model>`);
     const pols = (this.policies?.policies ?? []).filter((p) => (policy ? p.name === policy : true) && (this.breakers.has(id(p.name, key)) || policyCovers(p, scope)));
@@ -299,11 +300,11 @@ export class PolicyEngine {
       const t = forceBreaker(b, p.breaker, mode, actor, this.clock());
       if (t) {
         if (t.to === 'closed') this.windows.get(id(p.name, key))?.clear();
-        this.enqueueTransition(p, b, t, { forced: mode });
+        this.enqueueTransition(p, b, t, { forced: mode, ...(via ? { via_token: via } : {}) });
       } else {
         this.enqueue(async () => {
           await this.persist();
-          await this.write([this.decisionEvent(p, 'policy.decision', `force_${mode}`, mode === 'auto' ? `breaker on ${key} handed back to the policy by ${actor}` : `breaker on ${key} held ${mode} by ${actor}`, { scope: key, phase: b.phase }, null, actor)]);
+          await this.write([this.decisionEvent(p, 'policy.decision', `force_${mode}`, mode === 'auto' ? `breaker on ${key} handed back to the policy by ${actor}` : `breaker on ${key} held ${mode} by ${actor}`, { scope: key, phase: b.phase, ...(via ? { via_token: via } : {}) }, null, actor)]);
           this.publishKv(p, b);
         });
       }

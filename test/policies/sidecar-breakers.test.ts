@@ -253,6 +253,8 @@ describe('no false positive, and admin control', () => {
     const ev = (await ledger()).filter(mine('calm'));
     expect(ev.find((e) => e.kind === 'breaker.opened')).toMatchObject({ actor: 'alice', decision: 'pause' });
     expect(ev.find((e) => e.kind === 'policy.decision' && e.decision === 'force_open')).toMatchObject({ actor: 'alice' });
+    // The token that asked is kept beside the person it names.
+    expect(ev.find((e) => e.kind === 'breaker.opened')!.attrs['evidence.via_token']).toBe('ops-admin');
 
     const listed = await run(process.execPath, [CLI, 'breaker', 'list', '--url', sidecar.url, '--token', AUDITOR]);
     expect(listed.stdout).toContain('bullmq.queue.p-calm  open');
