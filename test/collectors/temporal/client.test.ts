@@ -111,7 +111,11 @@ describe('warden/temporal client interceptor (real protobuf requests, no server)
     const bad = new ThrowingEmitter();
     const connection = new RecordingConnection();
     const client = new Client({ connection, interceptors: wardenClientInterceptors({ emitter: bad }) });
-    await expect(client.workflow.start('w', { taskQueue: 'q', workflowId: 'x', args: [] })).resolves.toBeTruthy();
+    const handle = await client.workflow.start('w', { taskQueue: 'q', workflowId: 'x', args: [] });
+    expect(handle.workflowId).toBe('x');
+    expect(handle.firstExecutionRunId).toBe('run-1'); // the server's answer came back to the caller
+    const [sent] = connection.of('StartWorkflowExecution');
+    expect(readStamp(fields(sent.header))?.cid).toMatch(/^wc_/); // the call went out stamped, the emitter's throw swallowed
     expect(bad.calls).toBe(1);
 
     const em = new CollectingEmitter();
