@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { CorruptRecordError } from './errors.js';
-import { ledgerDirOf, listSegments } from './segments.js';
+import { ledgerDirOf, listSegments, segmentsFrom } from './segments.js';
 
 export interface LeafLine {
   /** The seq this line holds by position: its segment's first seq plus its line index. */
@@ -25,10 +25,8 @@ const SEQ_TAIL = /"seq":(\d{1,16})\}$/;
 export async function* readLeafLines(dir: string, opts: LeafReadOptions = {}): AsyncGenerator<LeafLine> {
   const fromSeq = opts.fromSeq ?? 1;
   const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
-  const segments = await listSegments(ledgerDirOf(dir));
-  let start = 0;
-  for (let i = 0; i < segments.length; i++) if (segments[i].firstSeq <= fromSeq) start = i;
-  for (let i = start; i < segments.length; i++) {
+  const segments = await segmentsFrom(ledgerDirOf(dir), fromSeq);
+  for (let i = 0; i < segments.length; i++) {
     const seg = segments[i];
     if (seg.firstSeq > toSeq) return;
     let seq = seg.firstSeq;
@@ -135,9 +133,7 @@ export class LeafTail {
 
   /** Positions at the start of the segment holding `next` (its earlier lines are skipped by read). */
   private async locate(): Promise<void> {
-    const segments = await listSegments(ledgerDirOf(this.dir));
-    let seg = segments[0];
-    for (const s of segments) if (s.firstSeq <= this.next) seg = s;
+    const [seg] = await segmentsFrom(ledgerDirOf(this.dir), this.next);
     if (!seg || seg.firstSeq > this.next) {
       throw new CorruptRecordError(`the spool has no segment holding seq ${this.next}; run \`warden ledger verify\``, this.next);
     }

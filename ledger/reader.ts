@@ -1,7 +1,7 @@
 /** Streaming reads of the records in seq order, across segments, without loading files whole. */
 import { CorruptRecordError } from './errors.js';
 import { parseRecordLine, type LedgerRecord } from './record.js';
-import { ledgerDirOf, listSegments, readLines } from './segments.js';
+import { ledgerDirOf, readLines, segmentsFrom } from './segments.js';
 
 export interface ReadOptions {
   /** First seq wanted (default 1). Segments that end before it are not opened. */
@@ -18,11 +18,8 @@ export interface RawReadOptions extends ReadOptions {
 export async function* readRecords(dir: string, opts: RawReadOptions = {}): AsyncGenerator<LedgerRecord> {
   const fromSeq = opts.fromSeq ?? 1;
   const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
-  const segments = await listSegments(ledgerDirOf(dir));
-  // The segment holding fromSeq is the last one whose first seq is <= fromSeq.
-  let start = 0;
-  for (let i = 0; i < segments.length; i++) if (segments[i].firstSeq <= fromSeq) start = i;
-  for (let i = start; i < segments.length; i++) {
+  const segments = await segmentsFrom(ledgerDirOf(dir), fromSeq);
+  for (let i = 0; i < segments.length; i++) {
     const seg = segments[i];
     if (seg.firstSeq > toSeq) return;
     const isLast = i === segments.length - 1;

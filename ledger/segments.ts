@@ -43,6 +43,17 @@ export async function listSegments(ledgerDir: string): Promise<SegmentInfo[]> {
   return segs.sort((a, b) => a.firstSeq - b.firstSeq);
 }
 
+/**
+ * The segments to read for records from `fromSeq` on, in seq order: the first is the one holding
+ * `fromSeq` (the last whose first seq is <= it); empty when the spool has no segment at all.
+ */
+export async function segmentsFrom(ledgerDir: string, fromSeq: number): Promise<SegmentInfo[]> {
+  const segs = await listSegments(ledgerDir);
+  let start = 0;
+  for (let i = 0; i < segs.length; i++) if (segs[i].firstSeq <= fromSeq) start = i;
+  return segs.slice(start);
+}
+
 /** fsync a directory so a created, renamed or removed entry survives power loss. */
 export async function syncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, 'r');

@@ -5,7 +5,7 @@
 import fs from 'node:fs/promises';
 import { CorruptRecordError } from './errors.js';
 import { parseRecordLine, type LedgerRecord } from './record.js';
-import { ledgerDirOf, listSegments, type SegmentInfo } from './segments.js';
+import { ledgerDirOf, listSegments, segmentsFrom, type SegmentInfo } from './segments.js';
 
 const CHUNK = 1 << 20;
 
@@ -68,10 +68,8 @@ export class SpoolTail {
   }
 
   private async locate(): Promise<boolean> {
-    const segs = await listSegments(ledgerDirOf(this.dir));
-    let found: SegmentInfo | null = null;
-    for (const s of segs) if (s.firstSeq <= this.nextSeq) found = s;
-    if (!found) return false;
+    const [found] = await segmentsFrom(ledgerDirOf(this.dir), this.nextSeq);
+    if (!found || found.firstSeq > this.nextSeq) return false;
     this.segment = found;
     this.offset = 0;
     return true;
