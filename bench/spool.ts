@@ -50,6 +50,11 @@ export async function spoolRun(events: WardenEvent[], producers: number, batch: 
       latencies.push(performance.now() - t0);
     }
   }));
+  return finishRun(spool, t, latencies, dir, keepIn);
+}
+
+/** Closes the spool and summarizes a run: elapsed time, commit stats and append-latency percentiles. */
+async function finishRun(spool: Spool, t: number, latencies: number[], dir: string, keepIn?: string) {
   const ms = performance.now() - t;
   const stats = spool.stats();
   await spool.close();
@@ -76,10 +81,5 @@ export async function openLoopRun(events: WardenEvent[], batch: number, window: 
     if ((next / batch) % 64 === 0) await new Promise((r) => setImmediate(r));
   }
   await Promise.all(inFlight);
-  const ms = performance.now() - t;
-  const stats = spool.stats();
-  await spool.close();
-  if (!keepIn) await fs.rm(dir, { recursive: true, force: true });
-  latencies.sort((a, b) => a - b);
-  return { ms, stats, p50: percentile(latencies, 50), p99: percentile(latencies, 99) };
+  return finishRun(spool, t, latencies, dir, keepIn);
 }

@@ -9,7 +9,7 @@ import { connect } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Checkpointer, Spool, checkpointSignatureProblem, loadOrCreateSigningKey, type Checkpoint } from '../../ledger/index.js';
 import { CHECKPOINT_STREAM, CheckpointPublisher } from '../../agent/publish-checkpoints.js';
-import { startNats, tempDir, type NatsServer, type TempDir } from '../harness/index.js';
+import { startNats, tempDir, until, type NatsServer, type TempDir } from '../harness/index.js';
 import { events } from '../ledger/helpers.js';
 
 const SUBJECT = 'warden.ledger.checkpoints';
@@ -23,13 +23,6 @@ afterAll(async () => {
   await dir?.cleanup();
 });
 
-async function until(fn: () => boolean | Promise<boolean>, ms: number, what: string): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await fn())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 /** Everything in the stream, read by a fresh JetStream (ordered) consumer. */
 async function streamContents(): Promise<{ cp: Checkpoint; msgId: string | undefined }[]> {

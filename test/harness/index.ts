@@ -36,3 +36,4 @@ export {
 } from './prometheus.js';
 export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp.js';
 export { sumMetric } from './metrics-text.js';
+export { until } from './until.js';

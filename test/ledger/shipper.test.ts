@@ -9,20 +9,13 @@ import { recordHash } from '../../ledger/record.js';
 import { Shipper, storeTarget } from '../../ledger/shipper.js';
 import { Spool } from '../../ledger/spool.js';
 import { openStore, rowToRecord, LEDGER_SELECT, type LedgerStore } from '../../ledger/store/index.js';
-import { startClickHouse, type ClickHouseServer } from '../harness/index.js';
+import { startClickHouse, until, type ClickHouseServer } from '../harness/index.js';
 import { events, removeDir, tempDir } from './helpers.js';
 
 let clickhouse: ClickHouseServer;
 beforeAll(async () => { clickhouse = await startClickHouse(); });
 afterAll(async () => { await clickhouse?.dispose(); });
 
-const until = async (cond: () => Promise<boolean> | boolean, ms: number, what: string) => {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-};
 
 async function counts(store: LedgerStore): Promise<{ rows: number; distinct: number; max: number }> {
   const [r] = await store.query<{ n: string; d: string; m: string }>('SELECT count() AS n, uniqExact(seq) AS d, max(seq) AS m FROM warden_ledger');

@@ -13,7 +13,7 @@ import { Shipper, storeTarget } from '../../ledger/shipper.js';
 import { verifyStore, type StoreVerifyOptions } from '../../ledger/store-verify.js';
 import { LEDGER_TABLE, openStore, type LedgerStore } from '../../ledger/store/index.js';
 import type { SigningKey } from '../../ledger/checkpoint-keys.js';
-import { startClickHouse, type ClickHouseServer } from '../harness/index.js';
+import { startClickHouse, until, type ClickHouseServer } from '../harness/index.js';
 import { buildCheckpointed } from './checkpoint-helpers.js';
 import { events, removeDir, tempDir } from './helpers.js';
 import { waitForMutations } from './store/helpers.js';
@@ -27,13 +27,6 @@ let clickhouse: ClickHouseServer;
 beforeAll(async () => { clickhouse = await startClickHouse(); });
 afterAll(async () => { await clickhouse?.dispose(); });
 
-const until = async (cond: () => Promise<boolean> | boolean, ms: number, what: string) => {
-  const deadline = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-};
 
 async function ship(store: LedgerStore, dataDir: string, lastSeq: number): Promise<void> {
   const shipper = new Shipper({ dataDir, target: storeTarget(store), lastSeq: () => lastSeq, batchRecords: 5000, flushIntervalMs: 20 });

@@ -93,10 +93,4 @@ export function memoryCollector(url: string, queues: string[], extra: Partial<Co
   return { collector, events, batches };
 }
 
-export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
+export { until } from '../../harness/index.js';
