@@ -6,14 +6,14 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { WardenEvent } from '../collectors/event.js';
-import { makeEvent } from '../collectors/event.js';
-import { checkEvent } from '../collectors/event-validation.js';
-import type { Redactor } from '../collectors/redact.js';
+import type { WardenEvent } from '../core/event.js';
+import { makeEvent } from '../core/event.js';
+import { checkEvent } from '../core/event-validation.js';
+import type { Redactor } from '../core/redact.js';
 import { LedgerError, parseTimeArg, type LedgerFilter, type LedgerRecord, type VerifyResult } from '../ledger/index.js';
-import { csvCell, csvHeader, csvRow } from '../ledger/csv.js';
-import * as c from '../ledger/compliance.js';
-import { eventPages } from '../ledger/compliance-export.js';
+import { csvCell, csvHeader, csvRow } from '../ledger/compliance/csv.js';
+import * as c from '../ledger/compliance/queries.js';
+import { eventPages } from '../ledger/compliance/export.js';
 import type { LedgerStore } from '../ledger/store/index.js';
 import { BreakerRequestError } from '../policies/engine.js';
 import type { BreakerAdmin } from './policies.js';

@@ -19,9 +19,9 @@ import path from 'node:path';
 import {
   APPROVALS_PER_DAY_COLUMNS, APPROVAL_COLUMNS, DECISION_COLUMNS, DECISION_COUNT_COLUMNS, UNAPPROVED_COLUMNS, VERSION_COLUMNS,
   approvals, approvalsPerDay, decisionCounts, decisions, unapproved, versions, type TimeRange,
-} from '../ledger/compliance.js';
-import { exportEvents, type ExportFormat } from '../ledger/compliance-export.js';
-import { formatRows, progressBar } from '../ledger/compliance-format.js';
+} from '../ledger/compliance/queries.js';
+import { exportEvents, type ExportFormat } from '../ledger/compliance/export.js';
+import { formatRows, progressBar } from '../ledger/compliance/format.js';
 import type { LedgerStore } from '../ledger/store/store.js';
 import { PolicyFileError } from '../policies/loader.js';
 import { registerPolicyCommands } from './policy-cli.js';

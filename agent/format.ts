@@ -1,7 +1,7 @@
 /** Output formats of the ledger commands: a readable table, JSON lines, or CSV (RFC 4180 quoting). */
-import type { WardenEvent } from '../collectors/event.js';
-import type { LedgerRecord } from '../ledger/record.js';
-import { csvHeader, csvRow } from '../ledger/csv.js';
+import type { WardenEvent } from '../core/event.js';
+import type { LedgerRecord } from '../ledger/spool/record.js';
+import { csvHeader, csvRow } from '../ledger/compliance/csv.js';
 
 export { csvHeader, csvRow };
 

@@ -8,9 +8,9 @@
  * Batches are serialized: the duplicate check and the append form one step, so a message redelivered
  * while its first copy is still being appended cannot slip through.
  */
-import type { WardenEvent } from '../collectors/event.js';
-import type { Redactor } from '../collectors/redact.js';
-import type { LedgerRecord } from '../ledger/record.js';
+import type { WardenEvent } from '../core/event.js';
+import type { Redactor } from '../core/redact.js';
+import type { LedgerRecord } from '../ledger/spool/record.js';
 import type { WardenMetrics } from './metrics.js';
 
 /** Insertion-ordered set of event IDs with a size bound; the oldest go first. */

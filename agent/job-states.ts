@@ -4,7 +4,7 @@
  * from here rather than from the job's hash, which may already show attempts made while Warden was
  * down (those attempts are still in the stream and will be read in order).
  */
-import type { WardenEvent } from '../collectors/event.js';
+import type { WardenEvent } from '../core/event.js';
 import type { JobSeed } from '../collectors/bullmq/translate.js';
 
 export class JobStateIndex {

@@ -3,7 +3,7 @@
  * names and queue names are the only free-text labels. Output must pass `promtool check metrics`.
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { WardenEvent } from '../collectors/event.js';
+import type { WardenEvent } from '../core/event.js';
 
 /** Bucket boundaries of the latency histograms; latency SLO thresholds must be one of them (agent/slo-config.ts). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];

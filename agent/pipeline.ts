@@ -6,10 +6,10 @@
  */
 import type { Logger } from 'pino';
 import type { CollectedBatch } from '../collectors/bullmq/collector.js';
-import type { WardenEvent } from '../collectors/event.js';
+import type { WardenEvent } from '../core/event.js';
 import { streamIdMs } from '../collectors/bullmq/keys.js';
-import type { Checkpointer } from '../ledger/checkpoint.js';
-import type { Spool } from '../ledger/spool.js';
+import type { Checkpointer } from '../ledger/checkpoints/checkpoint.js';
+import type { Spool } from '../ledger/spool/spool.js';
 import type { WardenMetrics } from './metrics.js';
 import type { PositionStore, TerminalIndex } from './positions.js';
 import type { EventSpanBuilder } from './spans.js';

@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import {
   BullMQQueueActions, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
 } from '../policies/index.js';
-import type { WardenEvent } from '../collectors/event.js';
+import type { WardenEvent } from '../core/event.js';
 import type { WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
 

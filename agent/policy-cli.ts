@@ -1,7 +1,7 @@
 /** `warden policy check FILE` and `warden breaker list|open|close|auto`, the latter through the running sidecar's API. */
 import type { Command } from 'commander';
 import { loadPolicyFile, PolicyFileError } from '../policies/loader.js';
-import type { BreakerState } from '../policies/breaker.js';
+import type { BreakerState } from '../policies/detect/breaker.js';
 import type { WardenConfig } from './config.js';
 import { UsageError } from './errors.js';
 

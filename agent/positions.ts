@@ -6,10 +6,10 @@
  */
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { replaceFile } from '../ledger/files.js';
-import type { WardenEvent } from '../collectors/event.js';
+import { replaceFile } from '../core/files.js';
+import type { WardenEvent } from '../core/event.js';
 import { compareStreamIds } from '../collectors/bullmq/keys.js';
-import type { LedgerRecord } from '../ledger/record.js';
+import type { LedgerRecord } from '../ledger/spool/record.js';
 import { JobStateIndex } from './job-states.js';
 
 interface PositionsFile { version: 1; seq: number; positions: Record<string, string> }

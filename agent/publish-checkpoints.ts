@@ -11,7 +11,7 @@
 import type { Logger } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
-import { checkpointsPath, readCheckpointFile, type Checkpoint, type Checkpointer } from '../ledger/checkpoint.js';
+import { checkpointsPath, readCheckpointFile, type Checkpoint, type Checkpointer } from '../ledger/checkpoints/checkpoint.js';
 import type { WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
 

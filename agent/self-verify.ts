@@ -11,10 +11,10 @@
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { makeEvent, type WardenEvent } from '../collectors/event.js';
+import { makeEvent, type WardenEvent } from '../core/event.js';
 import { keyPaths, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
-import { readRecords } from '../ledger/reader.js';
-import { GENESIS_HASH, recordHash } from '../ledger/record.js';
+import { readRecords } from '../ledger/spool/reader.js';
+import { GENESIS_HASH, recordHash } from '../ledger/spool/record.js';
 import type { WardenMetrics } from './metrics.js';
 
 export interface SelfVerifyOptions {

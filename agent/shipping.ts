@@ -4,8 +4,8 @@
  * checkpoints) into it. A store that is down at start is retried; the spool keeps the backlog.
  */
 import type { Logger } from 'pino';
-import { Shipper, storeTarget } from '../ledger/shipper.js';
-import type { Spool } from '../ledger/spool.js';
+import { Shipper, storeTarget } from '../ledger/store/shipper.js';
+import type { Spool } from '../ledger/spool/spool.js';
 import { openStore, type LedgerStore } from '../ledger/store/index.js';
 import type { WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';

@@ -15,9 +15,9 @@
 import { SpanKind, SpanStatusCode, TraceFlags, type Attributes, type HrTime, type SpanContext } from '@opentelemetry/api';
 import type { ReadableSpan, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import type { Resource } from '@opentelemetry/resources';
-import type { WardenEvent } from '../collectors/event.js';
-import { stableSpanId } from '../collectors/ids.js';
-import * as sc from '../collectors/semconv.js';
+import type { WardenEvent } from '../core/event.js';
+import { stableSpanId } from '../core/ids.js';
+import * as sc from '../core/semconv.js';
 
 interface OpenJob { startMs: number; attempts: Map<number, number> }
 

@@ -15,7 +15,7 @@
  * `approvalsPerDay(store, {since, until})` for the same day. Each runs once cold, then 5 times;
  * the median of those 5 is reported.
  */
-import { approvals, approvalsPerDay, lineage } from '../ledger/compliance.js';
+import { approvals, approvalsPerDay, lineage } from '../ledger/compliance/queries.js';
 import { LEDGER_INSERT_COLUMNS, LEDGER_TABLE } from '../ledger/store/rows.js';
 import { ServerStore } from '../ledger/store/server.js';
 import type { LedgerStore } from '../ledger/store/store.js';

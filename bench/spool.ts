@@ -12,9 +12,9 @@
 import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { makeEvent, type WardenEvent } from '../collectors/event.js';
-import { GENESIS_HASH, sha256Hex } from '../ledger/record.js';
-import { Spool } from '../ledger/spool.js';
+import { makeEvent, type WardenEvent } from '../core/event.js';
+import { GENESIS_HASH, sha256Hex } from '../ledger/spool/record.js';
+import { Spool } from '../ledger/spool/spool.js';
 import { percentile } from './lib/report.js';
 
 export function makeEvents(n: number): WardenEvent[] {

@@ -17,9 +17,9 @@ import { BasicTracerProvider, NoopSpanProcessor } from '@opentelemetry/sdk-trace
 import { OpenTelemetryActivityInboundInterceptor } from '@temporalio/interceptors-opentelemetry';
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type ActivityInterceptorsFactory } from '@temporalio/worker';
-import { breakerKey, MapBreakerView } from '../collectors/breakers.js';
-import type { HookEmitter } from '../collectors/emitter.js';
-import { wardenActivityInterceptors, withStamp, withTracerData } from '../collectors/temporal/index.js';
+import { breakerKey, MapBreakerView } from '../core/breakers.js';
+import type { HookEmitter } from '../hooks/emitter.js';
+import { wardenActivityInterceptors, withStamp, withTracerData } from '../hooks/temporal/index.js';
 import { DEFAULT_OPTIONS, median, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
 const CALLS = 20_000;

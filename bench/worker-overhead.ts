@@ -26,7 +26,7 @@ import { BasicTracerProvider, BatchSpanProcessor, InMemorySpanExporter } from '@
 import { Queue, Worker, type Job } from 'bullmq';
 import { BullMQOtel } from 'bullmq-otel';
 import { Redis } from 'ioredis';
-import { wardenProcessor, withWarden } from '../collectors/bullmq/index.js';
+import { wardenProcessor, withWarden } from '../hooks/bullmq/index.js';
 import { startRedis } from '../test/harness/index.js';
 import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, median, perSecond, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';

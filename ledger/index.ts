@@ -1,12 +1,12 @@
 /** The ledger's public surface: the spool, record format, verification, queries, and signed Merkle checkpoints. */
-export { Spool, type SpoolOptions, type SpoolStats } from './spool.js';
-export type { ReadOptions } from './reader.js';
-export type { RecoveryReport } from './recover.js';
+export { Spool, type SpoolOptions, type SpoolStats } from './spool/spool.js';
+export type { ReadOptions } from './spool/reader.js';
+export type { RecoveryReport } from './spool/recover.js';
 export {
   GENESIS_HASH, recordHash, serializeRecord, parseRecordLine, type LedgerRecord,
-} from './record.js';
-export { verifyLedger, type VerifyResult, type VerifyProblem, type ProblemKind } from './verify.js';
-export { queryLedger, lineage, parseTimeArg, type LedgerFilter } from './query.js';
+} from './spool/record.js';
+export { verifyLedger, type VerifyResult, type VerifyProblem, type ProblemKind } from './spool/verify.js';
+export { queryLedger, lineage, parseTimeArg, type LedgerFilter } from './spool/query.js';
 export {
   LedgerError, CorruptRecordError, SpoolCorruptError, SpoolClosedError, SpoolWriteError, SpoolFailedError,
   SpoolLockedError, InvalidEventError, LedgerNotFoundError, TimeArgError, InvalidFilterError,
@@ -14,27 +14,27 @@ export {
 export {
   EMPTY_ROOT, leafHash, nodeHash, rootOf, MerkleFrontier, MemoryTree, NodeCollector, inclusionRanges, consistencyRanges,
   rootFromInclusionProof, verifyInclusion, verifyConsistency, type LeafRange, type SerializedFrontier,
-} from './merkle.js';
+} from './checkpoints/merkle.js';
 export {
   Checkpointer, signCheckpoint, checkpointMessage, checkpointSignatureProblem, parseCheckpoint, readCheckpointFile, recordLeaf,
   checkpointsPath, CHECKPOINTS_FILE, type Checkpoint, type CheckpointerOptions, type CheckpointerOpenOptions, type CheckpointListener,
   type CheckpointerStats,
-} from './checkpoint.js';
-export { loadOrCreateSigningKey, loadPublicKey, publicKeyFromPem, keyIdOf, keyPaths, type SigningKey } from './checkpoint-keys.js';
-export { verifyCheckpoints, type CheckpointVerifyResult, type CheckpointProblem, type CheckpointProblemKind } from './checkpoint-verify.js';
+} from './checkpoints/checkpoint.js';
+export { loadOrCreateSigningKey, loadPublicKey, publicKeyFromPem, keyIdOf, keyPaths, type SigningKey } from './checkpoints/keys.js';
+export { verifyCheckpoints, type CheckpointVerifyResult, type CheckpointProblem, type CheckpointProblemKind } from './checkpoints/verify.js';
 export {
   proveInclusion, verifyInclusionProof, proveConsistency, verifyConsistencyProof, type InclusionProof, type ConsistencyProof,
   type ProofVerdict, type ProofStep,
-} from './proof.js';
-export { CheckpointError, CheckpointMismatchError } from './checkpoint-errors.js';
+} from './checkpoints/proof.js';
+export { CheckpointError, CheckpointMismatchError } from './checkpoints/errors.js';
 export {
   verifyStore, type StoreVerifyResult, type StoreVerifyProblem, type StoreProblemKind, type StoreVerifyOptions,
-} from './store-verify.js';
+} from './store/verify.js';
 export {
   queryEvents, countEvents, lineage as storeLineage, approvals, approvalsPerDay, versions, unapproved, decisions, decisionCounts,
   eventsSql, countEventsSql, lineageSql as storeLineageSql, approvalsSql, approvalsPerDaySql, versionsSql, unapprovedSql, decisionsSql, decisionCountsSql,
   REQUIRE_APPROVAL, APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS,
   type TimeRange, type EventFilter, type ApprovalFilter, type DecisionFilter, type VersionFilter, type UnapprovedFilter,
   type ApprovalRow, type ApprovalsPerDayRow, type VersionRow, type UnapprovedRow, type DecisionRow, type DecisionCountRow,
-} from './compliance.js';
-export { exportEvents, eventPages, jsonlLine, type ExportFormat, type ExportOptions, type ExportProgress, type ExportResult } from './compliance-export.js';
+} from './compliance/queries.js';
+export { exportEvents, eventPages, jsonlLine, type ExportFormat, type ExportOptions, type ExportProgress, type ExportResult } from './compliance/export.js';

@@ -9,19 +9,19 @@
  * intent, with the queue's prior settings) -> ledger records -> act -> state file (done). A crash at
  * any point leaves a record of what Warden meant to do, and the restart finishes or undoes it.
  */
-import type { BreakerPhase, BreakerScope, BreakerStatus } from '../collectors/breakers.js';
-import { breakerKey } from '../collectors/breakers.js';
-import { makeEvent, type EventKind, type WardenEvent } from '../collectors/event.js';
-import type { QueueActions, QueueState } from './actions/bullmq.js';
-import type { BreakerPublisher } from './actions/kv.js';
-import { force as forceBreaker, newBreaker, probe, tick, trip, type BreakerState, type Transition } from './breaker.js';
-import { isCompletion, Lru, OutputDrift, VersionChecks, type VersionFinding } from './drift.js';
+import type { BreakerPhase, BreakerScope, BreakerStatus } from '../core/breakers.js';
+import { breakerKey } from '../core/breakers.js';
+import { makeEvent, type EventKind, type WardenEvent } from '../core/event.js';
+import type { QueueActions, QueueState } from './act/bullmq.js';
+import type { BreakerPublisher } from './act/kv.js';
+import { force as forceBreaker, newBreaker, probe, tick, trip, type BreakerState, type Transition } from './detect/breaker.js';
+import { isCompletion, Lru, OutputDrift, VersionChecks, type VersionFinding } from './detect/drift.js';
 import type { LoadedPolicies } from './loader.js';
-import { judgeStorm, type Evidence } from './retry-storm.js';
+import { judgeStorm, type Evidence } from './detect/retry-storm.js';
 import type { Policy } from './schema.js';
 import { breakerScopeOf, matchesScope, modelScope, parseBreakerKey, policyCovers } from './scope.js';
-import { readBreakerStates, writeBreakerStates } from './state-file.js';
-import { AttemptWindow } from './window.js';
+import { readBreakerStates, writeBreakerStates } from './act/state-file.js';
+import { AttemptWindow } from './detect/window.js';
 
 /** Gauges the agent keeps (the engine does not know prom-client). */
 export interface PolicyObserver {

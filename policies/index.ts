@@ -2,7 +2,7 @@
 export { PolicyFileError, loadPolicyFile, parsePolicies, type LoadedPolicies } from './loader.js';
 export { PolicyFileWatcher } from './reload.js';
 export { PolicyEngine, BreakerRequestError, type ForceMode, type PolicyObserver, type EngineOptions } from './engine.js';
-export { BullMQQueueActions, type QueueActions } from './actions/bullmq.js';
-export { KvBreakerPublisher, type BreakerPublisher } from './actions/kv.js';
-export type { BreakerState } from './breaker.js';
-export { PolicyStateError } from './state-file.js';
+export { BullMQQueueActions, type QueueActions } from './act/bullmq.js';
+export { KvBreakerPublisher, type BreakerPublisher } from './act/kv.js';
+export type { BreakerState } from './detect/breaker.js';
+export { PolicyStateError } from './act/state-file.js';

@@ -1,7 +1,7 @@
 /** Which events a policy covers, and which breaker scope an event falls in. */
-import type { BreakerScope } from '../collectors/breakers.js';
-import { breakerKey } from '../collectors/breakers.js';
-import type { WardenEvent } from '../collectors/event.js';
+import type { BreakerScope } from '../core/breakers.js';
+import { breakerKey } from '../core/breakers.js';
+import type { WardenEvent } from '../core/event.js';
 import type { Policy, Scope } from './schema.js';
 
 export function matchesScope(s: Scope, ev: WardenEvent): boolean {

@@ -4,10 +4,10 @@
  * position advances only after the sink resolved, so a crash re-reads rather than loses.
  */
 import { Redis } from 'ioredis';
-import { makeEvent, type WardenEvent } from '../event.js';
-import type { InputLimits } from '../input.js';
-import type { Redactor } from '../redact.js';
-import { instrumentedKey } from './convention.js';
+import { makeEvent, type WardenEvent } from '../../core/event.js';
+import type { InputLimits } from '../../core/input.js';
+import type { Redactor } from '../../core/redact.js';
+import { instrumentedKey } from '../../core/bullmq-convention.js';
 import { fetchSnapshots, snapshotKey, type SnapshotRequest } from './job-snapshot.js';
 import { compareStreamIds, eventsKey, queueFromMetaKey, queueKey, streamIdMs } from './keys.js';
 import type { MetadataPaths } from './metadata.js';

@@ -3,7 +3,7 @@
  * field written by warden/bullmq's producer helper first, then JSON paths configured per queue (so
  * unmodified producers work too), then BullMQ's own telemetry context (`opts.tm`).
  */
-import { WARDEN_OPTS_KEY, type WardenJobStamp } from './convention.js';
+import { WARDEN_OPTS_KEY, type WardenJobStamp } from '../../core/bullmq-convention.js';
 import type { JobSnapshot } from './job-snapshot.js';
 
 export interface MetadataPaths {

@@ -7,11 +7,11 @@
  * translator tracks each job's current attempt and whether it is active, and reads `attemptsMade`
  * from the job hash (a failure increments it, a stall or a manual move does not).
  */
-import { makeEvent, type EventKind, type WardenEvent } from '../event.js';
-import { sha256Hex } from '../hash.js';
-import { stableSpanId, traceIdForCorrelation } from '../ids.js';
-import { normalizeInput, type InputLimits } from '../input.js';
-import type { Redactor } from '../redact.js';
+import { makeEvent, type EventKind, type WardenEvent } from '../../core/event.js';
+import { sha256Hex } from '../../core/hash.js';
+import { stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
+import { normalizeInput, type InputLimits } from '../../core/input.js';
+import type { Redactor } from '../../core/redact.js';
 import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
 import { snapshotKey } from './job-snapshot.js';
 import { extractMeta, extractOutputs, parseTraceparent, type JobMeta, type MetadataPaths, type OutputPaths } from './metadata.js';

@@ -10,9 +10,9 @@
  */
 import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
-import { checkEvent } from '../event-validation.js';
-import type { WardenEvent } from '../event.js';
-import { ensureEventStream, EVENT_STREAM, EVENT_SUBJECT_PREFIX } from '../transport/nats.js';
+import { checkEvent } from '../../core/event-validation.js';
+import type { WardenEvent } from '../../core/event.js';
+import { ensureEventStream, EVENT_STREAM, EVENT_SUBJECT_PREFIX } from '../../hooks/transport/nats.js';
 
 export interface NatsEventConsumerOptions {
   url: string | string[];

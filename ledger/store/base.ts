@@ -2,7 +2,7 @@
  * What both stores share: the text they send for query/exec/insert and how they read results. A
  * subclass only moves text to its engine and bytes back (`send`), and maps its engine's errors.
  */
-import type { LedgerRecord } from '../record.js';
+import type { LedgerRecord } from '../spool/record.js';
 import { StoreClosedError, StoreQueryError, clickHouseCode, sqlHead } from './errors.js';
 import { recordToRow, LEDGER_INSERT_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { migrate } from './schema.js';

@@ -25,8 +25,8 @@
  * either changes the rebuilt record, and with it the hash chain, or
  * makes the row unreadable as a record. Both are caught by a verify that recomputes the chain.
  */
-import { canonicalJson, EVENT_FIELDS, type WardenEvent } from '../../collectors/event.js';
-import type { LedgerRecord } from '../record.js';
+import { canonicalJson, EVENT_FIELDS, type WardenEvent } from '../../core/event.js';
+import type { LedgerRecord } from '../spool/record.js';
 import { CorruptRowError, UnrepresentableValueError } from './errors.js';
 import { isWellFormed } from './sql.js';
 

@@ -10,7 +10,7 @@
  * 26.x would otherwise send bare numbers that lose precision past 2^53) and `max_query_size=64 MiB`.
  */
 import path from 'node:path';
-import type { LedgerRecord } from '../record.js';
+import type { LedgerRecord } from '../spool/record.js';
 
 export interface LedgerStore {
   readonly kind: 'server' | 'embedded';

@@ -3,11 +3,11 @@ import { request } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenEvent } from '../../collectors/event.js';
-import { Spool } from '../../ledger/spool.js';
+import type { WardenEvent } from '../../core/event.js';
+import { Spool } from '../../ledger/spool/spool.js';
 import { startRedis, tempDir, type RedisServer, type TempDir } from '../harness/index.js';
-import { runWorkload, until, waitFinished } from '../collectors/bullmq/helpers.js';
-import { startSidecarProcess, type SidecarProcess } from './sidecar-process.js';
+import { runWorkload, until, waitFinished } from '../harness/bullmq.js';
+import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 
 const COMPLIANCE = 'c0mpliance-token-0123456789abcdef';
 const INGEST = 'ingest-token-0123456789abcdef0123';

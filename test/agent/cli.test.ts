@@ -3,8 +3,8 @@ import { execFile } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeEvent, type WardenEvent } from '../../collectors/event.js';
-import { Spool } from '../../ledger/spool.js';
+import { makeEvent, type WardenEvent } from '../../core/event.js';
+import { Spool } from '../../ledger/spool/spool.js';
 import { startRedis, tempDir, type RedisServer, type TempDir } from '../harness/index.js';
 
 const CLI = resolve('dist/agent/cli.js');

@@ -5,13 +5,13 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenEvent } from '../../collectors/event.js';
-import { configureWarden } from '../../collectors/transport/index.js';
-import { Spool } from '../../ledger/spool.js';
-import { verifyLedger } from '../../ledger/verify.js';
+import type { WardenEvent } from '../../core/event.js';
+import { configureWarden } from '../../hooks/transport/index.js';
+import { Spool } from '../../ledger/spool/spool.js';
+import { verifyLedger } from '../../ledger/spool/verify.js';
 import { startNats, startRedis, tempDir, type NatsServer, type RedisServer, type TempDir } from '../harness/index.js';
-import { activityEvent, until } from '../collectors/transport/helpers.js';
-import { startSidecarProcess, type SidecarProcess } from './sidecar-process.js';
+import { activityEvent, until } from '../harness/transport.js';
+import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 
 let nats: NatsServer;
 let redis: RedisServer;

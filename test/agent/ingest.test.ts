@@ -4,12 +4,12 @@
  * index is bounded, and hook input is redacted again before it reaches disk.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { Redactor } from '../../collectors/redact.js';
-import { Spool } from '../../ledger/spool.js';
+import { Redactor } from '../../core/redact.js';
+import { Spool } from '../../ledger/spool/spool.js';
 import { EventIngest, RecentEventIds } from '../../agent/ingest.js';
 import { WardenMetrics } from '../../agent/metrics.js';
-import { activityEvent } from '../collectors/transport/helpers.js';
-import { readAll, removeDir, tempDir } from '../ledger/helpers.js';
+import { activityEvent } from '../harness/transport.js';
+import { readAll, removeDir, tempDir } from '../harness/ledger.js';
 
 let dir: string | undefined;
 afterEach(async () => { if (dir) await removeDir(dir); dir = undefined; });

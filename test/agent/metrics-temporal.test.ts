@@ -3,10 +3,10 @@ import { DefaultLogger } from '@temporalio/worker';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { describe, expect, it } from 'vitest';
 import { WardenMetrics } from '../../agent/metrics.js';
-import { wardenActivityInterceptors, workflowRecordToEvent, workflowRunSpanId } from '../../collectors/temporal/index.js';
-import { resolveOptions } from '../../collectors/temporal/options.js';
-import type { WorkflowRecord } from '../../collectors/temporal/records.js';
-import { CollectingEmitter } from '../collectors/temporal/helpers.js';
+import { wardenActivityInterceptors, workflowRecordToEvent, workflowRunSpanId } from '../../hooks/temporal/index.js';
+import { resolveOptions } from '../../hooks/temporal/options.js';
+import type { WorkflowRecord } from '../../hooks/temporal/records.js';
+import { CollectingEmitter } from '../harness/temporal/helpers.js';
 
 describe('metrics from Temporal events', () => {
   it('land in the BullMQ families with system="temporal", queue = task queue, name = workflow or activity type', async () => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { WardenMetrics } from '../../agent/metrics.js';
-import { makeEvent } from '../../collectors/event.js';
+import { makeEvent } from '../../core/event.js';
 import { promtool } from '../harness/index.js';
 
 describe('WardenMetrics', () => {

@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { Checkpointer, Spool, checkpointSignatureProblem, loadOrCreateSigningKey, type Checkpoint } from '../../ledger/index.js';
 import { CHECKPOINT_STREAM, CheckpointPublisher } from '../../agent/publish-checkpoints.js';
 import { startNats, tempDir, until, type NatsServer, type TempDir } from '../harness/index.js';
-import { events } from '../ledger/helpers.js';
+import { events } from '../harness/ledger.js';
 
 const SUBJECT = 'warden.ledger.checkpoints';
 let nats: NatsServer;

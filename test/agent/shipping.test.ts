@@ -5,11 +5,11 @@
  */
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Spool } from '../../ledger/spool.js';
+import { Spool } from '../../ledger/spool/spool.js';
 import { openStore, type LedgerStore } from '../../ledger/store/index.js';
 import { httpGet, startClickHouse, startRedis, tempDir, type ClickHouseServer, type RedisServer, type TempDir } from '../harness/index.js';
-import { runWorkload, until, waitFinished } from '../collectors/bullmq/helpers.js';
-import { startSidecarProcess, sumMetric } from './sidecar-process.js';
+import { runWorkload, until, waitFinished } from '../harness/bullmq.js';
+import { startSidecarProcess, sumMetric } from '../harness/sidecar.js';
 
 let redis: RedisServer;
 let clickhouse: ClickHouseServer;

@@ -9,12 +9,12 @@ import { promisify } from 'node:util';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenEvent } from '../../collectors/event.js';
-import { Spool } from '../../ledger/spool.js';
-import { verifyLedger } from '../../ledger/verify.js';
+import type { WardenEvent } from '../../core/event.js';
+import { Spool } from '../../ledger/spool/spool.js';
+import { verifyLedger } from '../../ledger/spool/verify.js';
 import { startOtlpReceiver, startRedis, tempDir, type OtlpReceiver, type RedisServer, type TempDir } from '../harness/index.js';
-import { connectionFor, runWorkload, until, waitFinished } from '../collectors/bullmq/helpers.js';
-import { startSidecarProcess, sumMetric } from './sidecar-process.js';
+import { connectionFor, runWorkload, until, waitFinished } from '../harness/bullmq.js';
+import { startSidecarProcess, sumMetric } from '../harness/sidecar.js';
 
 const run = promisify(execFile);
 const CLI = resolve('dist/agent/cli.js');

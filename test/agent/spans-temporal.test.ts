@@ -5,11 +5,11 @@ import { DefaultLogger } from '@temporalio/worker';
 import type { WorkflowInfo } from '@temporalio/workflow';
 import { describe, expect, it } from 'vitest';
 import { EventSpanBuilder } from '../../agent/spans.js';
-import type { WardenEvent } from '../../collectors/event.js';
-import { wardenActivityInterceptors, withStamp, workflowRecordToEvent, workflowRunSpanId } from '../../collectors/temporal/index.js';
-import { resolveOptions } from '../../collectors/temporal/options.js';
-import type { WorkflowRecord } from '../../collectors/temporal/records.js';
-import { CollectingEmitter, headerInjector } from '../collectors/temporal/helpers.js';
+import type { WardenEvent } from '../../core/event.js';
+import { wardenActivityInterceptors, withStamp, workflowRecordToEvent, workflowRunSpanId } from '../../hooks/temporal/index.js';
+import { resolveOptions } from '../../hooks/temporal/options.js';
+import type { WorkflowRecord } from '../../hooks/temporal/records.js';
+import { CollectingEmitter, headerInjector } from '../harness/temporal/helpers.js';
 
 const TRACE = '5b8aa5a2d2c872e8321cf37308d69df2';
 const CLIENT_SPAN = '051581bf3cb55c13';

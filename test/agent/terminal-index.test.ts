@@ -1,6 +1,6 @@
 /** The terminal-record index the collector consults after a gap: exact answers, bounded, oldest evicted first. */
 import { describe, expect, it } from 'vitest';
-import { makeEvent, type EventKind } from '../../collectors/event.js';
+import { makeEvent, type EventKind } from '../../core/event.js';
 import { TerminalIndex } from '../../agent/positions.js';
 
 const ev = (kind: EventKind, queue: string, jobId: string) => makeEvent({ kind, source: 'bullmq', queue, job_id: jobId });

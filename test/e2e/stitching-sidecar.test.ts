@@ -14,16 +14,16 @@ import { join, resolve } from 'node:path';
 import { Client } from '@temporalio/client';
 import { DefaultLogger, Runtime } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenEvent } from '../../collectors/event.js';
-import { configureWarden, readStamp, wardenActivityInterceptors, wardenClientInterceptors, wardenSinks, type WardenHandle } from '../../collectors/temporal/index.js';
-import { lineage } from '../../ledger/query.js';
+import type { WardenEvent } from '../../core/event.js';
+import { configureWarden, readStamp, wardenActivityInterceptors, wardenClientInterceptors, wardenSinks, type WardenHandle } from '../../hooks/temporal/index.js';
+import { lineage } from '../../ledger/spool/query.js';
 import { startNats, startOtlpReceiver, startRedis, tempDir, type NatsServer, type OtlpReceiver, type RedisServer, type TempDir } from '../harness/index.js';
-import { startSidecarProcess, sumMetric, type SidecarProcess } from '../agent/sidecar-process.js';
-import { connectionFor, until } from '../collectors/bullmq/helpers.js';
-import { APPROVAL, bundleClaimWorkflows, CHILD_ID, CHILD_RUN, CLAIM, claimQueues, replay, runActivity, RUN, TASK_QUEUE, WORKFLOW_ID } from '../collectors/temporal/claim-flow.js';
-import { RecordingConnection } from '../collectors/temporal/connection.js';
-import { installOtel } from '../collectors/temporal/helpers.js';
-import { HistoryBuilder } from '../collectors/temporal/history.js';
+import { startSidecarProcess, sumMetric, type SidecarProcess } from '../harness/sidecar.js';
+import { connectionFor, until } from '../harness/bullmq.js';
+import { APPROVAL, bundleClaimWorkflows, CHILD_ID, CHILD_RUN, CLAIM, claimQueues, replay, runActivity, RUN, TASK_QUEUE, WORKFLOW_ID } from '../harness/temporal/claim-flow.js';
+import { RecordingConnection } from '../harness/temporal/connection.js';
+import { installOtel } from '../harness/temporal/helpers.js';
+import { HistoryBuilder } from '../harness/temporal/history.js';
 
 const CLI = resolve('dist/agent/cli.js');
 

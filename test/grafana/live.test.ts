@@ -19,7 +19,7 @@ import {
   sleep, startAlertmanager, startClickHouse, startPrometheus, startRedis, tempDir, waitFor,
   type AlertmanagerServer, type ClickHouseServer, type PrometheusServer, type RedisServer, type TempDir,
 } from '../harness/index.js';
-import { startSidecarProcess, type SidecarProcess } from '../agent/sidecar-process.js';
+import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 import { expandPromql, expandSql, loadDashboard, promTargets, sqlTargets } from './dashboard-helpers.js';
 
 /** Series the policy engine exports (being built on another branch): panels on them stay empty until it merges. */

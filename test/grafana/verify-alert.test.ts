@@ -8,12 +8,12 @@ import { openSync, readFileSync, closeSync, writeSync, writeFileSync } from 'nod
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
-import { ledgerDirOf, listSegments } from '../../ledger/segments.js';
+import { ledgerDirOf, listSegments } from '../../ledger/spool/segments.js';
 import {
   sleep, startAlertmanager, startPrometheus, startRedis, tempDir, waitFor,
   type AlertmanagerServer, type PrometheusServer, type RedisServer, type TempDir,
 } from '../harness/index.js';
-import { startSidecarProcess, type SidecarProcess } from '../agent/sidecar-process.js';
+import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 
 interface Delivery { path: string; alerts: Array<{ status: string; labels: Record<string, string>; annotations: Record<string, string> }> }
 

@@ -11,7 +11,7 @@ import { Spool, readCheckpointFile, type LedgerRecord, type SigningKey } from '.
 import { startRedis } from '../harness/index.js';
 import { Queue } from 'bullmq';
 import { buildCheckpointed, rewriteAndRechain, truncateSpool } from './checkpoint-helpers.js';
-import { events, removeDir, tempDir } from './helpers.js';
+import { events, removeDir, tempDir } from '../harness/ledger.js';
 
 const CLI = path.resolve('dist/agent/cli.js');
 

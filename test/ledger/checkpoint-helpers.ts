@@ -4,7 +4,7 @@ import {
   Checkpointer, MemoryTree, Spool, leafHash, loadOrCreateSigningKey, readCheckpointFile, recordHash, serializeRecord,
   type Checkpoint, type LedgerRecord, type SigningKey,
 } from '../../ledger/index.js';
-import { events, segmentFiles, segmentLines } from './helpers.js';
+import { events, segmentFiles, segmentLines } from '../harness/ledger.js';
 
 export interface Checkpointed {
   records: LedgerRecord[];

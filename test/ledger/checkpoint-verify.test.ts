@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { signCheckpoint, verifyCheckpoints, verifyLedger, type Checkpoint, type SigningKey } from '../../ledger/index.js';
 import { buildCheckpointed, rewriteAndRechain, treeOf, truncateSpool } from './checkpoint-helpers.js';
-import { events, removeDir, tempDir } from './helpers.js';
+import { events, removeDir, tempDir } from '../harness/ledger.js';
 
 // 60 records over several segments, a checkpoint every 10: sizes 10, 20, ..., 60.
 let pristine: string;

@@ -11,9 +11,9 @@ import {
   CheckpointError, CheckpointMismatchError, Checkpointer, Spool, checkpointMessage, checkpointSignatureProblem, keyIdOf,
   loadOrCreateSigningKey, loadPublicKey, serializeRecord, type Checkpoint, type LedgerRecord,
 } from '../../ledger/index.js';
-import { LeafTail } from '../../ledger/checkpoint-leaves.js';
+import { LeafTail } from '../../ledger/checkpoints/leaves.js';
 import { buildCheckpointed, checkpointsIn, rewriteAndRechain, treeOf, truncateSpool } from './checkpoint-helpers.js';
-import { events, readAll, removeDir, tempDir } from './helpers.js';
+import { events, readAll, removeDir, tempDir } from '../harness/ledger.js';
 
 const dirs: string[] = [];
 async function fresh(): Promise<string> {

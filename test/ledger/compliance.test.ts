@@ -11,17 +11,17 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { makeEvent, type EventInit, type WardenEvent } from '../../collectors/event.js';
+import { makeEvent, type EventInit, type WardenEvent } from '../../core/event.js';
 import { csvHeader, csvRow } from '../../agent/format.js';
 import {
   APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS, approvals, approvalsPerDay, approvalsPerDaySql, approvalsSql, countEvents, decisionCounts, decisionCountsSql,
   decisions, decisionsSql, eventsSql, lineage, lineageSql, queryEvents, unapproved, unapprovedSql, versions, versionsSql,
   type ApprovalRow, type ApprovalsPerDayRow, type DecisionCountRow, type DecisionRow, type EventFilter, type UnapprovedRow,
   type VersionRow,
-} from '../../ledger/compliance.js';
-import { exportEvents, jsonlLine } from '../../ledger/compliance-export.js';
+} from '../../ledger/compliance/queries.js';
+import { exportEvents, jsonlLine } from '../../ledger/compliance/export.js';
 import { InvalidFilterError } from '../../ledger/errors.js';
-import { GENESIS_HASH, recordHash, type LedgerRecord } from '../../ledger/record.js';
+import { GENESIS_HASH, recordHash, type LedgerRecord } from '../../ledger/spool/record.js';
 import { openStore, UnrepresentableValueError, type LedgerStore } from '../../ledger/store/index.js';
 import { startClickHouse, type ClickHouseServer } from '../harness/index.js';
 import { HOSTILE } from './store/helpers.js';

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Spool, verifyLedger } from '../../ledger/index.js';
-import { event, readAll, removeDir, segmentFiles, tempDir } from './helpers.js';
+import { event, readAll, removeDir, segmentFiles, tempDir } from '../harness/ledger.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 let build: string;

@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import {
   EMPTY_ROOT, MemoryTree, MerkleFrontier, NodeCollector, consistencyRanges, inclusionRanges, leafHash, nodeHash,
   rootFromInclusionProof, rootOf, verifyConsistency, verifyInclusion,
-} from '../../ledger/merkle.js';
+} from '../../ledger/checkpoints/merkle.js';
 
 const hex = (b: Buffer) => b.toString('hex');
 const unhex = (s: string) => Buffer.from(s, 'hex');

@@ -11,7 +11,7 @@ import {
   verifyConsistencyProof, verifyInclusionProof, type InclusionProof, type LedgerRecord, type SigningKey,
 } from '../../ledger/index.js';
 import { buildCheckpointed, checkpointsIn } from './checkpoint-helpers.js';
-import { events, removeDir, tempDir } from './helpers.js';
+import { events, removeDir, tempDir } from '../harness/ledger.js';
 
 let dir: string;
 let key: SigningKey;

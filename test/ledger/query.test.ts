@@ -1,10 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { WardenEvent } from '../../collectors/event.js';
+import type { WardenEvent } from '../../core/event.js';
 import {
   InvalidFilterError, LedgerNotFoundError, Spool, TimeArgError, lineage, parseTimeArg, queryLedger,
   type LedgerFilter, type LedgerRecord,
 } from '../../ledger/index.js';
-import { event, removeDir, tempDir } from './helpers.js';
+import { event, removeDir, tempDir } from '../harness/ledger.js';
 
 const T0 = Date.UTC(2024, 4, 1, 12, 0, 0);
 let dir: string;

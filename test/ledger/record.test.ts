@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../collectors/event.js';
-import { encodeRecord } from '../../ledger/record.js';
+import { canonicalJson } from '../../core/event.js';
+import { encodeRecord } from '../../ledger/spool/record.js';
 import {
   CorruptRecordError, GENESIS_HASH, parseRecordLine, recordHash, serializeRecord, type LedgerRecord,
 } from '../../ledger/index.js';
-import { event } from './helpers.js';
+import { event } from '../harness/ledger.js';
 
 function record(seq = 3, prev = 'a1'.repeat(32)): LedgerRecord {
   const ev = event();

@@ -3,7 +3,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Spool, SpoolCorruptError, verifyLedger } from '../../ledger/index.js';
-import { buildLedger, event, events, readAll, removeDir, segmentFiles, segmentLines, tempDir } from './helpers.js';
+import { buildLedger, event, events, readAll, removeDir, segmentFiles, segmentLines, tempDir } from '../harness/ledger.js';
 
 let dir: string;
 beforeEach(async () => {

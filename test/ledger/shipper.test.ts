@@ -5,12 +5,12 @@
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordHash } from '../../ledger/record.js';
-import { Shipper, storeTarget } from '../../ledger/shipper.js';
-import { Spool } from '../../ledger/spool.js';
+import { recordHash } from '../../ledger/spool/record.js';
+import { Shipper, storeTarget } from '../../ledger/store/shipper.js';
+import { Spool } from '../../ledger/spool/spool.js';
 import { openStore, rowToRecord, LEDGER_SELECT, type LedgerStore } from '../../ledger/store/index.js';
 import { startClickHouse, until, type ClickHouseServer } from '../harness/index.js';
-import { events, removeDir, tempDir } from './helpers.js';
+import { events, removeDir, tempDir } from '../harness/ledger.js';
 
 let clickhouse: ClickHouseServer;
 beforeAll(async () => { clickhouse = await startClickHouse(); });

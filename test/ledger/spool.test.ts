@@ -1,12 +1,12 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { canonicalJson } from '../../collectors/event.js';
+import { canonicalJson } from '../../core/event.js';
 import {
   GENESIS_HASH, InvalidEventError, Spool, SpoolClosedError, SpoolLockedError, recordHash, serializeRecord,
   verifyLedger,
 } from '../../ledger/index.js';
-import { event, events, readAll, removeDir, segmentFiles, segmentLines, tempDir } from './helpers.js';
+import { event, events, readAll, removeDir, segmentFiles, segmentLines, tempDir } from '../harness/ledger.js';
 
 let dir: string;
 beforeEach(async () => {

@@ -4,7 +4,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import {
   GENESIS_HASH, LedgerNotFoundError, recordHash, serializeRecord, verifyLedger, type LedgerRecord,
 } from '../../ledger/index.js';
-import { buildLedger, event, locate, removeDir, segmentFiles, segmentLines, tempDir } from './helpers.js';
+import { buildLedger, event, locate, removeDir, segmentFiles, segmentLines, tempDir } from '../harness/ledger.js';
 
 // One pristine ledger (40 records, 4 per segment, 10 segments); each test tampers with a fresh copy.
 // The byte-flip test runs ~900 verifications per record, so it uses a smaller one (12 records).

@@ -1,11 +1,11 @@
 /** The retry-storm signals, the event-time windows, version drift findings and the breaker state machine. */
 import { describe, expect, it } from 'vitest';
-import { makeEvent } from '../../collectors/event.js';
-import { force, newBreaker, probe, tick, trip } from '../../policies/breaker.js';
-import { OutputDrift, VersionChecks } from '../../policies/drift.js';
-import { judgeStorm, retryBudget } from '../../policies/retry-storm.js';
+import { makeEvent } from '../../core/event.js';
+import { force, newBreaker, probe, tick, trip } from '../../policies/detect/breaker.js';
+import { OutputDrift, VersionChecks } from '../../policies/detect/drift.js';
+import { judgeStorm, retryBudget } from '../../policies/detect/retry-storm.js';
 import { BreakerSchema, DriftSchema, RetryStormSchema } from '../../policies/schema.js';
-import { AttemptWindow } from '../../policies/window.js';
+import { AttemptWindow } from '../../policies/detect/window.js';
 
 const storm = (o: Record<string, unknown> = {}) => RetryStormSchema.parse({ windowMs: 10_000, ...o });
 

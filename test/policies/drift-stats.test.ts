@@ -4,7 +4,7 @@
  * Evidently's PSI binning: `np.histogram_bin_edges(ref + cur, bins='sturges')`, empty bins 0.0001).
  */
 import { describe, expect, it } from 'vitest';
-import { detectDrift, kolmogorovQ, ksTest, normedWasserstein, psi, wassersteinDistance } from '../../policies/drift-stats.js';
+import { detectDrift, kolmogorovQ, ksTest, normedWasserstein, psi, wassersteinDistance } from '../../policies/detect/drift-stats.js';
 
 /** Deterministic samples, reproduced in Python as `[((i*mul) % mod)/scale + shift for i in range(n)]`. */
 const gen = (n: number, mul: number, mod: number, shift: number) => Array.from({ length: n }, (_, i) => ((i * mul) % mod) / 100 + shift);

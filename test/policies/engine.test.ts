@@ -4,10 +4,10 @@
  * engine runs without a job system (queues: null), as it does for Temporal scopes.
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { makeEvent, type WardenEvent } from '../../collectors/event.js';
+import { makeEvent, type WardenEvent } from '../../core/event.js';
 import { PolicyEngine } from '../../policies/engine.js';
 import { parsePolicies } from '../../policies/loader.js';
-import { readBreakerStates } from '../../policies/state-file.js';
+import { readBreakerStates } from '../../policies/act/state-file.js';
 import { tempDir, type TempDir } from '../harness/index.js';
 
 const FILE = (extra = '') => `apiVersion: warden/v1

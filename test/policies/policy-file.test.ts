@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadPolicyFile, parsePolicies, PolicyFileError } from '../../policies/loader.js';
 import { PolicyFileWatcher } from '../../policies/reload.js';
 import { tempDir, type TempDir } from '../harness/index.js';
-import { until } from '../collectors/bullmq/helpers.js';
+import { until } from '../harness/bullmq.js';
 
 const run = promisify(execFile);
 const CLI = resolve('dist/agent/cli.js');

@@ -2,8 +2,8 @@ import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startRedis, type RedisServer } from '../../harness/index.js';
-import { connectionFor, memoryCollector, runWorkload, until, waitFinished } from './helpers.js';
-import type { WardenEvent } from '../../../collectors/event.js';
+import { connectionFor, memoryCollector, runWorkload, until, waitFinished } from '../../harness/bullmq.js';
+import type { WardenEvent } from '../../../core/event.js';
 import { compareStreamIds } from '../../../collectors/bullmq/keys.js';
 
 let redis: RedisServer;

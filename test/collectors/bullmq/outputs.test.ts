@@ -3,7 +3,7 @@ import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { extractOutputs } from '../../../collectors/bullmq/metadata.js';
 import { startRedis, type RedisServer } from '../../harness/index.js';
-import { connectionFor, memoryCollector, until } from './helpers.js';
+import { connectionFor, memoryCollector, until } from '../../harness/bullmq.js';
 
 describe('extractOutputs', () => {
   const rv = JSON.stringify({ eval: { score: 0.82, label: 'ok' }, usage: { tokens: 512 }, model: { name: 'gpt-4o', version: '2024-08-06' } });

@@ -7,11 +7,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import type { WardenEvent } from '../../../collectors/event.js';
+import type { WardenEvent } from '../../../core/event.js';
 import { NatsEventConsumer } from '../../../collectors/nats/consumer.js';
-import { ensureEventStream } from '../../../collectors/transport/index.js';
+import { ensureEventStream } from '../../../hooks/transport/index.js';
 import { startNats, type NatsServer } from '../../harness/index.js';
-import { activityEvent, until } from '../transport/helpers.js';
+import { activityEvent, until } from '../../harness/transport.js';
 
 let nats: NatsServer;
 let nc: NatsConnection;
@@ -102,7 +102,7 @@ describe('NatsEventConsumer', () => {
 
 describe('NatsEventConsumer and a lost stream', () => {
   it('creates the stream and its durable again after they were deleted, and the worker transport republishes into it', async () => {
-    const { configureWarden } = await import('../../../collectors/transport/index.js');
+    const { configureWarden } = await import('../../../hooks/transport/index.js');
     const got: string[] = [];
     const errs: string[] = [];
     const c = new NatsEventConsumer({ url: nats.url, durable: 'lost', sink: async (evs) => { got.push(...evs.map((e) => e.event_id)); }, onError: (w, e) => errs.push(`${w}: ${e.message}`) });

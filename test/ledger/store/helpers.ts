@@ -1,6 +1,6 @@
 /** Shared helpers for the ClickHouse store tests: record chains, hostile values, mutation waits. */
-import { makeEvent, type EventInit, type WardenEvent } from '../../../collectors/event.js';
-import { GENESIS_HASH, recordHash, type LedgerRecord } from '../../../ledger/record.js';
+import { makeEvent, type EventInit, type WardenEvent } from '../../../core/event.js';
+import { GENESIS_HASH, recordHash, type LedgerRecord } from '../../../ledger/spool/record.js';
 import type { LedgerStore } from '../../../ledger/store/index.js';
 
 export const BASE_TS = 1_714_564_800_123;

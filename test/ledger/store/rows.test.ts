@@ -5,8 +5,8 @@
  * store.test.ts does the same through the real engines.
  */
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, EVENT_FIELDS, type WardenEvent } from '../../../collectors/event.js';
-import { recordHash, type LedgerRecord } from '../../../ledger/record.js';
+import { canonicalJson, EVENT_FIELDS, type WardenEvent } from '../../../core/event.js';
+import { recordHash, type LedgerRecord } from '../../../ledger/spool/record.js';
 import {
   CorruptRowError, LEDGER_COLUMN_NAMES, TS_MAX_MS, UnrepresentableValueError, recordToRow, rowToRecord, type LedgerRow,
 } from '../../../ledger/store/index.js';

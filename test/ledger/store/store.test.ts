@@ -13,13 +13,13 @@ import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { canonicalJson, type WardenEvent } from '../../../collectors/event.js';
+import { canonicalJson, type WardenEvent } from '../../../core/event.js';
 import {
   CorruptRowError, EmbeddedStore, LEDGER_SELECT, LEDGER_TABLE, MIGRATIONS, StoreClosedError, StoreQueryError,
   StoreUnavailableError, clusterSchema, lineageSql, migrate, openStore, queueRangeSql, rowToRecord, seqRangeSql, sql,
   sqlNumber, sqlString, type LedgerStore,
 } from '../../../ledger/store/index.js';
-import type { LedgerRecord } from '../../../ledger/record.js';
+import type { LedgerRecord } from '../../../ledger/spool/record.js';
 import { startClickHouse, type ClickHouseServer } from '../../harness/index.js';
 import { HOSTILE, chain, event, rebuiltHash, waitForMutations } from './helpers.js';
 

@@ -1,5 +1,0 @@
-/** `warden/bullmq`: the public surface for BullMQ producers and workers. */
-export { withWarden, wardenProcessor, stampJobOptions, type WardenMetadata } from './hooks.js';
-export { withCorrelation, currentCorrelationId } from '../correlation.js';
-export { WARDEN_OPTS_KEY, type WardenJobStamp } from './convention.js';
-export { configureWarden, WardenTransportConfigError, type ConfigureWardenOptions, type WardenHandle } from '../transport/index.js';

@@ -1,0 +1,87 @@
+/**
+ * canonicalJson must produce exactly the bytes of the `canonicalize` package (the RFC 8785 reference
+ * implementation), or refuse. Compared on generated values that exercise escaping, number formatting, key order
+ * (including integer-like keys and surrogate pairs) and the key-order cache.
+ */
+import { describe, expect, it } from 'vitest';
+import canonicalizeModule from 'canonicalize';
+import { NotJsonError, canonicalJson } from '../../core/canonical.js';
+import { event } from '../harness/ledger.js';
+
+// CommonJS whose typings declare an ES default export; at runtime the import is the function.
+const reference = canonicalizeModule as unknown as (value: unknown) => string | undefined;
+
+// Small deterministic PRNG (mulberry32) so a failure reproduces.
+function rng(seed: number): () => number {
+  let a = seed;
+  return () => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const CHARS = ['a', 'Z', '0', ' ', '"', '\\', '/', '\n', '\t', '\u0000', '\u001f', '\u007f', 'é', '中', '\u2028',
+  '\u2029', '😀', '\ud800', '\udfff', '\ufeff', '\uffff', '{', ':', ','];
+const NUMBERS = [0, -0, 1, -1, 0.1, 1e21, 1e-7, 123456789.125, 5e-324, Number.MAX_SAFE_INTEGER, 2 ** 53 + 2,
+  -1.7976931348623157e308, 1 / 3, 100, 1e20];
+const KEYS = ['a', 'b', 'B', '', '1', '10', '9', '01', 'é', 'e\u0301', '😀', '\uffff', '__proto__x', 'kind', 'ts'];
+
+function gen(r: () => number, depth: number): unknown {
+  const pick = <T>(xs: T[]) => xs[Math.floor(r() * xs.length)];
+  const roll = r();
+  if (depth > 3 || roll < 0.5) {
+    const p = r();
+    if (p < 0.4) return Array.from({ length: Math.floor(r() * 8) }, () => pick(CHARS)).join('');
+    if (p < 0.7) return pick(NUMBERS);
+    if (p < 0.8) return r() < 0.5;
+    if (p < 0.9) return null;
+    return Math.floor(r() * 1e6) / 1000;
+  }
+  if (roll < 0.7) return Array.from({ length: Math.floor(r() * 5) }, () => (r() < 0.1 ? undefined : gen(r, depth + 1)));
+  if (roll < 0.75) return new Date(Math.floor(r() * 2e12));
+  const obj: Record<string, unknown> = {};
+  const n = Math.floor(r() * 7);
+  for (let i = 0; i < n; i++) obj[r() < 0.6 ? pick(KEYS) : pick(CHARS) + pick(CHARS)] = r() < 0.1 ? undefined : gen(r, depth + 1);
+  return obj;
+}
+
+describe('canonicalJson', () => {
+  it('matches the RFC 8785 reference on 20 000 generated values', () => {
+    const r = rng(20240501);
+    for (let i = 0; i < 20_000; i++) {
+      const v = gen(r, 0);
+      expect(canonicalJson(v), JSON.stringify(v)).toBe(reference(v));
+    }
+  });
+
+  it('matches the RFC 8785 reference on events, including the same keys in different insertion orders', () => {
+    const r = rng(7);
+    for (let i = 0; i < 2000; i++) {
+      const ev = event({ input: gen(r, 1), attrs: { z: 1, a: 'x', '10': true, '9': null } });
+      const entries = Object.entries(ev);
+      if (i % 3 === 1) entries.reverse();
+      if (i % 3 === 2) entries.sort(() => r() - 0.5);
+      const shuffled = Object.fromEntries(entries);
+      expect(canonicalJson(shuffled)).toBe(reference(ev));
+    }
+  });
+
+  it.each([
+    ['NaN', { a: Number.NaN }],
+    ['Infinity', [Number.POSITIVE_INFINITY]],
+    ['a function', { f: () => 1 }],
+    ['a BigInt', { n: 1n }],
+    ['a sparse array', [1, , 3]], // eslint-disable-line no-sparse-arrays
+    ['a top-level undefined', undefined],
+  ])('refuses %s', (_name, value) => {
+    expect(() => canonicalJson(value)).toThrow(NotJsonError);
+  });
+
+  it('refuses a cycle', () => {
+    const a: Record<string, unknown> = {};
+    a.b = { a };
+    expect(() => canonicalJson(a)).toThrow(NotJsonError);
+  });
+});
