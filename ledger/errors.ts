@@ -2,9 +2,13 @@
  * Named errors of the ledger. Each message says what happened and what the operator can do, because
  * these surface in the CLI and in agent logs where nobody has the code at hand.
  */
+import { WardenError, type ErrorCode } from '../core/errors.js';
 
-export class LedgerError extends Error {
+export class LedgerError extends WardenError {
   override name = 'LedgerError';
+  constructor(message: string, options?: { cause?: unknown; code?: ErrorCode }) {
+    super(options?.code ?? 'WARDEN_LEDGER', message, options);
+  }
 }
 
 /** A spool line that is not a well-formed record. `seq` is set when it could still be read. */
@@ -16,7 +20,7 @@ export class CorruptRecordError extends LedgerError {
     readonly segment: string | null = null,
     readonly line: number | null = null,
   ) {
-    super(message);
+    super(message, { code: 'WARDEN_TAMPERED' });
   }
 }
 
@@ -28,6 +32,7 @@ export class SpoolCorruptError extends LedgerError {
       `ledger segment ${segment} is damaged ${line === null ? 'at its end' : `at line ${line}`} (seq ${seq}): ` +
         `${detail}. This is not a torn tail left by a crash, so nothing was truncated. ` +
         `Run \`warden ledger verify\` to locate every problem before repairing or restoring the segment.`,
+      { code: 'WARDEN_TAMPERED' },
     );
   }
 }
@@ -35,7 +40,7 @@ export class SpoolCorruptError extends LedgerError {
 export class SpoolClosedError extends LedgerError {
   override name = 'SpoolClosedError';
   constructor(dir: string) {
-    super(`the ledger spool at ${dir} is closed; open a new Spool to append`);
+    super(`the ledger spool at ${dir} is closed; open a new Spool to append`, { code: 'WARDEN_INTERNAL' });
   }
 }
 
@@ -46,7 +51,7 @@ export class SpoolWriteError extends LedgerError {
     super(
       `writing ${records} record(s) to ledger segment ${segment} failed (${describe(cause)}); the batch was ` +
         `rolled back and is not acknowledged: retry it. Check free space and file-size limits of the spool directory.`,
-      { cause },
+      { cause, code: 'WARDEN_UNAVAILABLE' },
     );
   }
 }
@@ -58,7 +63,7 @@ export class SpoolFailedError extends LedgerError {
     super(
       `the ledger spool at ${dir} could not roll back a failed write (${describe(cause)}) and refuses further ` +
         `appends; restart the agent: opening the spool again recovers the tail.`,
-      { cause },
+      { cause, code: 'WARDEN_UNAVAILABLE' },
     );
   }
 }
@@ -69,6 +74,7 @@ export class SpoolLockedError extends LedgerError {
     super(
       `the ledger spool is in use by process ${pid} (lock ${lockPath}); two writers would fork the hash chain. ` +
         `Stop that process, or delete the lock file if no Warden agent is running.`,
+      { code: 'WARDEN_CONFLICT' },
     );
   }
 }
@@ -77,14 +83,14 @@ export class SpoolLockedError extends LedgerError {
 export class InvalidEventError extends LedgerError {
   override name = 'InvalidEventError';
   constructor(readonly index: number, detail: string) {
-    super(`event #${index} of the append cannot be written to the ledger: ${detail}; fix the collector that built it`);
+    super(`event #${index} of the append cannot be written to the ledger: ${detail}; fix the collector that built it`, { code: 'WARDEN_USAGE' });
   }
 }
 
 export class LedgerNotFoundError extends LedgerError {
   override name = 'LedgerNotFoundError';
   constructor(dir: string) {
-    super(`no ledger found under ${dir} (expected ${dir}/ledger/seg-*.jsonl); pass the agent's data directory`);
+    super(`no ledger found under ${dir} (expected ${dir}/ledger/seg-*.jsonl); pass the agent's data directory`, { code: 'WARDEN_NOT_FOUND' });
   }
 }
 
@@ -95,12 +101,16 @@ export class TimeArgError extends LedgerError {
       `cannot read ${JSON.stringify(arg)} as a time${hint ? ` (${hint})` : ''}: use ISO-8601 (2024-05-01, 2024-05-01T12:00:00Z, ` +
         `2024-05-01T14:00:00+02:00; no offset means UTC), epoch milliseconds (1714564800000), ` +
         `or a duration ago (30s, 15m, 2h, 7d, 2w), or now`,
+      { code: 'WARDEN_USAGE' },
     );
   }
 }
 
 export class InvalidFilterError extends LedgerError {
   override name = 'InvalidFilterError';
+  constructor(message: string) {
+    super(message, { code: 'WARDEN_USAGE' });
+  }
 }
 
 function describe(cause: unknown): string {

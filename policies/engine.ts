@@ -22,6 +22,7 @@ import type { Policy } from './schema.js';
 import { breakerScopeOf, matchesScope, modelScope, parseBreakerKey, policyCovers } from './scope.js';
 import { readBreakerStates, writeBreakerStates } from './act/state-file.js';
 import { AttemptWindow } from './detect/window.js';
+import { WardenError } from '../core/errors.js';
 
 /** Gauges the agent keeps (the engine does not know prom-client). */
 export interface PolicyObserver {
@@ -54,9 +55,11 @@ export interface EngineOptions {
 export type ForceMode = 'open' | 'closed' | 'auto';
 
 /** An admin request the engine refuses (unknown scope, no policy covers it). */
-export class BreakerRequestError extends Error {
+export class BreakerRequestError extends WardenError {
   override name = 'BreakerRequestError';
-  constructor(readonly status: number, message: string) { super(message); }
+  constructor(readonly status: 400 | 404 | 409, message: string) {
+    super(status === 404 ? 'WARDEN_NOT_FOUND' : status === 409 ? 'WARDEN_CONFLICT' : 'WARDEN_USAGE', message, { httpStatus: status });
+  }
 }
 
 const STARTED = new Set(['job.started', 'activity.started']);

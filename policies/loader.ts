@@ -7,12 +7,13 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
 import { PolicyFileSchema, type PolicyFile } from './schema.js';
+import { WardenError } from '../core/errors.js';
 
 /** A policy file that cannot be used; `problems` each name the key that is wrong. */
-export class PolicyFileError extends Error {
+export class PolicyFileError extends WardenError {
   override name = 'PolicyFileError';
   constructor(readonly file: string, readonly problems: string[]) {
-    super(`invalid policy file ${file}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    super('WARDEN_POLICY_FILE', `invalid policy file ${file}:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
   }
 }
 

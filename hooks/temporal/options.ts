@@ -7,6 +7,7 @@ import type { EventAttrs } from '../../core/event.js';
 import { hookEmitter, type HookEmitter } from '../emitter.js';
 import type { InputLimits } from '../../core/input.js';
 import { Redactor, type RedactionOptions } from '../../core/redact.js';
+import { WardenError } from '../../core/errors.js';
 
 export interface WardenTemporalMetadata {
   model?: string;
@@ -20,8 +21,11 @@ export type ArgumentPaths = Partial<Record<keyof WardenTemporalMetadata, string>
 
 export type ApprovalDecision = 'granted' | 'denied';
 
-export class WardenTemporalConfigError extends Error {
+export class WardenTemporalConfigError extends WardenError {
   override name = 'WardenTemporalConfigError';
+  constructor(message: string) {
+    super('WARDEN_CONFIG', message);
+  }
 }
 
 export interface WardenTemporalOptions extends WardenTemporalMetadata {

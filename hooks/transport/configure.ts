@@ -12,6 +12,7 @@ import type { WardenEvent } from '../../core/event.js';
 import { HttpTransport } from './http.js';
 import { NatsTransport } from './nats.js';
 import { Outbox, type OutboxOptions, type OutboxStats, type Transport } from './outbox.js';
+import { WardenError } from '../../core/errors.js';
 
 export interface ConfigureWardenOptions {
   nats?: { url?: string | string[]; connection?: NatsConnection; stream?: string; subjectPrefix?: string; timeoutMs?: number };
@@ -22,8 +23,11 @@ export interface ConfigureWardenOptions {
 }
 
 /** The options name no usable transport, or a malformed one. */
-export class WardenTransportConfigError extends Error {
+export class WardenTransportConfigError extends WardenError {
   override readonly name = 'WardenTransportConfigError';
+  constructor(message: string) {
+    super('WARDEN_CONFIG', message);
+  }
 }
 
 export interface WardenHandle extends HookEmitter {

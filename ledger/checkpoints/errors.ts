@@ -3,7 +3,8 @@ import { LedgerError } from '../errors.js';
 
 export class CheckpointError extends LedgerError {
   override name = 'CheckpointError';
-  constructor(message: string, readonly code?: string) {
+  /** The file system's error code when a key or checkpoint file could not be read (e.g. ENOENT). */
+  constructor(message: string, readonly errno?: string) {
     super(message);
   }
 }
@@ -15,4 +16,7 @@ export class CheckpointError extends LedgerError {
  */
 export class CheckpointMismatchError extends CheckpointError {
   override name = 'CheckpointMismatchError';
+  override readonly code = 'WARDEN_TAMPERED' as const;
+  override readonly exitCode = 1 as const;
+  override readonly httpStatus = 409;
 }

@@ -49,7 +49,7 @@ export async function loadOrCreateSigningKey(dataDir: string, keyFile?: string):
   try {
     privateKey = await readPrivateKey(privateFile);
   } catch (err) {
-    if (keyFile || !(err instanceof CheckpointError && err.code === 'ENOENT')) throw err;
+    if (keyFile || !(err instanceof CheckpointError && err.errno === 'ENOENT')) throw err;
     privateKey = await generate(privateFile);
     created = true;
   }

@@ -24,7 +24,7 @@ export class StoreUnavailableError extends StoreError {
     readonly maybeApplied = false,
     options?: { cause?: unknown },
   ) {
-    super(`${/^https?:/i.test(target) ? `ClickHouse at ${target}` : target} is unavailable: ${detail}`, options);
+    super(`${/^https?:/i.test(target) ? `ClickHouse at ${target}` : target} is unavailable: ${detail}`, { cause: options?.cause, code: 'WARDEN_UNAVAILABLE' });
   }
 }
 
@@ -36,7 +36,8 @@ export class StoreQueryError extends StoreError {
   override name = 'StoreQueryError';
   constructor(
     readonly sqlHead: string,
-    readonly code: number | null,
+    /** ClickHouse's numeric error code, when the message carried one. */
+    readonly clickhouseCode: number | null,
     readonly detail: string,
     options?: { cause?: unknown },
   ) {
@@ -47,7 +48,7 @@ export class StoreQueryError extends StoreError {
 export class StoreClosedError extends StoreError {
   override name = 'StoreClosedError';
   constructor(target: string) {
-    super(`the ledger store for ${target} is closed; open a new one with openStore()`);
+    super(`the ledger store for ${target} is closed; open a new one with openStore()`, { code: 'WARDEN_INTERNAL' });
   }
 }
 
@@ -66,6 +67,9 @@ export class MigrationError extends StoreError {
 /** A value that cannot be written into SQL text without changing its meaning (see sql.ts). */
 export class UnrepresentableValueError extends StoreError {
   override name = 'UnrepresentableValueError';
+  constructor(message: string) {
+    super(message, { code: 'WARDEN_USAGE' });
+  }
 }
 
 /**
@@ -80,7 +84,7 @@ export class CorruptRowError extends StoreError {
     readonly column: string,
     detail: string,
   ) {
-    super(`ledger row${seq === null ? '' : ` seq ${seq}`} is not a faithful ledger row: column ${column} ${detail}`);
+    super(`ledger row${seq === null ? '' : ` seq ${seq}`} is not a faithful ledger row: column ${column} ${detail}`, { code: 'WARDEN_TAMPERED' });
   }
 }
 

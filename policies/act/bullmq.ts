@@ -7,6 +7,7 @@
 import { Queue } from 'bullmq';
 import type { AppliedAction } from '../detect/breaker.js';
 import type { BreakerConfig } from '../schema.js';
+import { WardenError } from '../../core/errors.js';
 
 export interface QueueState {
   paused: boolean;
@@ -27,8 +28,11 @@ export interface QueueActions {
 }
 
 /** Redis did not answer in time; the engine records its decision anyway and retries the action later. */
-export class QueueUnavailableError extends Error {
+export class QueueUnavailableError extends WardenError {
   override name = 'QueueUnavailableError';
+  constructor(message: string) {
+    super('WARDEN_UNAVAILABLE', message);
+  }
 }
 
 export class BullMQQueueActions implements QueueActions {

@@ -6,11 +6,15 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { replaceFile } from '../../core/files.js';
 import type { BreakerState } from '../detect/breaker.js';
+import { WardenError } from '../../core/errors.js';
 
 export const stateFile = (dataDir: string) => path.join(dataDir, 'policies', 'breakers.json');
 
-export class PolicyStateError extends Error {
+export class PolicyStateError extends WardenError {
   override name = 'PolicyStateError';
+  constructor(message: string) {
+    super('WARDEN_LEDGER', message);
+  }
 }
 
 export async function readBreakerStates(dataDir: string): Promise<BreakerState[]> {
