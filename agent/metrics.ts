@@ -4,24 +4,13 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { WardenEvent } from '../core/event.js';
+import { OUTCOME_OF_KIND } from '../core/kinds.js';
 
 /** Bucket boundaries of the latency histograms; latency SLO thresholds must be one of them (agent/slo-config.ts). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
 // prom-client names these gauges `*_total`, which promtool rejects (a gauge is not a counter).
 const NON_CONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
-
-const OUTCOME: Partial<Record<WardenEvent['kind'], string>> = {
-  'job.completed': 'completed',
-  'job.failed': 'failed',
-  'job.attempt_failed': 'attempt_failed',
-  'job.stalled': 'stalled',
-  'activity.completed': 'completed',
-  'activity.failed': 'failed',
-  'activity.attempt_failed': 'attempt_failed',
-  'workflow.completed': 'completed',
-  'workflow.failed': 'failed',
-};
 
 export class WardenMetrics {
   readonly registry = new Registry();
@@ -74,7 +63,7 @@ export class WardenMetrics {
     if (!system) return;
     const queue = ev.queue ?? '';
     const name = ev.job_name ?? ev.activity_type ?? '';
-    const outcome = OUTCOME[ev.kind];
+    const outcome = OUTCOME_OF_KIND[ev.kind];
     if (outcome) this.jobs.inc({ system, queue, name, outcome });
     if (ev.duration_ms !== null && (ev.kind.endsWith('.completed') || ev.kind.endsWith('failed'))) {
       this.duration.observe({ system, queue, name }, ev.duration_ms / 1000);

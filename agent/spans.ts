@@ -18,10 +18,10 @@ import type { Resource } from '@opentelemetry/resources';
 import type { WardenEvent } from '../core/event.js';
 import { stableSpanId } from '../core/ids.js';
 import * as sc from '../core/semconv.js';
+import { ACTIVITY_ATTEMPT_END_KINDS } from '../core/kinds.js';
 
 interface OpenJob { startMs: number; attempts: Map<number, number> }
 
-const TEMPORAL_TERMINAL = new Set(['activity.attempt_failed', 'activity.completed', 'activity.failed']);
 
 const SCOPE = { name: 'warden-sidecar', version: '0.1.0' };
 const MAX_OPEN_JOBS = 200_000;
@@ -118,7 +118,7 @@ export class EventSpanBuilder {
         break;
       }
       default:
-        if (TEMPORAL_TERMINAL.has(ev.kind) && ev.attrs.in_process_span !== true) {
+        if (ACTIVITY_ATTEMPT_END_KINDS.has(ev.kind) && ev.attrs.in_process_span !== true) {
           this.emit(ev, `activity ${ev.activity_type ?? ''}`, SpanKind.CONSUMER, ev.span_id, parent, startOf(`${runKey}\0${ev.span_id}`), ev.ts, {
             [sc.MESSAGING_OPERATION_TYPE]: 'process',
             [sc.WARDEN_ATTEMPT]: ev.attempt ?? undefined,

@@ -6,7 +6,8 @@ export {
   GENESIS_HASH, recordHash, serializeRecord, parseRecordLine, type LedgerRecord,
 } from './spool/record.js';
 export { verifyLedger, type VerifyResult, type VerifyProblem, type ProblemKind } from './spool/verify.js';
-export { queryLedger, lineage, parseTimeArg, type LedgerFilter } from './spool/query.js';
+export { queryLedger, lineage, parseTimeArg } from './spool/query.js';
+export { checkLedgerFilter, type LedgerFilter, type TimeRange } from './filter.js';
 export {
   LedgerError, CorruptRecordError, SpoolCorruptError, SpoolClosedError, SpoolWriteError, SpoolFailedError,
   SpoolLockedError, InvalidEventError, LedgerNotFoundError, TimeArgError, InvalidFilterError,
@@ -34,7 +35,7 @@ export {
   queryEvents, countEvents, lineage as storeLineage, approvals, approvalsPerDay, versions, unapproved, decisions, decisionCounts,
   eventsSql, countEventsSql, lineageSql as storeLineageSql, approvalsSql, approvalsPerDaySql, versionsSql, unapprovedSql, decisionsSql, decisionCountsSql,
   REQUIRE_APPROVAL, APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS,
-  type TimeRange, type EventFilter, type ApprovalFilter, type DecisionFilter, type VersionFilter, type UnapprovedFilter,
+  type EventFilter, type ApprovalFilter, type DecisionFilter, type VersionFilter, type UnapprovedFilter,
   type ApprovalRow, type ApprovalsPerDayRow, type VersionRow, type UnapprovedRow, type DecisionRow, type DecisionCountRow,
 } from './compliance/queries.js';
 export { exportEvents, eventPages, jsonlLine, type ExportFormat, type ExportOptions, type ExportProgress, type ExportResult } from './compliance/export.js';

@@ -30,13 +30,7 @@ export interface JobMeta {
   policy_version: string | null;
 }
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/;
-
-export function parseTraceparent(tp: string | null | undefined): { traceId: string; spanId: string } | null {
-  const m = tp ? TRACEPARENT.exec(tp) : null;
-  if (!m || /^0+$/.test(m[1]) || /^0+$/.test(m[2])) return null;
-  return { traceId: m[1], spanId: m[2] };
-}
+export { parseTraceparent } from '../../core/traceparent.js';
 
 /** BullMQ telemetry (bullmq-otel) stores its propagation carrier as JSON text in `opts.tm`. */
 function traceFromTm(tm: unknown): { tp: string | null; ts: string | null } {

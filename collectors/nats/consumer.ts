@@ -12,7 +12,7 @@ import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream';
 import { checkEvent } from '../../core/event-validation.js';
 import type { WardenEvent } from '../../core/event.js';
-import { ensureEventStream, EVENT_STREAM, EVENT_SUBJECT_PREFIX } from '../../hooks/transport/nats.js';
+import { ensureEventStream, EVENT_STREAM, EVENT_SUBJECT_PREFIX } from '../../core/event-stream.js';
 
 export interface NatsEventConsumerOptions {
   url: string | string[];

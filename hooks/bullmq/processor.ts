@@ -16,7 +16,7 @@ import { newCorrelationId, stableSpanId, traceIdForCorrelation } from '../../cor
 import { Redactor } from '../../core/redact.js';
 import * as sc from '../../core/semconv.js';
 import { INSTRUMENTED_TTL_MS, instrumentedKey, WARDEN_OPTS_KEY, type WardenJobStamp } from '../../core/bullmq-convention.js';
-import { parseTraceparent } from '../../collectors/bullmq/metadata.js';
+import { parseTraceparent } from '../../core/traceparent.js';
 
 const TRACER = 'warden/bullmq';
 // Looked up per call (not cached forever) so a provider registered after import is used, but only

@@ -8,6 +8,7 @@
  *   interceptors continue; written (when absent) so their spans join Warden's trace.
  */
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
+import { parseTraceparent } from '../../core/traceparent.js';
 
 export const WARDEN_HEADER = 'warden';
 export const TRACER_HEADER = '_tracer-data';
@@ -82,17 +83,7 @@ export function withTracerData(headers: Headers, carrier: TraceCarrier): Headers
   return { ...headers, [TRACER_HEADER]: defaultPayloadConverter.toPayload(c) };
 }
 
-const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
-
-export function parseTraceparent(tp: string | null | undefined): { traceId: string; spanId: string; flags: number } | null {
-  const m = typeof tp === 'string' ? TRACEPARENT.exec(tp) : null;
-  if (!m || /^0+$/.test(m[1]) || /^0+$/.test(m[2])) return null;
-  return { traceId: m[1], spanId: m[2], flags: parseInt(m[3], 16) };
-}
-
-export function formatTraceparent(traceId: string, spanId: string, sampled = true): string {
-  return `00-${traceId}-${spanId}-${sampled ? '01' : '00'}`;
-}
+export { formatTraceparent, parseTraceparent } from '../../core/traceparent.js';
 
 /**
  * The trace context a stamp or `_tracer-data` carries: Warden's stamp first (it is written by the

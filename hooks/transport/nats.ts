@@ -4,12 +4,12 @@
  * (and the sidecar's own index catches one after it). The connection reconnects forever; a publish
  * that fails or times out makes the whole batch fail, and the outbox resends it.
  */
-import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
-import { jetstream, jetstreamManager, StorageType, type JetStreamClient } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstream, type JetStreamClient } from '@nats-io/jetstream';
 import { TransportRejectedError, type OutboxItem, type Transport } from './outbox.js';
+import { EVENT_STREAM, EVENT_SUBJECT_PREFIX, ensureEventStream } from '../../core/event-stream.js';
 
-export const EVENT_STREAM = 'WARDEN_EVENTS';
-export const EVENT_SUBJECT_PREFIX = 'warden.events';
+export { EVENT_STREAM, EVENT_SUBJECT_PREFIX, ensureEventStream };
 
 export interface NatsTransportOptions {
   /** Server URL(s), e.g. nats://nats.internal:4222; or pass an open `connection` (not closed by us). */
@@ -25,31 +25,6 @@ export interface NatsTransportOptions {
   timeoutMs?: number;
 }
 
-/** The stream both sides ensure: the workers before publishing, the sidecar before consuming. */
-export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; maxAgeMs?: number; timeoutMs?: number } = {}): Promise<void> {
-  const name = o.stream ?? EVENT_STREAM;
-  const jsm = await jetstreamManager(nc, { timeout: o.timeoutMs ?? 5000 });
-  try {
-    await jsm.streams.info(name);
-    return;
-  } catch (err) {
-    if (!/stream not found/i.test((err as Error).message)) throw err;
-  }
-  try {
-    await jsm.streams.add({
-      name,
-      subjects: [`${o.subjectPrefix ?? EVENT_SUBJECT_PREFIX}.>`],
-      storage: StorageType.File,
-      duplicate_window: nanos(o.duplicateWindowMs ?? 120_000),
-      // Transit, not storage: acknowledged events live in the sidecar's ledger. A sidecar away
-      // longer than this loses the oldest unconsumed ones.
-      max_age: nanos(o.maxAgeMs ?? 7 * 24 * 3600_000),
-    });
-  } catch (err) {
-    // Another worker or sidecar created it in the meantime.
-    if (!/already in use/i.test((err as Error).message)) throw err;
-  }
-}
 
 export class NatsTransport implements Transport {
   readonly name = 'nats';

@@ -21,31 +21,23 @@
  * - Events whose `ts` the DateTime column could not hold (before 1970 or after 2105: store/rows.ts
  *   keeps them in the `spill` column with ts_ms 0) never match a time range.
  */
-import { EVENT_KINDS } from '../../core/event.js';
-import { InvalidFilterError } from '../errors.js';
+import { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS } from '../../core/kinds.js';
+
+export { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS };
+import { checkCount, checkKinds, checkLedgerFilter, checkRange, checkString, type LedgerFilter, type TimeRange } from '../filter.js';
+
+export type { TimeRange };
+
+
 import type { LedgerRecord } from '../spool/record.js';
 import { LEDGER_SELECT, LEDGER_TABLE, TS_MAX_MS, rowToRecord } from '../store/rows.js';
 import { LINEAGE_TABLE } from '../store/schema.js';
 import { ident, sql, sqlNumber, sqlString, type SqlValue } from '../store/sql.js';
 import type { LedgerStore } from '../store/store.js';
 
-/** `since <= ts_ms < until`, epoch milliseconds; either end open when absent. */
-export interface TimeRange {
-  since?: number;
-  until?: number;
-}
 
-export interface EventFilter extends TimeRange {
-  correlationId?: string;
-  jobId?: string;
-  queue?: string;
-  /** One kind or any of several (collectors/event.ts EVENT_KINDS). */
-  kind?: string | readonly string[];
-  /** At most this many events, in seq order. */
-  limit?: number;
-  /** Only events after this seq (paging: `seq > afterSeq ORDER BY seq LIMIT n`). */
-  afterSeq?: number;
-}
+/** Event reads from the store take the ledger's one filter. */
+export type EventFilter = LedgerFilter;
 
 export interface ApprovalFilter extends TimeRange {
   actor?: string;
@@ -71,42 +63,9 @@ export interface UnapprovedFilter extends TimeRange {
 
 /** The decision value that means "this work needs an approval first" (see the module comment). */
 export const REQUIRE_APPROVAL = 'require_approval';
-export const APPROVAL_KINDS = ['approval.granted', 'approval.denied'] as const;
-/** Kinds that mean "the work ran to completion". */
-export const COMPLETION_KINDS = ['job.completed', 'activity.completed', 'workflow.completed'] as const;
 
 // ---------------------------------------------------------------------------------------------------
 // Filter checks and SQL pieces
-
-const EPOCH_MS_MAX = Number.MAX_SAFE_INTEGER;
-
-function checkString(value: unknown, name: string): void {
-  if (value !== undefined && typeof value !== 'string') throw new InvalidFilterError(`filter.${name} must be a string`);
-}
-
-function checkRange(r: TimeRange): void {
-  for (const key of ['since', 'until'] as const) {
-    const v = r[key];
-    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0 && v <= EPOCH_MS_MAX)) {
-      throw new InvalidFilterError(`filter.${key} must be epoch milliseconds (a whole number >= 0); use parseTimeArg for text like "2h" or an ISO date`);
-    }
-  }
-}
-
-function checkCount(v: number | undefined, name: string): void {
-  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new InvalidFilterError(`filter.${name} must be a non-negative integer`);
-}
-
-function checkKinds(kind: string | readonly string[] | undefined): string[] | null {
-  if (kind === undefined) return null;
-  const kinds = typeof kind === 'string' ? [kind] : [...kind];
-  const known = new Set<string>(EVENT_KINDS);
-  const unknown = kinds.filter((k) => typeof k !== 'string' || !known.has(k));
-  if (unknown.length > 0) {
-    throw new InvalidFilterError(`unknown event kind ${unknown.map((k) => JSON.stringify(k)).join(', ')}; kinds are: ${EVENT_KINDS.join(', ')}`);
-  }
-  return kinds;
-}
 
 const TS_MAX_S = Math.floor(TS_MAX_MS / 1000);
 
@@ -153,13 +112,7 @@ const strOrNull = (v: unknown): string | null => (v === null || v === undefined 
 // 1. Events by filters
 
 function eventConditions(f: EventFilter): string[] {
-  checkString(f.correlationId, 'correlationId');
-  checkString(f.jobId, 'jobId');
-  checkString(f.queue, 'queue');
-  checkRange(f);
-  checkCount(f.limit, 'limit');
-  checkCount(f.afterSeq, 'afterSeq');
-  const kinds = checkKinds(f.kind);
+  const kinds = checkLedgerFilter(f);
   return [
     ...eq('queue', f.queue),
     ...timeConditions(f),
@@ -167,6 +120,7 @@ function eventConditions(f: EventFilter): string[] {
     ...eq('job_id', f.jobId),
     ...(kinds ? [`kind IN ${list(kinds)}`] : []),
     ...(f.afterSeq !== undefined ? [`seq > ${sqlNumber(f.afterSeq)}`] : []),
+    ...(f.toSeq !== undefined ? [`seq <= ${sqlNumber(f.toSeq)}`] : []),
   ];
 }
 
@@ -311,7 +265,6 @@ export interface VersionRow {
 }
 export const VERSION_COLUMNS = ['day', 'queue', 'workflow_id', 'activity_type', 'model', 'model_version', 'policy', 'policy_version', 'events', 'runs', 'correlations'] as const;
 const VERSION_KEY = 'day, queue, workflow_id, activity_type, model, model_version, policy, policy_version';
-export const RUN_KINDS = ['job.completed', 'job.failed', 'activity.completed', 'activity.failed', 'workflow.completed', 'workflow.failed'] as const;
 
 /**
  * Which models and policies, at which versions, ran where, per (UTC) day: every event that names a

@@ -60,9 +60,9 @@ function timer<T>(ms: number, value: T): { promise: Promise<T>; cancel: () => vo
 /** Polls `fn` until it returns a truthy value (returned) or the timeout passes. Throws are retried. */
 export async function waitFor<T>(
   fn: () => T | Promise<T>,
-  opts: { timeoutMs?: number; intervalMs?: number; what?: string } = {},
+  opts: { timeoutMs?: number; intervalMs?: number; what?: string; retryErrors?: boolean } = {},
 ): Promise<NonNullable<T>> {
-  const { timeoutMs = 10_000, intervalMs = 100, what = 'condition' } = opts;
+  const { timeoutMs = 10_000, intervalMs = 100, what = 'condition', retryErrors = true } = opts;
   const deadline = Date.now() + timeoutMs;
   let lastError: unknown;
   for (;;) {
@@ -70,6 +70,7 @@ export async function waitFor<T>(
       const v = await fn();
       if (v) return v as NonNullable<T>;
     } catch (err) {
+      if (!retryErrors) throw err;
       lastError = err;
     }
     if (Date.now() > deadline) {

@@ -1,8 +1,9 @@
-/** Polls a condition until it holds, or fails naming what it waited for. */
+import { waitFor } from './process.js';
+
+/**
+ * Polls a condition every 25 ms until it holds, or fails naming what it waited for. The short form of
+ * the harness's one waiter (`waitFor`): an error thrown by the condition fails at once.
+ */
 export async function until(cond: () => boolean | Promise<boolean>, timeoutMs = 20_000, what = 'condition'): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
+  await waitFor(cond, { timeoutMs, intervalMs: 25, what, retryErrors: false });
 }

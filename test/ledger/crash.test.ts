@@ -29,7 +29,7 @@ beforeAll(async () => {
   await fs.writeFile(path.join(build, 'package.json'), '{"type":"module"}\n');
   await fs.symlink(path.join(ROOT, 'node_modules'), path.join(build, 'node_modules'), 'dir');
   await fs.writeFile(path.join(build, 'events.mjs'), `
-import { makeEvent } from './out/collectors/event.js';
+import { makeEvent } from './out/core/event.js';
 let n = 0;
 export function make(count) {
   return Array.from({ length: count }, () => makeEvent({

@@ -17,7 +17,7 @@ describe('warden/temporal options and header codec', () => {
     expect(parts.interceptors.activity).toHaveLength(2);
     expect(parts.interceptors.activity![1]).toBe(mine);
     expect(parts.interceptors.workflowModules![1]).toBe('/app/otel.js');
-    expect(parts.interceptors.workflowModules![0]).toMatch(/collectors\/temporal\/workflow\.(ts|js)$/);
+    expect(parts.interceptors.workflowModules![0]).toMatch(/hooks\/temporal\/workflow\.(ts|js)$/);
     expect(Object.keys(parts.sinks).sort()).toEqual(['app', 'warden']);
   });
 

@@ -1,0 +1,70 @@
+/**
+ * The one filter for reads of the ledger, whether from the spool (a sequential pass) or from a store
+ * (SQL), and its one validation: the CLI, the API and both readers take the same shape and reject the
+ * same mistakes with the same words.
+ */
+import { EVENT_KINDS } from '../core/event.js';
+import { InvalidFilterError } from './errors.js';
+
+/** `since <= ts < until`, epoch milliseconds; either end open when absent. */
+export interface TimeRange {
+  since?: number;
+  until?: number;
+}
+
+export interface LedgerFilter extends TimeRange {
+  correlationId?: string;
+  jobId?: string;
+  queue?: string;
+  /** One kind or any of several (core/event.ts EVENT_KINDS). */
+  kind?: string | readonly string[];
+  /** At most this many records, in seq order. */
+  limit?: number;
+  /** Only records after this seq (store paging: `seq > afterSeq ORDER BY seq LIMIT n`). */
+  afterSeq?: number;
+  /** Read no further than this seq (beside a live spool: its lastSeq, so only acknowledged records). */
+  toSeq?: number;
+}
+
+const EPOCH_MS_MAX = Number.MAX_SAFE_INTEGER;
+
+export function checkString(value: unknown, name: string): void {
+  if (value !== undefined && typeof value !== 'string') throw new InvalidFilterError(`filter.${name} must be a string`);
+}
+
+export function checkRange(r: TimeRange): void {
+  for (const key of ['since', 'until'] as const) {
+    const v = r[key];
+    if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0 && v <= EPOCH_MS_MAX)) {
+      throw new InvalidFilterError(`filter.${key} must be epoch milliseconds (a whole number >= 0); use parseTimeArg for text like "2h" or an ISO date`);
+    }
+  }
+}
+
+export function checkCount(v: number | undefined, name: string): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new InvalidFilterError(`filter.${name} must be a non-negative integer`);
+}
+
+/** The kinds asked for, or null for any; unknown kinds are refused, naming the known ones. */
+export function checkKinds(kind: string | readonly string[] | undefined): string[] | null {
+  if (kind === undefined) return null;
+  const kinds = typeof kind === 'string' ? [kind] : [...kind];
+  const known = new Set<string>(EVENT_KINDS);
+  const unknown = kinds.filter((k) => typeof k !== 'string' || !known.has(k));
+  if (unknown.length > 0) {
+    throw new InvalidFilterError(`unknown event kind ${unknown.map((k) => JSON.stringify(k)).join(', ')}; kinds are: ${EVENT_KINDS.join(', ')}`);
+  }
+  return kinds;
+}
+
+/** Validates a whole filter; returns its kinds (null for any). */
+export function checkLedgerFilter(f: LedgerFilter): string[] | null {
+  checkString(f.correlationId, 'correlationId');
+  checkString(f.jobId, 'jobId');
+  checkString(f.queue, 'queue');
+  checkRange(f);
+  checkCount(f.limit, 'limit');
+  checkCount(f.afterSeq, 'afterSeq');
+  checkCount(f.toSeq, 'toSeq');
+  return checkKinds(f.kind);
+}
