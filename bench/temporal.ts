@@ -19,7 +19,8 @@ import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger, type ActivityInterceptorsFactory } from '@temporalio/worker';
 import { breakerKey, MapBreakerView } from '../core/breakers.js';
 import type { HookEmitter } from '../hooks/emitter.js';
-import { wardenActivityInterceptors, withStamp, withTracerData } from '../hooks/temporal/index.js';
+import { wardenActivityInterceptors } from '../hooks/temporal/index.js';
+import { withStamp, withTracerData } from '../hooks/temporal/headers.js';
 import { DEFAULT_OPTIONS, median, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
 const CALLS = 20_000;

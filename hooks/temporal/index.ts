@@ -69,12 +69,11 @@ export function wardenSinks(options: WardenTemporalOptions = {}): InjectedSinks<
   return wardenSinksFor(resolveOptions(options));
 }
 
-export { WardenWorkflowClientInterceptor } from './client.js';
-export { BREAKER_FAILURE_TYPE, TRACER_NAME } from './activity.js';
-export { WardenTemporalConfigError, DEFAULT_APPROVALS, type WardenTemporalOptions, type WardenTemporalMetadata, type ArgumentPaths, type ApprovalDecision } from './options.js';
-export { WARDEN_HEADER, TRACER_HEADER, readStamp, withStamp, readTracerData, withTracerData, workflowRunSpanId, parseTraceparent, type WardenTemporalStamp, type TraceCarrier } from './headers.js';
-export { WARDEN_SINK, type WorkflowRecord, type WardenWorkflowSinks } from './records.js';
-export { workflowRecordToEvent } from './sinks.js';
+// The public surface: what the README documents, with its option types and errors. Everything else
+// (header codecs, sink records) is internal; tests import it by path.
+export { BREAKER_FAILURE_TYPE } from './activity.js';
+export { WardenTemporalConfigError, type WardenTemporalOptions, type WardenTemporalMetadata, type ArgumentPaths, type ApprovalDecision } from './options.js';
+export type { WardenWorkflowSinks } from './records.js';
 export { withCorrelation, currentCorrelationId } from '../correlation.js';
 // The transport to the sidecar and the breaker view, so a worker needs only this entry point.
 export { configureWarden, watchBreakers, WardenTransportConfigError, type ConfigureWardenOptions, type WardenHandle, type WatchBreakersOptions } from '../transport/index.js';

@@ -9,7 +9,8 @@ import { currentCorrelationId } from '../../../hooks/correlation.js';
 import { canonicalJson } from '../../../core/event.js';
 import { sha256Hex } from '../../../core/hash.js';
 import { traceIdForCorrelation } from '../../../core/ids.js';
-import { BREAKER_FAILURE_TYPE, wardenActivityInterceptors, withStamp, workflowRunSpanId } from '../../../hooks/temporal/index.js';
+import { BREAKER_FAILURE_TYPE, wardenActivityInterceptors } from '../../../hooks/temporal/index.js';
+import { withStamp, workflowRunSpanId } from '../../../hooks/temporal/headers.js';
 import { breaker, CollectingEmitter, headerInjector, installOtel, ThrowingEmitter } from '../../harness/temporal/helpers.js';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';

@@ -6,7 +6,8 @@ import { withCorrelation } from '../../../hooks/correlation.js';
 import { canonicalJson } from '../../../core/event.js';
 import { sha256Hex } from '../../../core/hash.js';
 import { traceIdForCorrelation } from '../../../core/ids.js';
-import { readStamp, readTracerData, wardenClientInterceptors, workflowRunSpanId } from '../../../hooks/temporal/index.js';
+import { wardenClientInterceptors } from '../../../hooks/temporal/index.js';
+import { readStamp, readTracerData, workflowRunSpanId } from '../../../hooks/temporal/headers.js';
 import { RecordingConnection } from '../../harness/temporal/connection.js';
 import { CollectingEmitter, installOtel, ThrowingEmitter } from '../../harness/temporal/helpers.js';
 

@@ -5,7 +5,8 @@ import { OpenTelemetryActivityInboundInterceptor, OpenTelemetryWorkflowClientInt
 import { MockActivityEnvironment } from '@temporalio/testing';
 import { DefaultLogger } from '@temporalio/worker';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseTraceparent, readStamp, readTracerData, TRACER_HEADER, wardenActivityInterceptors, wardenClientInterceptors } from '../../../hooks/temporal/index.js';
+import { wardenActivityInterceptors, wardenClientInterceptors } from '../../../hooks/temporal/index.js';
+import { parseTraceparent, readStamp, readTracerData, TRACER_HEADER } from '../../../hooks/temporal/headers.js';
 import { RecordingConnection } from '../../harness/temporal/connection.js';
 import { CollectingEmitter, headerInjector, installOtel } from '../../harness/temporal/helpers.js';
 

@@ -1,6 +1,7 @@
 import { defaultPayloadConverter } from '@temporalio/common';
 import { describe, expect, it } from 'vitest';
-import { readStamp, readTracerData, TRACER_HEADER, WARDEN_HEADER, wardenClientInterceptors, wardenWorker, WardenTemporalConfigError, withStamp, withTracerData, workflowRunSpanId } from '../../../hooks/temporal/index.js';
+import { wardenClientInterceptors, wardenWorker, WardenTemporalConfigError } from '../../../hooks/temporal/index.js';
+import { readStamp, readTracerData, TRACER_HEADER, WARDEN_HEADER, withStamp, withTracerData, workflowRunSpanId } from '../../../hooks/temporal/headers.js';
 import { stableSpanId } from '../../../core/ids.js';
 
 describe('warden/temporal options and header codec', () => {
