@@ -21,6 +21,15 @@ export const RUN_KINDS = kindSet('job.completed', 'job.failed', 'activity.comple
 /** Finished attempts a retry window counts as successes (workflows are not retried attempts). */
 export const ATTEMPT_SUCCESS_KINDS = kindSet('job.completed', 'activity.completed');
 
+/** An attempt started (a retry window counts first attempts and retries by the attempt number). */
+export const ATTEMPT_START_KINDS = kindSet('job.started', 'activity.started');
+
+/** An attempt failed and may be retried. */
+export const ATTEMPT_FAILED_KINDS = kindSet('job.attempt_failed', 'activity.attempt_failed');
+
+/** Finished attempts a retry window counts as terminal failures (retries exhausted or not retryable). */
+export const ATTEMPT_TERMINAL_FAILURE_KINDS = kindSet('job.failed', 'activity.failed');
+
 /** Human approvals and denials. */
 export const APPROVAL_KINDS = kindSet('approval.granted', 'approval.denied');
 

@@ -5,4 +5,6 @@ export { PolicyEngine, BreakerRequestError, type ForceMode, type PolicyObserver,
 export { BullMQQueueActions, type QueueActions } from './act/bullmq.js';
 export { KvBreakerPublisher, type BreakerPublisher } from './act/kv.js';
 export type { BreakerState } from './detect/breaker.js';
+export { Decider, type Output as PolicyOutput } from './detect/decider.js';
+export { Actuator } from './act/actuator.js';
 export { PolicyStateError } from './act/state-file.js';

@@ -4,6 +4,7 @@
  * statistical drift of numeric outputs (`attrs['output.<metric>']`) against a baseline window.
  */
 import type { WardenEvent } from '../../core/event.js';
+import { COMPLETION_KINDS } from '../../core/kinds.js';
 import { detectDrift, type DriftResult } from './drift-stats.js';
 import type { DriftConfig, DriftMetricConfig } from '../schema.js';
 
@@ -13,8 +14,7 @@ export interface VersionFinding {
   evidence: Record<string, string>;
 }
 
-const COMPLETIONS = new Set(['job.completed', 'activity.completed', 'workflow.completed']);
-export const isCompletion = (ev: WardenEvent) => COMPLETIONS.has(ev.kind);
+export const isCompletion = (ev: WardenEvent) => COMPLETION_KINDS.has(ev.kind);
 
 /** A bounded map: the oldest entries are forgotten first. */
 export class Lru<K, V> {
