@@ -127,7 +127,7 @@ function pidAlive(pid: number): boolean {
  * processes, and two concurrent apt-get runs would collide on dpkg's lock. A lock left by a dead
  * process is taken over.
  */
-async function withInstallLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
+export async function withInstallLock<T>(fn: () => Promise<T>, timeoutMs = 15 * 60_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -37,3 +37,5 @@ export {
 export { startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from './otlp.js';
 export { sumMetric } from './metrics-text.js';
 export { until } from './until.js';
+export { ensurePyVenv, PY_PINS, PyVenvError, type PyVenv } from './pyvenv.js';
+export { startTemporal, type TemporalServer, type TemporalOptions } from './temporal.js';
