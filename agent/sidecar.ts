@@ -1,11 +1,15 @@
 /**
- * Wires the sidecar process: spool (ledger) -> positions -> metrics/spans -> BullMQ collector -> HTTP.
- * Start order makes the ledger durable before anything is read; stop order drains in reverse.
+ * Wires the sidecar process as one ordered list of parts (see parts.ts): the ledger first, then what
+ * ships and publishes it, the pipeline, policies, the BullMQ collector's connections, HTTP, self-verify,
+ * NATS ingest, and last the collector's reading. Start order makes the ledger durable before anything is
+ * read; parts stop in reverse, so every writer has stopped before the spool closes, and the final
+ * checkpoint is written before shipping and publishing stop. A part that fails to start stops the ones
+ * before it and the error goes to the CLI (its exit code).
  */
 import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
-import { BullMQCollector } from '../collectors/bullmq/collector.js';
+import { BullMQCollector, type BullMQCollectorOptions } from '../collectors/bullmq/collector.js';
 import { Redactor } from '../core/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
 import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
@@ -17,6 +21,7 @@ import { startShipping, type Shipping } from './shipping.js';
 import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
+import { startParts, type Part, type RunningParts } from './parts.js';
 import { EventPipeline } from './pipeline.js';
 import { PositionStore } from './positions.js';
 import { startPolicies, type RunningPolicies } from './policies.js';
@@ -25,169 +30,295 @@ import { EventSpanBuilder } from './spans.js';
 import { createTraceExport, type TraceExport } from './tracing.js';
 import { LedgerSelfVerifier } from './self-verify.js';
 
+/** What the parts made, handed to the Sidecar once all of them started. */
+interface Started {
+  config: WardenConfig;
+  spool: Spool;
+  metrics: WardenMetrics;
+  collector: BullMQCollector;
+  http: HttpServer;
+  checkpointer: Checkpointer;
+  shipping: Shipping | null;
+  checkpointPublisher: CheckpointPublisher | null;
+  selfVerify: LedgerSelfVerifier | null;
+  natsIngest: NatsEventConsumer | null;
+  policies: RunningPolicies | null;
+}
+
+/** The collector's progress, read by /readyz and by stop. */
+interface CollectorState { running: boolean; starting: Promise<void> }
+
 export class Sidecar {
-  private constructor(
-    readonly config: WardenConfig,
-    readonly spool: Spool,
-    readonly metrics: WardenMetrics,
-    readonly collector: BullMQCollector,
-    readonly http: HttpServer,
-    private readonly traces: TraceExport,
-    private readonly positions: PositionStore,
-    private readonly logger: Logger,
-    /** Signs Merkle checkpoints of the ledger; `checkpointer.onCheckpoint(fn)` is where they are published. */
-    readonly checkpointer: Checkpointer,
-    /** The ClickHouse store and its shipper; null when clickhouse.mode is off. */
-    readonly shipping: Shipping | null,
-  ) {}
+  readonly config: WardenConfig;
+  readonly spool: Spool;
+  readonly metrics: WardenMetrics;
+  readonly collector: BullMQCollector;
+  readonly http: HttpServer;
+  /** Signs Merkle checkpoints of the ledger; `checkpointer.onCheckpoint(fn)` is where they are published. */
+  readonly checkpointer: Checkpointer;
+  /** The ClickHouse store and its shipper; null when clickhouse.mode is off. */
+  readonly shipping: Shipping | null;
+  /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
+  readonly checkpointPublisher: CheckpointPublisher | null;
+  readonly selfVerify: LedgerSelfVerifier | null;
+  /** Consumes hook events from NATS JetStream; null when nats.url is not set. */
+  readonly natsIngest: NatsEventConsumer | null;
+  /** The policy engine and its actions; null without policies.file. */
+  readonly policies: RunningPolicies | null;
+
+  private constructor(s: Started, private readonly collectorState: CollectorState, private readonly parts: RunningParts, private readonly logger: Logger) {
+    this.config = s.config;
+    this.spool = s.spool;
+    this.metrics = s.metrics;
+    this.collector = s.collector;
+    this.http = s.http;
+    this.checkpointer = s.checkpointer;
+    this.shipping = s.shipping;
+    this.checkpointPublisher = s.checkpointPublisher;
+    this.selfVerify = s.selfVerify;
+    this.natsIngest = s.natsIngest;
+    this.policies = s.policies;
+  }
+
+  /** True once the collector reached Redis and found its queues. */
+  get collectorRunning(): boolean { return this.collectorState.running; }
+  /** Resolves once the collector reached Redis and found its queues (or failed to). */
+  get starting(): Promise<void> { return this.collectorState.starting; }
 
   static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
-    const spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
-    if (spool.recovery.truncatedBytes > 0) {
-      logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
-    }
-    const positions = new PositionStore(config.dataDir);
-    // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
-    const recentIds = new RecentEventIds(config.ingest.dedupeWindow);
-    const restored = await positions.restore((fromSeq) => rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds));
-    logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
-    const checkpointer = await openCheckpointer(config, spool, logger).catch(async (err) => {
-      await spool.close();
-      throw err;
-    });
-
     const metrics = new WardenMetrics();
-    metrics.ledgerLastSeq.set(spool.lastSeq);
-    const shipping = await startShipping(config, spool, metrics, logger).catch(async (err) => {
-      await checkpointer.close({ lastSeq: spool.lastSeq });
-      await spool.close();
-      throw err;
-    });
-    // Signed checkpoints also go to NATS JetStream when nats.url is set (async; never blocks the ledger).
-    const publisher = startCheckpointPublishing(config, checkpointer, metrics, logger);
-    const traces = createTraceExport(config.tracing);
-    const spans = new EventSpanBuilder(traces.processor, traces.resource);
-    const pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
-    const redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
-    const ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
-    // Policies see every durable event and write their decisions through the same pipeline.
-    const policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger).catch(async (err) => {
-      await publisher?.stop({ drainMs: 0 });
-      await shipping?.stop();
-      await checkpointer.close({ lastSeq: spool.lastSeq });
-      await spool.close();
-      throw err;
-    });
-    pipeline.policies = policies?.engine ?? null;
+    const collectorState: CollectorState = { running: false, starting: Promise.resolve() };
+    let spool!: Spool;
+    let positions!: PositionStore;
+    let recentIds!: RecentEventIds;
+    let restored!: Awaited<ReturnType<PositionStore['restore']>>;
+    let checkpointer!: Checkpointer;
+    let shipping: Shipping | null = null;
+    let publisher: CheckpointPublisher | null = null;
+    let traces!: TraceExport;
+    let pipeline!: EventPipeline;
+    let redactor!: Redactor;
+    let ingest!: EventIngest;
+    let policies: RunningPolicies | null = null;
+    let collector!: BullMQCollector;
+    let http!: HttpServer;
+    let selfVerify: LedgerSelfVerifier | null = null;
+    let natsIngest: NatsEventConsumer | null = null;
 
-    const collector = new BullMQCollector({
-      redisUrl: config.redis.url,
-      prefix: config.bullmq.prefix,
-      queues: config.bullmq.queues,
-      discoverIntervalMs: config.bullmq.discoverIntervalMs,
-      countsIntervalMs: config.bullmq.countsIntervalMs,
-      batchSize: config.bullmq.batchSize,
-      blockMs: config.bullmq.blockMs,
-      startFrom: config.bullmq.startFrom,
-      metadata: config.bullmq.metadata,
-      queueMetadata: config.bullmq.queueMetadata,
-      outputs: config.bullmq.outputs,
-      redactor,
-      inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
-      positions: restored.positions,
-      sink: (batches) => pipeline.handle(batches),
-      hasTerminal: (q, id) => restored.terminals.has(q, id),
-      seedJob: (q, id) => restored.jobStates.get(q, id),
-      observer: {
-        onQueue: (queue) => logger.info({ queue }, 'watching queue'),
-        onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),
-        onError: (where, err) => {
-          metrics.collectorErrors.inc({ where: where.split(' ')[0] });
-          logger.warn({ where, err: err.message }, 'collector error (retrying)');
-        },
-        onCounts: (queue, counts, paused) => {
-          for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue, state }, n);
-          metrics.queuePaused.set({ queue }, paused ? 1 : 0);
+    const parts: Part[] = [
+      {
+        name: 'ledger spool',
+        async start() {
+          spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
+          if (spool.recovery.truncatedBytes > 0) {
+            logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
+          }
+          // Normally "final checkpoint" below has closed it already (close is idempotent).
+          return () => spool.close();
         },
       },
-    });
-
-    let sidecar: Sidecar | undefined;
-    const readiness = (): Readiness => {
-      const reasons: string[] = [];
-      if (!sidecar?.collectorRunning) reasons.push('collector starting (waiting for Redis)');
-      else if (!collector.connected) reasons.push(`redis not connected (${config.redis.url.replace(/\/\/[^@]*@/, '//***@')})`);
-      reasons.push(...(shipping?.problems() ?? []));
-      return { ready: reasons.length === 0, reasons };
-    };
-    const api = new ComplianceApi({
-      ...config.api,
-      redactor,
-      record: (events) => pipeline.record(events),
-      ingest: (events) => ingest.ingest(events, 'http'),
-      onInvalidEvents: (n) => ingest.invalid('http', n),
-      store: shipping?.store ?? null,
-      breakers: policies?.admin ?? null,
-      reader: {
-        events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
-        lineage: (cid) => lineage(config.dataDir, cid),
-        verify: async () => ({
-          ...(await verifyLedger(config.dataDir)),
-          checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
-        }),
+      {
+        name: 'positions',
+        async start() {
+          positions = new PositionStore(config.dataDir);
+          // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
+          recentIds = new RecentEventIds(config.ingest.dedupeWindow);
+          restored = await positions.restore((fromSeq) => rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds));
+          logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
+          metrics.ledgerLastSeq.set(spool.lastSeq);
+          return async ({ unwinding }) => { if (!unwinding) await positions.flush(); };
+        },
       },
-    });
-    const { host, port } = parseHostPort(config.metrics.addr);
-    const http = await startHttpServer({ host, port, metrics, readiness, api });
-    logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
+      {
+        name: 'ledger checkpoints',
+        async start() {
+          checkpointer = await openCheckpointer(config, spool, logger);
+          // Normally "final checkpoint" below has closed it already (close is idempotent).
+          return async () => { await checkpointer.close({ lastSeq: spool.lastSeq }); };
+        },
+      },
+      {
+        name: 'shipping to ClickHouse',
+        async start() {
+          shipping = await startShipping(config, spool, metrics, logger);
+          // Stops after the final checkpoint, so it ships what it can in a few seconds, that checkpoint included.
+          return async () => { await shipping?.stop(); };
+        },
+      },
+      {
+        name: 'checkpoint publishing',
+        async start() {
+          // Signed checkpoints also go to NATS JetStream when nats.url is set (async; never blocks the ledger).
+          publisher = startCheckpointPublishing(config, checkpointer, metrics, logger);
+          // The final checkpoint too, if NATS is up (no waiting when a later part failed to start).
+          return async ({ unwinding }) => { await publisher?.stop({ drainMs: unwinding ? 0 : 3000 }); };
+        },
+      },
+      {
+        name: 'final checkpoint',
+        async start() {
+          // Nothing to start: at stop, once every writer has stopped, the spool closes and the last checkpoint is signed.
+          return async ({ unwinding }) => {
+            await spool.close();
+            const cp = await checkpointer.close({ lastSeq: spool.lastSeq });
+            if (cp && !unwinding) logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');
+          };
+        },
+      },
+      {
+        name: 'event pipeline',
+        async start() {
+          traces = createTraceExport(config.tracing);
+          const spans = new EventSpanBuilder(traces.processor, traces.resource);
+          pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
+          redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+          ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
+          return async () => {
+            await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
+          };
+        },
+      },
+      {
+        name: 'policies',
+        async start() {
+          // Policies see every durable event and write their decisions through the same pipeline.
+          policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger);
+          pipeline.policies = policies?.engine ?? null;
+          // Decisions in flight are recorded before the spool closes.
+          return async () => { await policies?.stop(); };
+        },
+      },
+      {
+        name: 'BullMQ collector (Redis connections)',
+        async start() {
+          collector = newCollector(config, { redactor, restored, metrics, logger, sink: (batches) => pipeline.handle(batches) });
+          // Normally "BullMQ collector" below has stopped it already (stop is idempotent).
+          return () => collector.stop();
+        },
+      },
+      {
+        name: 'HTTP (/metrics, /healthz, /readyz, /v1)',
+        async start() {
+          const readiness = (): Readiness => {
+            const reasons: string[] = [];
+            if (!collectorState.running) reasons.push('collector starting (waiting for Redis)');
+            else if (!collector.connected) reasons.push(`redis not connected (${config.redis.url.replace(/\/\/[^@]*@/, '//***@')})`);
+            reasons.push(...(shipping?.problems() ?? []));
+            return { ready: reasons.length === 0, reasons };
+          };
+          const api = new ComplianceApi({
+            ...config.api,
+            redactor,
+            record: (events) => pipeline.record(events),
+            ingest: (events) => ingest.ingest(events, 'http'),
+            onInvalidEvents: (n) => ingest.invalid('http', n),
+            store: shipping?.store ?? null,
+            breakers: policies?.admin ?? null,
+            reader: {
+              events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
+              lineage: (cid) => lineage(config.dataDir, cid),
+              verify: async () => ({
+                ...(await verifyLedger(config.dataDir)),
+                checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
+              }),
+            },
+          });
+          const { host, port } = parseHostPort(config.metrics.addr);
+          http = await startHttpServer({ host, port, metrics, readiness, api });
+          logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
+          return () => http.close();
+        },
+      },
+      {
+        name: 'ledger self-verify',
+        async start() {
+          // Periodic self-verify of the ledger (ledger.verifyIntervalMs): warden_ledger_verify_ok and a ledger.verified event.
+          const verifier = new LedgerSelfVerifier({
+            dataDir: config.dataDir, intervalMs: config.ledger.verifyIntervalMs, fullEvery: config.ledger.verifyFullEvery,
+            metrics, record: (events) => pipeline.record(events), lastSeq: () => spool.lastSeq, logger,
+          }).start();
+          selfVerify = verifier;
+          return () => verifier.stop();
+        },
+      },
+      {
+        name: 'NATS ingest',
+        async start() {
+          // Hook events from NATS JetStream (nats.url set): the spool is open, so acks can follow appends.
+          natsIngest = startNatsIngest(config, ingest, logger);
+          // The batch in hand is appended and acked before the spool closes.
+          return async () => { await natsIngest?.stop(); };
+        },
+      },
+      {
+        name: 'BullMQ collector',
+        async start() {
+          // Redis may be down at start: keep retrying in the background, ready once it is reachable.
+          collectorState.starting = collector.start().then(
+            () => { collectorState.running = true; logger.info({ queues: collector.queues }, 'collector started'); },
+            (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
+          );
+          // Graceful: the batch in flight is made durable and its positions saved before the spool closes.
+          return async () => {
+            await collector.stop();
+            await collectorState.starting;
+          };
+        },
+      },
+    ];
 
-    // Redis may be down at start: keep retrying in the background, ready once it is reachable.
-    const s = new Sidecar(config, spool, metrics, collector, http, traces, positions, logger, checkpointer, shipping);
-    sidecar = s;
-    s.checkpointPublisher = publisher;
-    // Periodic self-verify of the ledger (ledger.verifyIntervalMs): warden_ledger_verify_ok and a ledger.verified event.
-    s.selfVerify = new LedgerSelfVerifier({
-      dataDir: config.dataDir, intervalMs: config.ledger.verifyIntervalMs, fullEvery: config.ledger.verifyFullEvery,
-      metrics, record: (events) => pipeline.record(events), lastSeq: () => spool.lastSeq, logger,
-    }).start();
-    // Hook events from NATS JetStream (nats.url set): the spool is open, so acks can follow appends.
-    s.natsIngest = startNatsIngest(config, ingest, logger);
-    s.policies = policies;
-    s.starting = collector.start().then(
-      () => { s.collectorRunning = true; logger.info({ queues: collector.queues }, 'collector started'); },
-      (err) => logger.error({ err: (err as Error).message }, 'collector failed to start'),
+    const running = await startParts(parts, {
+      onStopError: (part, err) => logger.error({ part, err: (err as Error).message }, 'stopping a part of the sidecar failed'),
+    });
+    return new Sidecar(
+      { config, spool, metrics, collector, http, checkpointer, shipping, checkpointPublisher: publisher, selfVerify, natsIngest, policies },
+      collectorState, running, logger,
     );
-    return s;
   }
 
-  collectorRunning = false;
-  /** Publishes checkpoints to NATS JetStream; null when nats.url is not set. */
-  checkpointPublisher: CheckpointPublisher | null = null;
-  selfVerify: LedgerSelfVerifier | null = null;
-  /** Consumes hook events from NATS JetStream; null when nats.url is not set. */
-  natsIngest: NatsEventConsumer | null = null;
-  /** The policy engine and its actions; null without policies.file. */
-  policies: RunningPolicies | null = null;
-  /** Resolves once the collector reached Redis and found its queues. */
-  starting: Promise<void> = Promise.resolve();
-
-  /** Graceful: the batch in flight is made durable and its positions saved before exit. */
+  /** Graceful: stops the parts in reverse start order (see the list in start). */
   async stop(): Promise<void> {
-    await this.natsIngest?.stop(); // the batch in hand is appended and acked before the spool closes
-    await this.collector.stop();
-    await this.starting;
-    await this.selfVerify?.stop();
-    await this.policies?.stop(); // decisions in flight are recorded before the spool closes
-    await this.spool.close();
-    const cp = await this.checkpointer.close({ lastSeq: this.spool.lastSeq });
-    if (cp) this.logger.info({ size: cp.size, root: cp.root }, 'final ledger checkpoint');
-    await this.shipping?.stop(); // ships what it can in a few seconds, the final checkpoint included
-    await this.checkpointPublisher?.stop({ drainMs: 3000 }); // the final checkpoint too, if NATS is up
-    await this.positions.flush();
-    await this.traces.processor.shutdown().catch((err) => this.logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
-    await this.http.close();
+    await this.parts.stop();
     this.logger.info({ lastSeq: this.spool.lastSeq }, 'stopped');
   }
+}
+
+function newCollector(
+  config: WardenConfig,
+  o: { redactor: Redactor; restored: Awaited<ReturnType<PositionStore['restore']>>; metrics: WardenMetrics; logger: Logger; sink: BullMQCollectorOptions['sink'] },
+): BullMQCollector {
+  const { restored, metrics, logger } = o;
+  return new BullMQCollector({
+    redisUrl: config.redis.url,
+    prefix: config.bullmq.prefix,
+    queues: config.bullmq.queues,
+    discoverIntervalMs: config.bullmq.discoverIntervalMs,
+    countsIntervalMs: config.bullmq.countsIntervalMs,
+    batchSize: config.bullmq.batchSize,
+    blockMs: config.bullmq.blockMs,
+    startFrom: config.bullmq.startFrom,
+    metadata: config.bullmq.metadata,
+    queueMetadata: config.bullmq.queueMetadata,
+    outputs: config.bullmq.outputs,
+    redactor: o.redactor,
+    inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
+    positions: restored.positions,
+    sink: o.sink,
+    hasTerminal: (q, id) => restored.terminals.has(q, id),
+    seedJob: (q, id) => restored.jobStates.get(q, id),
+    observer: {
+      onQueue: (queue) => logger.info({ queue }, 'watching queue'),
+      onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),
+      onError: (where, err) => {
+        metrics.collectorErrors.inc({ where: where.split(' ')[0] });
+        logger.warn({ where, err: err.message }, 'collector error (retrying)');
+      },
+      onCounts: (queue, counts, paused) => {
+        for (const [state, n] of Object.entries(counts)) metrics.queueJobs.set({ queue, state }, n);
+        metrics.queuePaused.set({ queue }, paused ? 1 : 0);
+      },
+    },
+  });
 }
 
 async function openCheckpointer(config: WardenConfig, spool: Spool, logger: Logger): Promise<Checkpointer> {

@@ -1,0 +1,47 @@
+/** Query parameters of the ledger routes: each route names the keys it accepts, anything else is a 400 naming it. */
+import { parseTimeArg, type LedgerFilter } from '../../ledger/index.js';
+import { ApiError } from './errors.js';
+
+/** The spool filter of /v1/ledger/events and /v1/ledger/export. */
+export function filterFrom(url: URL): LedgerFilter {
+  const p = url.searchParams;
+  const allowed = new Set(['correlation_id', 'job_id', 'queue', 'kind', 'since', 'until', 'limit', 'format']);
+  for (const key of p.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
+  const limit = p.get('limit');
+  if (limit !== null && !/^[1-9]\d{0,8}$/.test(limit)) throw new ApiError(400, `limit must be a positive whole number, not ${JSON.stringify(limit)}`);
+  const kinds = p.getAll('kind').flatMap((k) => k.split(',')).filter(Boolean);
+  return {
+    correlationId: p.get('correlation_id') ?? undefined,
+    jobId: p.get('job_id') ?? undefined,
+    queue: p.get('queue') ?? undefined,
+    kind: kinds.length ? kinds : undefined,
+    since: p.get('since') ? parseTimeArg(p.get('since')!) : undefined,
+    until: p.get('until') ? parseTimeArg(p.get('until')!) : undefined,
+    limit: limit ? Number(limit) : undefined,
+  };
+}
+
+/** Time range plus the other keys a route accepts; anything else is a 400 naming it. */
+export function timeFrom(url: URL, others: string[]): { since?: number; until?: number } {
+  const allowed = new Set(['since', 'until', ...others]);
+  for (const key of url.searchParams.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
+  const since = url.searchParams.get('since');
+  const until = url.searchParams.get('until');
+  return { since: since ? parseTimeArg(since) : undefined, until: until ? parseTimeArg(until) : undefined };
+}
+
+export const str = (url: URL, key: string) => url.searchParams.get(key) ?? undefined;
+
+export function num(url: URL, key: string): number | undefined {
+  const v = url.searchParams.get(key);
+  if (v === null) return undefined;
+  if (!/^[1-9]\d{0,8}$/.test(v)) throw new ApiError(400, `${key} must be a positive whole number, not ${JSON.stringify(v)}`);
+  return Number(v);
+}
+
+/** The record format of the streaming routes (JSON lines by default). */
+export function formatFrom(url: URL): 'jsonl' | 'json' | 'csv' {
+  const f = url.searchParams.get('format') ?? 'jsonl';
+  if (f !== 'jsonl' && f !== 'json' && f !== 'csv') throw new ApiError(400, `format must be jsonl, json or csv, not ${JSON.stringify(f)}`);
+  return f;
+}

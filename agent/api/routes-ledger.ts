@@ -1,0 +1,74 @@
+/**
+ * Ledger reads (`GET /v1/ledger/...`, compliance and admin): events, lineage and verify from the
+ * spool; approvals, versions, unapproved, decisions and export from the ClickHouse store the ledger is
+ * shipped to (the same queries as the CLI).
+ */
+import type { LedgerFilter, LedgerRecord, VerifyResult } from '../../ledger/index.js';
+import * as c from '../../ledger/compliance/queries.js';
+import { eventPages } from '../../ledger/compliance/export.js';
+import type { LedgerStore } from '../../ledger/store/index.js';
+import type { Role } from './auth.js';
+import { ApiError } from './errors.js';
+import { filterFrom, formatFrom, num, str, timeFrom } from './params.js';
+import { flatten, sendJson, sendRows, streamRecords, toAsync } from './respond.js';
+import type { Route, RouteContext } from './router.js';
+
+/** Where the API reads the ledger from (the spool today; the ClickHouse store where configured). */
+export interface LedgerReader {
+  events(filter: LedgerFilter): AsyncIterable<LedgerRecord>;
+  lineage(correlationId: string): Promise<LedgerRecord[]>;
+  /** The hash chain, and (when there are any) the signed checkpoints against the spool. */
+  verify(): Promise<VerifyResult & { checkpoints?: { ok: boolean } }>;
+}
+
+/** Roles that may read the ledger: admin may do everything compliance may. */
+export const READ_ROLES: readonly Role[] = ['compliance', 'admin'];
+
+export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | null }): Route[] {
+  const read = (path: string | RegExp, handle: Route['handle']): Route => ({ method: 'GET', path, roles: READ_ROLES, handle });
+  /** A route answered by the ClickHouse store: 503 when this sidecar ships to none. */
+  const fromStore = (path: string, query: (store: LedgerStore, ctx: RouteContext) => Promise<number>): Route => read(path, async (ctx) => {
+    if (!o.store) throw new ApiError(503, `${path} queries the ClickHouse store, and this sidecar ships to none (clickhouse.mode is off)`, { code: 'WARDEN_CONFIG' });
+    return query(o.store, ctx);
+  });
+
+  return [
+    read('/v1/ledger/events', async ({ res, url }) => streamRecords(res, o.reader.events(filterFrom(url)), formatFrom(url))),
+    read(/^\/v1\/ledger\/lineage\/(.*)$/, async ({ res, url, params }) => {
+      const cid = decodeURIComponent(params[0]);
+      if (!cid) throw new ApiError(400, 'lineage needs a correlation ID: /v1/ledger/lineage/<correlation-id>');
+      return streamRecords(res, toAsync(await o.reader.lineage(cid)), formatFrom(url));
+    }),
+    read('/v1/ledger/verify', async ({ res }) => {
+      const r = await o.reader.verify();
+      const ok = r.ok && (r.checkpoints?.ok ?? true);
+      sendJson(res, ok ? 200 : 409, { ...r, ok });
+      return r.records;
+    }),
+    fromStore('/v1/ledger/approvals', async (store, { res, url }) => {
+      const f = { ...timeFrom(url, ['actor', 'queue', 'limit', 'per_day', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), limit: num(url, 'limit') };
+      return url.searchParams.get('per_day') === '1'
+        ? sendRows(res, await c.approvalsPerDay(store, f), c.APPROVALS_PER_DAY_COLUMNS, url)
+        : sendRows(res, await c.approvals(store, f), c.APPROVAL_COLUMNS, url);
+    }),
+    fromStore('/v1/ledger/versions', async (store, { res, url }) =>
+      sendRows(res, await c.versions(store, { ...timeFrom(url, ['queue', 'format']), queue: str(url, 'queue') }), c.VERSION_COLUMNS, url)),
+    fromStore('/v1/ledger/unapproved', async (store, { res, url }) =>
+      sendRows(res, await c.unapproved(store, { ...timeFrom(url, ['queue', 'format']), queue: str(url, 'queue') }), c.UNAPPROVED_COLUMNS, url)),
+    fromStore('/v1/ledger/decisions', async (store, { res, url }) => {
+      const f = { ...timeFrom(url, ['actor', 'queue', 'policy', 'limit', 'counts', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), policy: str(url, 'policy'), limit: num(url, 'limit') };
+      return url.searchParams.get('counts') === '1'
+        ? sendRows(res, await c.decisionCounts(store, f), c.DECISION_COUNT_COLUMNS, url)
+        : sendRows(res, await c.decisions(store, f), c.DECISION_COLUMNS, url);
+    }),
+    fromStore('/v1/ledger/export', async (store, { res, url }) => {
+      const f = filterFrom(url);
+      const fmt = formatFrom(url);
+      return streamRecords(res, flatten(eventPages(store, { ...f, kind: f.kind }, 5000)), fmt === 'json' ? 'jsonl' : fmt);
+    }),
+    // Any other ledger path: still GET-only and for readers (403/405 first), then a 404 naming the endpoints.
+    read(/^\/v1\/ledger\/.*$/, async ({ path }) => {
+      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify, approvals, versions, unapproved, decisions, export)`);
+    }),
+  ];
+}
