@@ -11,7 +11,7 @@ import { makeEvent } from '../core/event.js';
 import { checkEvent } from '../core/event-validation.js';
 import type { Redactor } from '../core/redact.js';
 import { LedgerError, parseTimeArg, type LedgerFilter, type LedgerRecord, type VerifyResult } from '../ledger/index.js';
-import { csvCell, csvHeader, csvRow } from '../ledger/compliance/csv.js';
+import { csvCell, csvHeader, csvRow } from '../ledger/compliance/format.js';
 import * as c from '../ledger/compliance/queries.js';
 import { eventPages } from '../ledger/compliance/export.js';
 import type { LedgerStore } from '../ledger/store/index.js';

@@ -1,71 +1,19 @@
-#!/usr/bin/env node
-/** The `warden` command: run the sidecar, check config, read and verify the ledger, run the demo. */
-import type { KeyObject } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { Command, InvalidArgumentError, Option } from 'commander';
-import { ZodError } from 'zod';
-import { loadConfig, type WardenConfig } from './config.js';
-import { ConfigError, UsageError } from './errors.js';
-import { RecordWriter, type OutputFormat } from './format.js';
-import { createLogger } from './logger.js';
-import { Sidecar } from './sidecar.js';
+/**
+ * `warden ledger verify|prove|schema|verify-proof|consistency|query|lineage`: read the spool, verify it
+ * (or the rows shipped to ClickHouse) against the signed checkpoints, and prove inclusion and consistency.
+ */
+import { readFileSync } from 'node:fs';
+import { Option, type Command } from 'commander';
+import { EXIT } from '../../core/errors.js';
+import type { WardenConfig } from '../config.js';
+import { UsageError } from '../errors.js';
 import {
-  LedgerError, checkpointsPath, keyIdOf, keyPaths, lineage, loadPublicKey, parseTimeArg, proveConsistency, proveInclusion, queryLedger,
+  checkpointsPath, keyIdOf, keyPaths, lineage, loadPublicKey, parseTimeArg, proveConsistency, proveInclusion, queryLedger,
   readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger, verifyStore,
-} from '../ledger/index.js';
-import { openStore } from '../ledger/store/store.js';
-import { createWriteStream } from 'node:fs';
-import path from 'node:path';
-import {
-  APPROVALS_PER_DAY_COLUMNS, APPROVAL_COLUMNS, DECISION_COLUMNS, DECISION_COUNT_COLUMNS, UNAPPROVED_COLUMNS, VERSION_COLUMNS,
-  approvals, approvalsPerDay, decisionCounts, decisions, unapproved, versions, type TimeRange,
-} from '../ledger/compliance/queries.js';
-import { exportEvents, type ExportFormat } from '../ledger/compliance/export.js';
-import { formatRows, progressBar } from '../ledger/compliance/format.js';
-import type { LedgerStore } from '../ledger/store/store.js';
-import { PolicyFileError } from '../policies/loader.js';
-import { registerPolicyCommands } from './policy-cli.js';
-
-const EXIT_TAMPERED = 1;
-const EXIT_USAGE = 2;
-
-interface CommonOpts { config?: string; dataDir?: string }
-
-const configFor = (o: CommonOpts): WardenConfig => loadConfig({ file: o.config, overrides: { dataDir: o.dataDir } });
-const out = (s: string) => process.stdout.write(s);
-
-const formatOption = () => new Option('--format <format>', 'output format').choices(['table', 'jsonl', 'csv']).default('table');
-const positiveInt = (v: string) => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
-};
-const sizeArg = (v: string) => {
-  const n = Number(v);
-  if (!Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('expected a log size (a whole number >= 0)');
-  return n;
-};
-
-/** --public-key files, else the data directory's public key, else the public half of the configured signing key. */
-async function publicKeysFor(cfg: WardenConfig, given: string[] | undefined): Promise<KeyObject[]> {
-  if (given && given.length > 0) return Promise.all(given.map((f) => loadPublicKey(f)));
-  const { publicFile } = keyPaths(cfg.dataDir);
-  if (existsSync(publicFile)) return [await loadPublicKey(publicFile)];
-  if (cfg.ledger.signingKeyFile) return [await loadPublicKey(cfg.ledger.signingKeyFile)];
-  return [];
-}
-
-/** A JSON document to --out (summary on stdout) or to stdout (summary on stderr, so the JSON stays parseable). */
-function emitJson(doc: unknown, file: string | undefined, summary: string): void {
-  const json = `${JSON.stringify(doc, null, 2)}\n`;
-  if (file) {
-    writeFileSync(file, json);
-    out(`${summary}\nwrote ${file}\n`);
-  } else {
-    out(json);
-    process.stderr.write(`${summary}\n`);
-  }
-}
+} from '../../ledger/index.js';
+import { RecordWriter, type OutputFormat } from '../../ledger/compliance/format.js';
+import { openStore } from '../../ledger/store/store.js';
+import { configFor, emitJson, formatOption, group, out, positiveInt, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
 
 interface VerifyOpts {
   publicKey?: string[];
@@ -96,8 +44,7 @@ async function verifyStoreCommand(cfg: WardenConfig, o: VerifyOpts): Promise<voi
     database: o.clickhouseDatabase ?? ch.database, dataDir: cfg.dataDir,
   });
   try {
-    const [t] = await store.query<{ n: string }>("SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'warden_ledger'");
-    if (Number(t?.n ?? 0) === 0) throw new UsageError(`${store.target} has no warden_ledger table: nothing was shipped there`);
+    await requireLedgerTable(store);
     const r = await verifyStore(store, { dataDir: cfg.dataDir, publicKeys: keys, checkpointsFile: file, expectComplete: o.expectComplete });
     const c = r.checkpoints;
     out(`checked ${r.rows} rows of warden_ledger in the ${r.store} store: hash chain recomputed from genesis` +
@@ -122,82 +69,14 @@ async function verifyStoreCommand(cfg: WardenConfig, o: VerifyOpts): Promise<voi
       out(`STORE TAMPERED: first bad record seq ${p.seq} (${p.kind})${range}: ${p.message}\n`);
       out(`records before it verified: ${r.records} (seq 1..${r.lastSeq}); signed roots matched up to seq ${c.verifiedSize}\n`);
     }
-    process.exitCode = EXIT_TAMPERED;
+    process.exitCode = EXIT.TAMPERED;
   } finally {
     await store.close();
   }
 }
 
-interface ComplianceStoreOpts {
-  clickhouseUrl?: string;
-  clickhouseUser?: string;
-  clickhousePassword?: string;
-  clickhouseDatabase?: string;
-}
-
-/** The store options of the compliance commands (`ledger approvals|versions|unapproved|decisions|export`). */
-function complianceStoreOptions(cmd: Command): Command {
-  return cmd
-    .option('--clickhouse-url <url>', 'ClickHouse server URL (default: config clickhouse.url; without one, the embedded store in <data-dir>/chdb)')
-    .option('--clickhouse-user <user>', 'user (default: config clickhouse.user); a read-only user is enough')
-    .option('--clickhouse-password <password>', 'password (default: config clickhouse.password or WARDEN_CLICKHOUSE_PASSWORD)')
-    .option('--clickhouse-database <db>', 'database (default: config clickhouse.database, else default)');
-}
-
-/** Opens the configured ClickHouse store (read only: no migration), checks the ledger table is there, runs `fn`, closes. */
-async function withComplianceStore<T>(cfg: WardenConfig, o: ComplianceStoreOpts, fn: (store: LedgerStore) => Promise<T>): Promise<T> {
-  const ch = cfg.clickhouse;
-  const url = o.clickhouseUrl ?? ch.url;
-  if (!url && !existsSync(path.join(cfg.dataDir, 'chdb'))) {
-    throw new UsageError(`no ClickHouse store: pass --clickhouse-url <url> (or set clickhouse.url), or query the embedded store of a data directory that has one (${path.join(cfg.dataDir, 'chdb')} does not exist)`);
-  }
-  const store = await openStore({
-    url, user: o.clickhouseUser ?? ch.user, password: o.clickhousePassword ?? ch.password, database: o.clickhouseDatabase ?? ch.database, dataDir: cfg.dataDir,
-  });
-  try {
-    const [t] = await store.query<{ n: string }>("SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = 'warden_ledger'");
-    if (Number(t?.n ?? 0) === 0) throw new UsageError(`${store.target} has no warden_ledger table: nothing was shipped there`);
-    return await fn(store);
-  } finally {
-    await store.close();
-  }
-}
-
-const timeRange = (o: { since?: string; until?: string }): TimeRange => ({
-  since: o.since ? parseTimeArg(o.since) : undefined, until: o.until ? parseTimeArg(o.until) : undefined,
-});
-
-export function buildCli(): Command {
-  const program = new Command('warden')
-    .description('Observability and governance sidecar for BullMQ and Temporal workers')
-    .showHelpAfterError()
-    .option('-c, --config <file>', 'YAML config file (environment variables override it)')
-    .option('-d, --data-dir <dir>', 'data directory (ledger spool, positions); default ./.warden or WARDEN_DATA_DIR');
-
-  const common = (cmd: Command): CommonOpts => cmd.optsWithGlobals<CommonOpts>();
-
-  program.command('start').description('run the sidecar: collect BullMQ events into the ledger, metrics and traces')
-    .action(async (_o, cmd: Command) => {
-      const config = configFor(common(cmd));
-      const logger = createLogger(config.log.level);
-      const sidecar = await Sidecar.start(config, logger);
-      await untilSignal();
-      logger.info('shutting down: flushing the ledger');
-      await sidecar.stop();
-      // Everything durable is flushed and closed; a Redis client still retrying a connection that was
-      // never made may hold timers for seconds, so do not wait for them.
-      process.exit(process.exitCode ?? 0);
-    });
-
-  const config = program.command('config').description('configuration');
-  config.command('check').description('validate the configuration and print it as resolved')
-    .action((_o, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      out(`${JSON.stringify({ ...cfg, redis: { url: cfg.redis.url.replace(/\/\/[^@]*@/, '//***@') } }, null, 2)}\n`);
-      out('configuration is valid\n');
-    });
-
-  const ledger = program.command('ledger').description('read and verify the audit ledger');
+export function registerLedgerCommands(program: Command): void {
+  const ledger = group(program, 'ledger', 'read and verify the audit ledger');
   ledger.command('verify').description('recompute the hash chain and check every signed checkpoint; exit 1 naming the first bad record or checkpoint')
     .option('--public-key <pem...>', 'public key(s) the checkpoints are signed with (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
     .option('--checkpoints <file>', 'check this checkpoint file (e.g. a copy kept outside the host) instead of <data-dir>/checkpoints.jsonl')
@@ -209,7 +88,7 @@ export function buildCli(): Command {
     .option('--clickhouse-database <db>', 'with --store clickhouse: database (default: config clickhouse.database, else default)')
     .option('--expect-complete', 'with --store: every checkpointed record must be in the store (missing ones are truncation, not "not yet shipped")')
     .action(async (o: VerifyOpts, cmd: Command) => {
-      const cfg = configFor(common(cmd));
+      const cfg = configFor(cmd);
       if (o.store) {
         await verifyStoreCommand(cfg, o);
         return;
@@ -221,7 +100,7 @@ export function buildCli(): Command {
       } else {
         const p = r.problem!;
         out(`LEDGER TAMPERED: first bad record seq ${p.seq} (${p.kind}) in ${p.segment} line ${p.line}: ${p.message}\n`);
-        process.exitCode = EXIT_TAMPERED;
+        process.exitCode = EXIT.TAMPERED;
       }
       const file = o.checkpoints ?? checkpointsPath(cfg.dataDir);
       const present = await readCheckpointFile(file);
@@ -247,13 +126,13 @@ export function buildCli(): Command {
       const range = p.fromSeq !== undefined ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
       out(`LEDGER TAMPERED: checkpoint line ${p.line} (${p.kind})${range}: ${p.message}\n`);
       if (c.keyIds.length === 0 && p.kind === 'signature') out(`(verified with key ${keys.map(keyIdOf).join(', ')})\n`);
-      process.exitCode = EXIT_TAMPERED;
+      process.exitCode = EXIT.TAMPERED;
     });
 
   ledger.command('prove').argument('<event-id>').description('a self-contained inclusion proof of one record against the latest signed checkpoint (JSON)')
     .option('--out <file>', 'write the proof to a file instead of stdout')
     .action(async (eventId: string, o: { out?: string }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
+      const cfg = configFor(cmd);
       const proof = await proveInclusion(cfg.dataDir, eventId);
       emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
         `(root ${proof.checkpoint.root}, key ${proof.checkpoint.key_id}); check it with: warden ledger verify-proof <file> --public-key <pem>`);
@@ -264,7 +143,7 @@ export function buildCli(): Command {
     .option('--database <db>', 'database the Distributed tables point at (default: currentDatabase())')
     .option('--zoo-prefix <path>', 'ZooKeeper path prefix for the replicated tables', '/clickhouse/tables/{shard}/warden')
     .action(async (o: { cluster?: string; database?: string; zooPrefix: string }) => {
-      const { MIGRATIONS, clusterSchema } = await import('../ledger/store/index.js');
+      const { MIGRATIONS, clusterSchema } = await import('../../ledger/store/index.js');
       if (o.cluster) {
         for (const st of clusterSchema(o.cluster, { database: o.database, zooPrefix: o.zooPrefix })) out(`-- ${st.table}\n${st.sql};\n\n`);
         return;
@@ -284,14 +163,14 @@ export function buildCli(): Command {
         doc = JSON.parse(readFileSync(file, 'utf8'));
       } catch (err) {
         out(`INVALID PROOF: step "format" failed: cannot read ${file} as JSON (${(err as Error).message})\n`);
-        process.exitCode = EXIT_TAMPERED;
+        process.exitCode = EXIT.TAMPERED;
         return;
       }
       const v = verifyInclusionProof(doc, key);
       for (const step of v.steps) out(`${step}\n`);
       if (!v.ok) {
         out(`INVALID PROOF: step "${v.step}" failed: ${v.message}\n`);
-        process.exitCode = EXIT_TAMPERED;
+        process.exitCode = EXIT.TAMPERED;
         return;
       }
       const e = v.record.event;
@@ -304,7 +183,7 @@ export function buildCli(): Command {
     .option('--public-key <pem>', 'check the cited checkpoints\' signatures with this key (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
     .option('--out <file>', 'write the proof to a file instead of stdout')
     .action(async (o: { from?: number; to?: number; publicKey?: string; out?: string }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
+      const cfg = configFor(cmd);
       const proof = await proveConsistency(cfg.dataDir, { from: o.from, to: o.to });
       const [key] = await publicKeysFor(cfg, o.publicKey ? [o.publicKey] : undefined);
       const v = verifyConsistencyProof(proof, key);
@@ -312,7 +191,7 @@ export function buildCli(): Command {
         ? `${v.steps.join('\n')}\nthe log only grew: seq 1..${proof.from.size} are unchanged in the log of size ${proof.to.size}`
         : `${v.steps.join('\n')}\nINCONSISTENT: ${v.message}`;
       emitJson(proof, o.out, summary);
-      if (!v.ok) process.exitCode = EXIT_TAMPERED;
+      if (!v.ok) process.exitCode = EXIT.TAMPERED;
     });
 
   ledger.command('query').description('list ledger records matching filters')
@@ -323,7 +202,7 @@ export function buildCli(): Command {
     .option('--limit <n>', 'at most this many records', positiveInt)
     .addOption(formatOption())
     .action(async (o: { correlationId?: string; jobId?: string; queue?: string; kind?: string[]; since?: string; until?: string; limit?: number; format: OutputFormat }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
+      const cfg = configFor(cmd);
       const writer = new RecordWriter(o.format, out);
       for await (const rec of queryLedger(cfg.dataDir, {
         correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind,
@@ -335,184 +214,9 @@ export function buildCli(): Command {
   ledger.command('lineage').argument('<correlation-id>').description('the ordered story of one piece of work')
     .addOption(formatOption())
     .action(async (cid: string, o: { format: OutputFormat }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
+      const cfg = configFor(cmd);
       const writer = new RecordWriter(o.format, out);
       for (const rec of await lineage(cfg.dataDir, cid)) writer.write(rec);
       writer.end();
     });
-
-  // Compliance questions asked of the ledger in ClickHouse (ledger/compliance.ts; the SQL is in the README).
-  type RangeOpts = ComplianceStoreOpts & { since?: string; until?: string; format: OutputFormat };
-  const rangeOptions = (c: Command): Command => complianceStoreOptions(c
-    .option('--since <time>', 'ISO time, epoch ms, or relative (15m, 2h, 7d); inclusive, on the exact event time')
-    .option('--until <time>', 'ISO time, epoch ms, or relative; exclusive')
-    .addOption(formatOption()));
-
-  rangeOptions(ledger.command('approvals').description('approvals granted and denied (ClickHouse store), or --per-day counts per actor')
-    .option('--actor <actor>', 'only this approver').option('--queue <name>', 'only this queue')
-    .option('--per-day', 'counts per actor per UTC day instead of the approvals')
-    .option('--limit <n>', 'at most this many approvals', positiveInt))
-    .action(async (o: RangeOpts & { actor?: string; queue?: string; perDay?: boolean; limit?: number }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      const f = { ...timeRange(o), actor: o.actor, queue: o.queue };
-      await withComplianceStore(cfg, o, async (store) => {
-        if (o.perDay) out(formatRows(o.format, APPROVALS_PER_DAY_COLUMNS, await approvalsPerDay(store, f)));
-        else out(formatRows(o.format, APPROVAL_COLUMNS, await approvals(store, { ...f, limit: o.limit })));
-      });
-    });
-
-  rangeOptions(ledger.command('versions').description('models and policies in use, at which versions, per queue / workflow / activity and UTC day (ClickHouse store)')
-    .option('--queue <name>', 'only this queue'))
-    .action(async (o: RangeOpts & { queue?: string }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      await withComplianceStore(cfg, o, async (store) => {
-        out(formatRows(o.format, VERSION_COLUMNS, await versions(store, { ...timeRange(o), queue: o.queue })));
-      });
-    });
-
-  rangeOptions(ledger.command('unapproved').description('work that completed although a policy required an approval that was not granted at or before completion (ClickHouse store)')
-    .option('--queue <name>', 'only completions on this queue'))
-    .action(async (o: RangeOpts & { queue?: string }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      await withComplianceStore(cfg, o, async (store) => {
-        const rows = await unapproved(store, { ...timeRange(o), queue: o.queue });
-        out(formatRows(o.format, UNAPPROVED_COLUMNS, rows));
-      });
-    });
-
-  rangeOptions(ledger.command('decisions').description('policy decisions (ClickHouse store), or --counts per policy, version and decision')
-    .option('--actor <actor>').option('--queue <name>').option('--policy <name>')
-    .option('--counts', 'counts per policy, policy version and decision instead of the decisions')
-    .option('--limit <n>', 'at most this many decisions', positiveInt))
-    .action(async (o: RangeOpts & { actor?: string; queue?: string; policy?: string; counts?: boolean; limit?: number }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      const f = { ...timeRange(o), actor: o.actor, queue: o.queue, policy: o.policy };
-      await withComplianceStore(cfg, o, async (store) => {
-        if (o.counts) out(formatRows(o.format, DECISION_COUNT_COLUMNS, await decisionCounts(store, f)));
-        else out(formatRows(o.format, DECISION_COLUMNS, await decisions(store, { ...f, limit: o.limit })));
-      });
-    });
-
-  complianceStoreOptions(ledger.command('export').description('stream events from the ClickHouse store to a JSONL or CSV file, page by page, with progress on stderr')
-    .requiredOption('--out <file>', 'file to write (.jsonl or .csv; --format overrides the extension)')
-    .addOption(new Option('--format <format>', 'jsonl or csv (default: from the --out extension)').choices(['jsonl', 'csv']))
-    .option('--correlation-id <id>').option('--job-id <id>').option('--queue <name>')
-    .option('--kind <kind...>', 'one or more event kinds')
-    .option('--since <time>', 'ISO time, epoch ms, or relative (15m, 2h, 7d)')
-    .option('--until <time>', 'ISO time, epoch ms, or relative')
-    .option('--limit <n>', 'at most this many events', positiveInt)
-    .option('--page-size <n>', 'events per SELECT', positiveInt, 5000))
-    .action(async (o: ComplianceStoreOpts & {
-      out: string; format?: ExportFormat; correlationId?: string; jobId?: string; queue?: string; kind?: string[]; since?: string; until?: string;
-      limit?: number; pageSize: number;
-    }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      const ext = path.extname(o.out).toLowerCase();
-      const format: ExportFormat | undefined = o.format ?? (ext === '.csv' ? 'csv' : ext === '.jsonl' || ext === '.ndjson' ? 'jsonl' : undefined);
-      if (!format) throw new UsageError(`cannot tell the format of ${o.out} from its extension: name it .jsonl or .csv, or pass --format`);
-      const filter = { ...timeRange(o), correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind, limit: o.limit };
-      const tty = process.stderr.isTTY === true;
-      let lastPct = -1;
-      let lastAt = 0;
-      const onProgress = ({ done, total }: { done: number; total: number }): void => {
-        if (tty) {
-          process.stderr.write(`\r${progressBar(done, total)}`);
-          return;
-        }
-        // Plain lines (a log, a CI job): at every 10% step or every 5 s, whichever comes first.
-        const pct = total > 0 ? Math.floor((done / total) * 10) : 10;
-        if (pct !== lastPct || Date.now() - lastAt > 5000) {
-          process.stderr.write(`export: ${done} / ${total} events (${total > 0 ? Math.floor((done / total) * 100) : 100}%)\n`);
-          lastPct = pct;
-          lastAt = Date.now();
-        }
-      };
-      await withComplianceStore(cfg, o, async (store) => {
-        const file = createWriteStream(o.out);
-        const failed = new Promise<never>((_, reject) => file.once('error', reject));
-        failed.catch(() => undefined);
-        const write = (chunk: string): Promise<void> | void => {
-          if (file.write(chunk)) return;
-          return Promise.race([new Promise<void>((r) => file.once('drain', () => r())), failed]);
-        };
-        const r = await exportEvents(store, filter, format, write, { pageSize: o.pageSize, onProgress });
-        await Promise.race([new Promise<void>((res) => file.end(() => res())), failed]);
-        if (tty) process.stderr.write('\n');
-        process.stderr.write(`export: exported ${r.rows} / ${r.total} events to ${o.out} (${format}, last seq ${r.lastSeq})\n`);
-      });
-    });
-
-  const slo = program.command('slo').description('service level objectives');
-  slo.command('generate').description('write Prometheus recording rules and multi-window multi-burn-rate alerts for the slos in the config')
-    .option('--out <file>', 'write the rule file here instead of stdout')
-    .action(async (o: { out?: string }, cmd: Command) => {
-      const opts = common(cmd);
-      const cfg = configFor(opts);
-      if (cfg.slos.length === 0) throw new UsageError('the configuration has no slos: add a `slos:` list (name, queue, objective, optional latency) to the file given with --config');
-      const { generateSloRules } = await import('./slo.js');
-      const text = generateSloRules(cfg.slos, opts.config ? path.basename(opts.config) : 'the configuration');
-      if (o.out) {
-        writeFileSync(o.out, text);
-        process.stderr.write(`slo: wrote ${cfg.slos.length} SLO rule group(s) to ${o.out}\n`);
-      } else out(text);
-    });
-  registerPolicyCommands(program, (cmd) => configFor(common(cmd)));
-
-  program.command('demo').description('run a small AI-agent pipeline on BullMQ beside the sidecar (needs Redis)')
-    .option('--duration <seconds>', 'how long to produce jobs', positiveInt, 60)
-    .option('--rate <jobs>', 'documents ingested per second', positiveInt, 20)
-    .option('--storm', 'make the model call fail hard for a while (a retry storm)')
-    .option('--no-sidecar', 'run only the demo workers (a sidecar runs elsewhere)')
-    .action(async (o: { duration: number; rate: number; storm?: boolean; sidecar: boolean }, cmd: Command) => {
-      const cfg = configFor(common(cmd));
-      const logger = createLogger(cfg.log.level);
-      const { runDemo } = await import('./demo.js');
-      const sidecar = o.sidecar ? await Sidecar.start(cfg, logger) : null;
-      await runDemo({ redisUrl: cfg.redis.url, prefix: cfg.bullmq.prefix, durationSec: o.duration, rate: o.rate, storm: !!o.storm, logger, stopSignal: untilSignal() });
-      if (sidecar) {
-        logger.info('demo finished: waiting for the sidecar to catch up, then stopping');
-        await new Promise((r) => setTimeout(r, 2000));
-        await sidecar.stop();
-      }
-      out(`demo done. Try: npx warden ledger query --kind job.failed --data-dir ${cfg.dataDir}\n`);
-    });
-
-  return program;
 }
-
-function untilSignal(): Promise<void> {
-  return new Promise((resolve) => {
-    process.once('SIGINT', () => resolve());
-    process.once('SIGTERM', () => resolve());
-  });
-}
-
-export async function main(argv: string[]): Promise<void> {
-  // `warden ledger query | head`: the reader went away; stop quietly instead of crashing on EPIPE.
-  process.stdout.on('error', (err: NodeJS.ErrnoException) => {
-    if (err.code === 'EPIPE') process.exit(0);
-    throw err;
-  });
-  try {
-    await buildCli().parseAsync(argv);
-  } catch (err) {
-    if (err instanceof ConfigError || err instanceof UsageError) {
-      process.stderr.write(`warden: ${err.message}\n`);
-      process.exitCode = EXIT_USAGE;
-    } else if (err instanceof ZodError) {
-      process.stderr.write(`warden: ${err.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}\n`);
-      process.exitCode = EXIT_USAGE;
-    } else if (err instanceof PolicyFileError) {
-      process.stderr.write(`warden: ${err.message}\n`);
-      process.exitCode = EXIT_USAGE;
-    } else if (err instanceof LedgerError) {
-      // Bad time argument, corrupt or locked spool, no ledger at that path: the message says what to do.
-      process.stderr.write(`warden: ${(err as Error).message}\n`);
-      process.exitCode = EXIT_USAGE;
-    } else {
-      throw err;
-    }
-  }
-}
-
-await main(process.argv);

@@ -1,16 +1,11 @@
-/** `warden policy check FILE` and `warden breaker list|open|close|auto`, the latter through the running sidecar's API. */
+/** `warden policy check FILE`: validate a policy file without starting anything. */
 import type { Command } from 'commander';
-import { loadPolicyFile, PolicyFileError } from '../policies/loader.js';
-import type { BreakerState } from '../policies/detect/breaker.js';
-import type { WardenConfig } from './config.js';
-import { UsageError } from './errors.js';
+import { EXIT } from '../../core/errors.js';
+import { loadPolicyFile, PolicyFileError } from '../../policies/loader.js';
+import { group, out } from './common.js';
 
-const out = (s: string) => process.stdout.write(s);
-
-interface BreakerOpts { url?: string; token?: string; actor?: string; policy?: string; json?: boolean }
-
-export function registerPolicyCommands(program: Command, configFor: (cmd: Command) => WardenConfig): void {
-  const policy = program.command('policy').description('governance policies');
+export function registerPolicyCommands(program: Command): void {
+  const policy = group(program, 'policy', 'governance policies');
   policy.command('check').argument('<file>', 'policy file (YAML)').description('validate a policy file; exit 1 naming every bad key')
     .action((file: string) => {
       try {
@@ -22,58 +17,10 @@ export function registerPolicyCommands(program: Command, configFor: (cmd: Comman
         }
       } catch (err) {
         if (!(err instanceof PolicyFileError)) throw err;
+        // The checked file is invalid, as a ledger that does not verify: exit 1, naming every bad key
+        // (a policy file named by the config that is invalid is a config error: exit 2).
         process.stderr.write(`${err.message}\n`);
-        process.exitCode = 1;
+        process.exitCode = EXIT.TAMPERED;
       }
     });
-
-  const breaker = program.command('breaker').description('circuit breakers of the running sidecar (through its HTTP API)');
-  const withApi = (c: Command) => c
-    .option('--url <url>', 'sidecar base URL (default: http://<metrics.addr> from the config)')
-    .option('--token <token>', 'API bearer token (default: $WARDEN_API_TOKEN)')
-    .option('--json', 'print the JSON response');
-  withApi(breaker.command('list').description('every breaker with its state (compliance or admin token)'))
-    .action(async (o: BreakerOpts, cmd: Command) => {
-      const body = await call(configFor(cmd), o, 'GET', '/v1/breakers');
-      print(body, o);
-    });
-  for (const [name, desc] of [['open', 'force open (held until auto)'], ['close', 'force closed (held until auto)'], ['auto', 'hand the breaker back to its policy']] as const) {
-    withApi(breaker.command(name).argument('<scope>', 'breaker scope, e.g. bullmq.queue.ingest, temporal.activity.callModel').description(`${desc}; admin token; recorded with the actor`))
-      .requiredOption('--actor <name>', 'who is doing this (written to the ledger)')
-      .option('--policy <name>', 'only the breaker of this policy')
-      .action(async (scope: string, o: BreakerOpts, cmd: Command) => {
-        const q = new URLSearchParams({ actor: o.actor! });
-        if (o.policy) q.set('policy', o.policy);
-        const body = await call(configFor(cmd), o, 'POST', `/v1/breakers/${encodeURIComponent(scope)}/${name}?${q}`);
-        print(body, o);
-      });
-  }
-}
-
-async function call(cfg: WardenConfig, o: BreakerOpts, method: string, path: string): Promise<{ breakers: BreakerState[] }> {
-  const base = o.url ?? `http://${cfg.metrics.addr}`;
-  const token = o.token ?? process.env.WARDEN_API_TOKEN;
-  if (!token) throw new UsageError('the breaker commands need an API token: --token <token> or WARDEN_API_TOKEN');
-  let res: Response;
-  try {
-    res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
-  } catch (err) {
-    throw new UsageError(`cannot reach the sidecar at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
-  }
-  const text = await res.text();
-  if (!res.ok) {
-    let msg = text;
-    try { msg = (JSON.parse(text) as { error: string }).error; } catch { /* not JSON */ }
-    throw new UsageError(`${method} ${path.split('?')[0]} failed (${res.status}): ${msg}`);
-  }
-  return JSON.parse(text) as { breakers: BreakerState[] };
-}
-
-function print(body: { breakers: BreakerState[] }, o: BreakerOpts): void {
-  if (o.json) { out(`${JSON.stringify(body, null, 2)}\n`); return; }
-  if (body.breakers.length === 0) { out('no breakers\n'); return; }
-  for (const b of body.breakers) {
-    const held = b.forced ? `  forced ${b.forced} by ${b.forced_by}` : '';
-    out(`${b.key}  ${b.phase}  policy ${b.policy}@${b.policy_version}  since ${new Date(b.since).toISOString()}${held}  ${b.reason}\n`);
-  }
 }

@@ -1,0 +1,2 @@
+#!/usr/bin/env node
+import { run } from './cli/program.js'; await run(process.argv);
