@@ -127,6 +127,23 @@ export const ConfigSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   }).prefault({}),
+}).superRefine((c, ctx) => {
+  // Keys that are valid alone but not together: checked here, so `warden config check` and `warden
+  // start` refuse them before anything is opened, generated or created in the data directory.
+  if (c.clickhouse.mode === 'server' && !c.clickhouse.url) {
+    ctx.addIssue({ code: 'custom', path: ['clickhouse', 'url'], message: 'required when clickhouse.mode is "server" (set clickhouse.url or WARDEN_CLICKHOUSE_URL, or use mode auto, embedded or off)' });
+  }
+  // The API finds a caller by its token (the first match wins) and audits and rate-limits it by name.
+  const names = new Map<string, number>();
+  const tokens = new Map<string, number>();
+  c.api.tokens.forEach((t, i) => {
+    const sameName = names.get(t.name);
+    if (sameName !== undefined) ctx.addIssue({ code: 'custom', path: ['api', 'tokens', i, 'name'], message: `duplicate token name "${t.name}" (also api.tokens.${sameName}); names identify the caller in the ledger` });
+    const sameToken = tokens.get(t.token);
+    if (sameToken !== undefined) ctx.addIssue({ code: 'custom', path: ['api', 'tokens', i, 'token'], message: `the same token as api.tokens.${sameToken}; every token must be unique, or only the first one's role applies` });
+    names.set(t.name, names.get(t.name) ?? i);
+    tokens.set(t.token, tokens.get(t.token) ?? i);
+  });
 });
 
 export type WardenConfig = z.infer<typeof ConfigSchema>;

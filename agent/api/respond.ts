@@ -1,50 +1,43 @@
 /** Writing answers: JSON, ledger records streamed with backpressure, and query rows in the asked-for format. */
 import type { ServerResponse } from 'node:http';
 import type { LedgerRecord } from '../../ledger/index.js';
-import { csvCell, csvHeader, csvRow } from '../../ledger/compliance/csv.js';
+import { formatRows, RecordWriter } from '../../ledger/compliance/format.js';
 import { ApiError } from './errors.js';
 
 export function sendJson(res: ServerResponse, status: number, doc: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' }).end(`${JSON.stringify(doc)}\n`);
 }
 
-/** Streams records as JSON lines (default), a JSON array, or CSV, minding backpressure. */
+/** Streams records as JSON lines (default), a JSON array, or CSV (the one formatter), minding backpressure. */
 export async function streamRecords(res: ServerResponse, records: AsyncIterable<LedgerRecord>, format: 'jsonl' | 'json' | 'csv'): Promise<number> {
   const type = format === 'csv' ? 'text/csv; charset=utf-8' : format === 'json' ? 'application/json' : 'application/x-ndjson';
+  let pending = '';
+  const writer = new RecordWriter(format, (s) => { pending += s; }, { csvHeaderWhenEmpty: true });
+  // The status goes out with the first bytes, so an error before the first record still gets its own status.
+  const flush = async () => {
+    if (!res.headersSent) res.writeHead(200, { 'content-type': type });
+    const s = pending;
+    pending = '';
+    if (s && !res.write(s)) await new Promise((r) => res.once('drain', r));
+  };
   let n = 0;
-  const write = async (s: string) => { if (!res.write(s)) await new Promise((r) => res.once('drain', r)); };
   for await (const rec of records) {
-    if (n === 0) {
-      res.writeHead(200, { 'content-type': type });
-      if (format === 'csv') await write(csvHeader());
-      if (format === 'json') await write('[');
-    }
-    const line = format === 'csv' ? csvRow(rec) : JSON.stringify({ seq: rec.seq, hash: rec.hash, ...rec.event });
-    await write(format === 'json' ? `${n ? ',' : ''}${line}` : format === 'csv' ? line : `${line}\n`);
+    writer.write(rec);
+    await flush();
     n++;
   }
-  if (n === 0) {
-    res.writeHead(200, { 'content-type': type });
-    if (format === 'csv') await write(csvHeader());
-    if (format === 'json') await write('[');
-  }
-  res.end(format === 'json' ? ']\n' : '');
+  writer.end();
+  await flush();
+  res.end();
   return n;
 }
 
 /** Query rows as a JSON array (default), JSON lines or CSV with the query's own columns. */
 export function sendRows(res: ServerResponse, rows: object[], columns: readonly string[], url: URL): number {
   const f = url.searchParams.get('format') ?? 'json';
-  if (f === 'csv') {
-    const lines = [columns.join(','), ...rows.map((r) => columns.map((c) => csvCell((r as Record<string, unknown>)[c])).join(','))];
-    res.writeHead(200, { 'content-type': 'text/csv; charset=utf-8' }).end(`${lines.join('\r\n')}\r\n`);
-  } else if (f === 'jsonl') {
-    res.writeHead(200, { 'content-type': 'application/x-ndjson' }).end(rows.map((r) => `${JSON.stringify(r)}\n`).join(''));
-  } else if (f === 'json') {
-    sendJson(res, 200, rows);
-  } else {
-    throw new ApiError(400, `format must be json, jsonl or csv, not ${JSON.stringify(f)}`);
-  }
+  if (f !== 'json' && f !== 'jsonl' && f !== 'csv') throw new ApiError(400, `format must be json, jsonl or csv, not ${JSON.stringify(f)}`);
+  const type = f === 'csv' ? 'text/csv; charset=utf-8' : f === 'jsonl' ? 'application/x-ndjson' : 'application/json';
+  res.writeHead(200, { 'content-type': type }).end(formatRows(f, columns, rows));
   return rows.length;
 }
 

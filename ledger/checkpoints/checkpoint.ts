@@ -244,7 +244,7 @@ export class Checkpointer {
     if (read.tornBytes > 0) await fs.truncate(file, read.goodBytes); // never published: see the file comment
     const lastLine = read.lines[read.lines.length - 1];
     if (lastLine && !lastLine.checkpoint) {
-      throw new CheckpointError(`${file} line ${lastLine.line} is not a checkpoint (${lastLine.error}); run \`warden ledger verify\``);
+      throw new CheckpointError(`${file} line ${lastLine.line} is not a checkpoint (${lastLine.error}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
     }
     const last = lastLine?.checkpoint ?? null;
     if (last && last.size > opts.lastSeq) {

@@ -1,11 +1,15 @@
 /** Errors of signed checkpoints: keys, the checkpoint file, and a spool that no longer matches them. */
+import type { ErrorCode } from '../../core/errors.js';
 import { LedgerError } from '../errors.js';
 
 export class CheckpointError extends LedgerError {
   override name = 'CheckpointError';
   /** The file system's error code when a key or checkpoint file could not be read (e.g. ENOENT). */
-  constructor(message: string, readonly errno?: string) {
-    super(message);
+  readonly errno: string | undefined;
+  /** `code` (default WARDEN_LEDGER) decides the CLI exit code: a key or argument problem is a usage error, a checkpoint the spool does not reproduce is tampering. */
+  constructor(message: string, options: { errno?: string; code?: ErrorCode } = {}) {
+    super(message, { code: options.code });
+    this.errno = options.errno;
   }
 }
 

@@ -70,7 +70,7 @@ export async function loadPublicKey(file: string): Promise<KeyObject> {
   try {
     pem = await fs.readFile(file, 'utf8');
   } catch (err) {
-    throw new CheckpointError(`cannot read the public key ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    throw new CheckpointError(`cannot read the public key ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`, { code: 'WARDEN_USAGE' });
   }
   return publicKeyFromPem(pem, file);
 }
@@ -80,9 +80,9 @@ export function publicKeyFromPem(pem: string, what = 'the key'): KeyObject {
   try {
     key = crypto.createPublicKey(pem);
   } catch (err) {
-    throw new CheckpointError(`${what} is not a PEM public or private key (${(err as Error).message})`);
+    throw new CheckpointError(`${what} is not a PEM public or private key (${(err as Error).message})`, { code: 'WARDEN_USAGE' });
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new CheckpointError(`${what} is a ${key.asymmetricKeyType} key; checkpoints are signed with Ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519') throw new CheckpointError(`${what} is a ${key.asymmetricKeyType} key; checkpoints are signed with Ed25519`, { code: 'WARDEN_USAGE' });
   return key;
 }
 
@@ -92,16 +92,16 @@ async function readPrivateKey(file: string): Promise<KeyObject> {
     pem = await fs.readFile(file, 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    throw new CheckpointError(`cannot read the ledger signing key ${file} (${code ?? (err as Error).message})`, code);
+    throw new CheckpointError(`cannot read the ledger signing key ${file} (${code ?? (err as Error).message})`, { errno: code, code: 'WARDEN_CONFIG' });
   }
   let key: KeyObject;
   try {
     key = crypto.createPrivateKey(pem);
   } catch (err) {
-    throw new CheckpointError(`the ledger signing key ${file} is not a PEM private key (${(err as Error).message})`);
+    throw new CheckpointError(`the ledger signing key ${file} is not a PEM private key (${(err as Error).message})`, { code: 'WARDEN_CONFIG' });
   }
   if (key.asymmetricKeyType !== 'ed25519') {
-    throw new CheckpointError(`the ledger signing key ${file} is a ${key.asymmetricKeyType} key; an Ed25519 key is needed (openssl genpkey -algorithm ed25519)`);
+    throw new CheckpointError(`the ledger signing key ${file} is a ${key.asymmetricKeyType} key; an Ed25519 key is needed (openssl genpkey -algorithm ed25519)`, { code: 'WARDEN_CONFIG' });
   }
   return key;
 }

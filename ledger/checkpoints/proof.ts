@@ -50,7 +50,7 @@ export interface ProofSources {
 async function checkpointsOf(dir: string, file?: string): Promise<Checkpoint[]> {
   const read = await readCheckpointFile(file ?? checkpointsPath(dir));
   const bad = read.lines.find((l) => !l.checkpoint);
-  if (bad) throw new CheckpointError(`${read.file} line ${bad.line} is not a checkpoint (${bad.error}); run \`warden ledger verify\``);
+  if (bad) throw new CheckpointError(`${read.file} line ${bad.line} is not a checkpoint (${bad.error}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
   return read.lines.map((l) => l.checkpoint!);
 }
 
@@ -64,14 +64,15 @@ export async function proveInclusion(dir: string, eventId: string, sources: Proo
       break;
     }
   }
-  if (!record) throw new CheckpointError(`no record in the ledger at ${dir} has event_id ${JSON.stringify(eventId)}`);
+  if (!record) throw new CheckpointError(`no record in the ledger at ${dir} has event_id ${JSON.stringify(eventId)}`, { code: 'WARDEN_NOT_FOUND' });
   const cps = await checkpointsOf(dir, sources.checkpointsFile);
   const cp = cps[cps.length - 1];
-  if (!cp) throw new CheckpointError(`the ledger at ${dir} has no signed checkpoint yet, so there is no root to prove inclusion in`);
+  if (!cp) throw new CheckpointError(`the ledger at ${dir} has no signed checkpoint yet, so there is no root to prove inclusion in`, { code: 'WARDEN_NOT_FOUND' });
   if (cp.size < record.seq) {
     throw new CheckpointError(
       `record seq ${record.seq} (event ${eventId}) is newer than the latest checkpoint (size ${cp.size}, signed ${new Date(cp.ts).toISOString()}); ` +
       'a proof is possible once the next checkpoint covers it (the agent writes one every ledger.checkpointEvery records or ledger.checkpointIntervalMs)',
+      { code: 'WARDEN_CONFLICT' },
     );
   }
   const index = record.seq - 1;
@@ -82,7 +83,7 @@ export async function proveInclusion(dir: string, eventId: string, sources: Proo
     collector.push(leafHash(leaf.bytes));
   }
   if (collector.size !== cp.size || collector.frontier.root().toString('hex') !== cp.root || line === null) {
-    throw new CheckpointError(`the spool at ${dir} does not reproduce the latest checkpoint (size ${cp.size}); run \`warden ledger verify\``);
+    throw new CheckpointError(`the spool at ${dir} does not reproduce the latest checkpoint (size ${cp.size}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
   }
   return {
     format: INCLUSION_PROOF_FORMAT,
@@ -142,9 +143,9 @@ export async function proveConsistency(dir: string, opts: { from?: number; to?: 
   const cps = await checkpointsOf(dir, opts.checkpointsFile);
   const from = opts.from ?? cps[0]?.size;
   const to = opts.to ?? cps[cps.length - 1]?.size;
-  if (from === undefined || to === undefined) throw new CheckpointError(`the ledger at ${dir} has no checkpoints; pass --from and --to`);
+  if (from === undefined || to === undefined) throw new CheckpointError(`the ledger at ${dir} has no checkpoints; pass --from and --to`, { code: 'WARDEN_NOT_FOUND' });
   if (!(Number.isSafeInteger(from) && Number.isSafeInteger(to) && from >= 0 && from <= to)) {
-    throw new CheckpointError(`a consistency proof needs 0 <= from <= to (got from ${from}, to ${to})`);
+    throw new CheckpointError(`a consistency proof needs 0 <= from <= to (got from ${from}, to ${to})`, { code: 'WARDEN_USAGE' });
   }
   const atFrom = cps.filter((c) => c.size === from).pop() ?? null;
   const atTo = cps.filter((c) => c.size === to).pop() ?? null;
@@ -154,11 +155,11 @@ export async function proveConsistency(dir: string, opts: { from?: number; to?: 
     collector.push(leafHash(leaf.bytes));
     if (collector.size === from) rootFrom = collector.frontier.root().toString('hex');
   }
-  if (collector.size < to) throw new CheckpointError(`the spool holds ${collector.size} records, fewer than ${to}`);
+  if (collector.size < to) throw new CheckpointError(`the spool holds ${collector.size} records, fewer than ${to}`, { code: 'WARDEN_USAGE' });
   const rootTo = collector.frontier.root().toString('hex');
   for (const [c, root] of [[atFrom, rootFrom], [atTo, rootTo]] as const) {
     if (c && c.root !== root) {
-      throw new CheckpointError(`the spool does not reproduce the checkpoint of size ${c.size} (root ${root}, signed ${c.root}); run \`warden ledger verify\``);
+      throw new CheckpointError(`the spool does not reproduce the checkpoint of size ${c.size} (root ${root}, signed ${c.root}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
     }
   }
   return {

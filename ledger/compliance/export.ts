@@ -3,11 +3,10 @@
  * seq (`seq > last ORDER BY seq LIMIT n`), so memory holds one page however large the export, and it
  * reports progress against a `count()` taken first.
  *
- * The lines are those of the CLI's other ledger commands and of the HTTP export: CSV through
- * agent/format.ts (csvHeader/csvRow), JSONL as `{"seq", "hash", ...event}`. agent/format.ts imports
- * only types, so this import adds no dependency on the running agent.
+ * The lines are those of the CLI's other ledger commands and of the HTTP export: CSV and JSONL both
+ * come from the one formatter, ./format.ts (csvHeader/csvRow, jsonlLine `{"seq", "hash", ...event}`).
  */
-import { csvHeader, csvRow } from './csv.js';
+import { csvHeader, csvRow, jsonlLine } from './format.js';
 import { countEvents, eventsSql, type EventFilter } from './queries.js';
 import { InvalidFilterError } from '../errors.js';
 import type { LedgerRecord } from '../spool/record.js';
@@ -38,10 +37,7 @@ export interface ExportResult {
   lastSeq: number;
 }
 
-/** One record as a JSONL line (the format of `warden ledger query --format jsonl`). */
-export function jsonlLine(rec: LedgerRecord): string {
-  return `${JSON.stringify({ seq: rec.seq, hash: rec.hash, ...rec.event })}\n`;
-}
+export { jsonlLine };
 
 /**
  * Pages of records matching `filter` (its `afterSeq` is where paging starts, its `limit` caps the

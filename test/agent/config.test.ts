@@ -71,4 +71,13 @@ describe('config', () => {
     expect(msg).toContain('nats.consumer');
     expect(msg).toContain('ingest.dedupeWindow');
   });
+
+  it('refuses keys that are valid alone but not together, naming the key', () => {
+    expect(problems(() => loadConfig({ env: { WARDEN_CLICKHOUSE: 'server' } }))).toContain('clickhouse.url: required when clickhouse.mode is "server"');
+    expect(loadConfig({ env: { WARDEN_CLICKHOUSE: 'server', WARDEN_CLICKHOUSE_URL: 'http://127.0.0.1:8123' } }).clickhouse.mode).toBe('server');
+    const token = 'a'.repeat(24);
+    const msg = problems(() => loadConfig({ env: { WARDEN_API_TOKENS: `ops:admin:${token},ops:compliance:${'b'.repeat(24)},ci:ingest:${token}` } }));
+    expect(msg).toContain('api.tokens.1.name: duplicate token name "ops"');
+    expect(msg).toContain('api.tokens.2.token: the same token as api.tokens.0');
+  });
 });

@@ -12,7 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { makeEvent, type EventInit, type WardenEvent } from '../../core/event.js';
-import { csvHeader, csvRow } from '../../agent/format.js';
+import { csvHeader, csvRow } from '../../ledger/compliance/format.js';
 import {
   APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS, approvals, approvalsPerDay, approvalsPerDaySql, approvalsSql, countEvents, decisionCounts, decisionCountsSql,
   decisions, decisionsSql, eventsSql, lineage, lineageSql, queryEvents, unapproved, unapprovedSql, versions, versionsSql,

@@ -254,10 +254,10 @@ describe.each(ENGINES)('$name', ({ get }) => {
     const err = await store.query('SELEC 1').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StoreQueryError);
     expect((err as StoreQueryError).sqlHead).toBe('SELEC 1');
-    expect((err as StoreQueryError).code).toBe(62);
+    expect((err as StoreQueryError).clickhouseCode).toBe(62);
     const missing = await store.query('SELECT * FROM no_such_table').catch((e: unknown) => e);
     expect(missing).toBeInstanceOf(StoreQueryError);
-    expect((missing as StoreQueryError).code).toBe(60);
+    expect((missing as StoreQueryError).clickhouseCode).toBe(60);
     await expect(store.exec("SELECT 'a\u0000b'")).rejects.toThrow(/NUL/);
     // A failed statement leaves the store usable.
     expect(await store.ping()).toBe(true);
@@ -366,7 +366,7 @@ describe('server store', () => {
     try {
       const err = await s.query('SELECT * FROM nope').catch((e: unknown) => e);
       expect(err).toBeInstanceOf(StoreQueryError);
-      expect((err as StoreQueryError).code).toBe(60);
+      expect((err as StoreQueryError).clickhouseCode).toBe(60);
       expect((err as Error).message).toMatch(/UNKNOWN_TABLE/);
       expect((err as StoreQueryError).sqlHead).toBe('SELECT * FROM nope');
     } finally {
@@ -445,7 +445,7 @@ describe('cluster schema', () => {
       // 18.16 has no formatQuery: a syntax error is code 62; anything else means it parsed.
       const err = await serverStore.exec(s.sql).catch((e: unknown) => e);
       expect(err, s.table).toBeInstanceOf(StoreQueryError);
-      expect((err as StoreQueryError).code, `${s.table}: ${(err as Error).message}`).not.toBe(62);
+      expect((err as StoreQueryError).clickhouseCode, `${s.table}: ${(err as Error).message}`).not.toBe(62);
     }
     expect(LEDGER_SELECT.split(', ')).toContain('spill');
   });

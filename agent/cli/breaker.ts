@@ -1,33 +1,14 @@
-/** `warden policy check FILE` and `warden breaker list|open|close|auto`, the latter through the running sidecar's API. */
+/** `warden breaker list|open|close|auto`: the circuit breakers of a running sidecar, through its HTTP API. */
 import type { Command } from 'commander';
-import { loadPolicyFile, PolicyFileError } from '../policies/loader.js';
-import type { BreakerState } from '../policies/detect/breaker.js';
-import type { WardenConfig } from './config.js';
-import { UsageError } from './errors.js';
-
-const out = (s: string) => process.stdout.write(s);
+import type { BreakerState } from '../../policies/detect/breaker.js';
+import type { WardenConfig } from '../config.js';
+import { UsageError } from '../errors.js';
+import { configFor, group, out } from './common.js';
 
 interface BreakerOpts { url?: string; token?: string; actor?: string; policy?: string; json?: boolean }
 
-export function registerPolicyCommands(program: Command, configFor: (cmd: Command) => WardenConfig): void {
-  const policy = program.command('policy').description('governance policies');
-  policy.command('check').argument('<file>', 'policy file (YAML)').description('validate a policy file; exit 1 naming every bad key')
-    .action((file: string) => {
-      try {
-        const p = loadPolicyFile(file);
-        out(`policy file is valid: ${p.policies.length} policies, sha256 ${p.digest}\n`);
-        for (const x of p.policies) {
-          const what = [x.retryStorm ? 'retryStorm' : '', x.drift ? 'drift' : ''].filter(Boolean).join('+');
-          out(`  ${x.name}@${x.version}  ${what}  scope ${JSON.stringify(x.scope)}  breaker ${x.breaker.action}${x.dryRun ? '  (dry run)' : ''}\n`);
-        }
-      } catch (err) {
-        if (!(err instanceof PolicyFileError)) throw err;
-        process.stderr.write(`${err.message}\n`);
-        process.exitCode = 1;
-      }
-    });
-
-  const breaker = program.command('breaker').description('circuit breakers of the running sidecar (through its HTTP API)');
+export function registerBreakerCommands(program: Command): void {
+  const breaker = group(program, 'breaker', 'circuit breakers of the running sidecar (through its HTTP API)');
   const withApi = (c: Command) => c
     .option('--url <url>', 'sidecar base URL (default: http://<metrics.addr> from the config)')
     .option('--token <token>', 'API bearer token (default: $WARDEN_API_TOKEN)')
