@@ -10,7 +10,7 @@
  * `ingest`, `embed` and `model-call`, a policy decision, and for one correlation in ten an approval
  * by one of 20 approvers; 1% of rows are approvals). The 10 M table is the 1 M table plus 9 M rows.
  *
- * Queries are the library's own (ledger/compliance.ts): `lineage(store, cid)` (through the
+ * Queries are the library's own (ledger/compliance/queries.ts): `lineage(store, cid)` (through the
  * warden_lineage table), `approvals(store, {since, until})` for one UTC day and
  * `approvalsPerDay(store, {since, until})` for the same day. Each runs once cold, then 5 times;
  * the median of those 5 is reported.

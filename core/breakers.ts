@@ -43,7 +43,7 @@ export function breakerKey(scope: BreakerScope): string {
   return `${scope.system}.${scope.kind}.${name}`;
 }
 
-/** What an enforcing hook consults; implemented over a KV watch (collectors/transport) or statically in tests. */
+/** What an enforcing hook consults; implemented over a KV watch (hooks/transport) or statically in tests. */
 export interface BreakerView {
   /** The most restrictive non-closed status among these keys, or undefined when all are closed/unknown. */
   status(keys: string[]): BreakerStatus | undefined;

@@ -2,7 +2,7 @@
  * Canonical JSON (RFC 8785 JSON Canonicalization Scheme: keys sorted by UTF-16 code units, no
  * whitespace, ECMAScript number and string forms): the bytes the ledger hashes. Written by hand for
  * speed, and held byte-identical to the `canonicalize` reference package by
- * test/collectors/canonical.test.ts. The reference runs at 60-85k events/s on a 2-core machine, below
+ * test/core/canonical.test.ts. The reference runs at 60-85k events/s on a 2-core machine, below
  * the spool's target; here objects with a key layout seen before (every event has the same 26 fields)
  * reuse the sorted order, and strings with nothing to escape skip JSON.stringify.
  *

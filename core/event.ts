@@ -43,7 +43,7 @@ export const WardenEventSchema = z.object({
   attempt: z.number().int().nonnegative().nullable(),
   duration_ms: z.number().nonnegative().nullable(),
   input_digest: z.string().regex(/^[0-9a-f]{64}$/).nullable(),
-  /** Redacted and size-capped; see collectors/input.ts. */
+  /** Redacted and size-capped; see core/input.ts. */
   input: z.unknown().nullable(),
   model: str,
   model_version: str,

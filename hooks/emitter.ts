@@ -1,7 +1,7 @@
 /**
  * How in-process hooks (warden/bullmq, warden/temporal) hand events to the sidecar. A hook calls
  * `hookEmitter().emit(event)`: it must never block, throw or fail the job or activity. The transport
- * behind it (NATS JetStream, else HTTP ingest; see collectors/transport/) is installed once per
+ * behind it (NATS JetStream, else HTTP ingest; see hooks/transport/) is installed once per
  * process with `setHookEmitter`; until then events go nowhere, and are counted as such.
  */
 import type { WardenEvent } from '../core/event.js';

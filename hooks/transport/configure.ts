@@ -59,7 +59,7 @@ export function createTransport(opts: ConfigureWardenOptions = {}): Transport {
   throw new WardenTransportConfigError('no transport to the sidecar: set nats.url (or WARDEN_NATS_URL) for NATS JetStream, or ingest.url + ingest.token (or WARDEN_INGEST_URL + WARDEN_INGEST_TOKEN) for HTTP ingest');
 }
 
-/** Installs the emitter hooks use (see collectors/emitter.ts) and returns its handle. */
+/** Installs the emitter hooks use (see hooks/emitter.ts) and returns its handle. */
 export function configureWarden(opts: ConfigureWardenOptions = {}): WardenHandle {
   const transport = createTransport(opts);
   const outbox = new Outbox(transport, opts.outbox);

@@ -7,7 +7,7 @@
  * every result is fully ordered, so both engines answer with the same rows in the same order. The SQL
  * is also what the README shows to analysts (run it as a read-only user).
  *
- * Conventions the queries rely on (the event is collectors/event.ts's WardenEvent):
+ * Conventions the queries rely on (the event is core/event.ts's WardenEvent):
  * - Time ranges are on the exact event time `ts_ms`: `since <= ts_ms < until` (epoch ms), as in the
  *   spool's queryLedger. A coarse condition on the second-precision `ts` is added beside it so the
  *   primary index (queue, ts, seq) and the monthly partitions prune what cannot match.

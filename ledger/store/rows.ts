@@ -6,7 +6,7 @@
  * fields the typed columns cannot hold, even unknown extra fields. How:
  *
  * - Each event field has its own typed column (see LEDGER_COLUMNS). `input` and `attrs` hold the
- *   canonical JSON (collectors/canonical.ts) of their value.
+ *   canonical JSON (core/canonical.ts) of their value.
  * - What a typed column cannot hold goes to the `spill` column, canonical JSON of
  *   `{"absent":[names],"values":{name:value}}` (each part only when non-empty; '' when nothing spills):
  *   fields absent from the event; null in a non-nullable column (`queue`, `event_id`, `kind`,
@@ -102,7 +102,7 @@ const TYPED_FIELDS: readonly string[] = [
 ];
 const TYPED = new Set(TYPED_FIELDS);
 {
-  // The event type is defined once (collectors/event.ts); a field added there without a column here
+  // The event type is defined once (core/event.ts); a field added there without a column here
   // would still round-trip (through spill) but should get a column: fail loudly at load time.
   const missing = EVENT_FIELDS.filter((f) => !TYPED.has(f));
   const extra = TYPED_FIELDS.filter((f) => !(EVENT_FIELDS as readonly string[]).includes(f));

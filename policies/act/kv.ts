@@ -1,5 +1,5 @@
 /**
- * Publishes breaker states to the NATS KV bucket BREAKER_BUCKET (collectors/breakers.ts), where the
+ * Publishes breaker states to the NATS KV bucket BREAKER_BUCKET (core/breakers.ts), where the
  * Temporal activity interceptor watches them and fails fast. Never blocks the engine: `publish` only
  * records the newest status per key; a background loop connects, creates the bucket if missing and
  * puts every pending key, retrying with backoff while NATS is away (the newest status wins, and on

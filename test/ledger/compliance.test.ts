@@ -1,5 +1,5 @@
 /**
- * The compliance queries (ledger/compliance.ts) on both stores: the server store against ClickHouse
+ * The compliance queries (ledger/compliance/queries.ts) on both stores: the server store against ClickHouse
  * 18.16 (harness) and the embedded store against chdb 26.x. One realistic ledger (approvals by several
  * actors over several days, jobs and workflows with model and policy versions, policy decisions with
  * and without the approval they required, hostile strings) is inserted into both; each query's result
