@@ -7,7 +7,7 @@
 import { createReadStream } from 'node:fs';
 import fs from 'node:fs/promises';
 import { CorruptRecordError } from '../errors.js';
-import { ledgerDirOf, listSegments, segmentsFrom } from '../spool/segments.js';
+import { ledgerDirOf, listSegments, segmentsFrom, segmentsInRange } from '../spool/segments.js';
 
 export interface LeafLine {
   /** The seq this line holds by position: its segment's first seq plus its line index. */
@@ -25,12 +25,8 @@ const SEQ_TAIL = /"seq":(\d{1,16})\}$/;
 export async function* readLeafLines(dir: string, opts: LeafReadOptions = {}): AsyncGenerator<LeafLine> {
   const fromSeq = opts.fromSeq ?? 1;
   const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
-  const segments = await segmentsFrom(ledgerDirOf(dir), fromSeq);
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i];
-    if (seg.firstSeq > toSeq) return;
+  for await (const { seg, isLast } of segmentsInRange(dir, fromSeq, toSeq)) {
     let seq = seg.firstSeq;
-    const isLast = i === segments.length - 1;
     for await (const { bytes, terminated } of splitLines(seg.path)) {
       // At the very end: a write in progress, or a torn tail the next open cuts off. Elsewhere the
       // bytes are hashed as they are and the roots disagree.

@@ -1,7 +1,7 @@
 /** Streaming reads of the records in seq order, across segments, without loading files whole. */
 import { CorruptRecordError } from '../errors.js';
 import { parseRecordLine, type LedgerRecord } from './record.js';
-import { ledgerDirOf, readLines, segmentsFrom } from './segments.js';
+import { readLines, segmentsInRange } from './segments.js';
 
 export interface ReadOptions {
   /** First seq wanted (default 1). Segments that end before it are not opened. */
@@ -18,11 +18,7 @@ export interface RawReadOptions extends ReadOptions {
 export async function* readRecords(dir: string, opts: RawReadOptions = {}): AsyncGenerator<LedgerRecord> {
   const fromSeq = opts.fromSeq ?? 1;
   const toSeq = opts.toSeq ?? Number.POSITIVE_INFINITY;
-  const segments = await segmentsFrom(ledgerDirOf(dir), fromSeq);
-  for (let i = 0; i < segments.length; i++) {
-    const seg = segments[i];
-    if (seg.firstSeq > toSeq) return;
-    const isLast = i === segments.length - 1;
+  for await (const { seg, isLast } of segmentsInRange(dir, fromSeq, toSeq)) {
     for await (const line of readLines(seg.path)) {
       if (!line.terminated) {
         // At the very end this is a write in progress or a torn tail that the next open cuts off.

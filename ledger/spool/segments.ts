@@ -54,6 +54,18 @@ export async function segmentsFrom(ledgerDir: string, fromSeq: number): Promise<
   return segs.slice(start);
 }
 
+/**
+ * The segments a read of seqs `fromSeq..toSeq` (toSeq absent: to the end) passes through, with
+ * whether each is the last one (where a torn or in-progress line may end the read).
+ */
+export async function* segmentsInRange(dir: string, fromSeq = 1, toSeq = Number.POSITIVE_INFINITY): AsyncGenerator<{ seg: SegmentInfo; isLast: boolean }> {
+  const segments = await segmentsFrom(ledgerDirOf(dir), fromSeq);
+  for (let i = 0; i < segments.length; i++) {
+    if (segments[i].firstSeq > toSeq) return;
+    yield { seg: segments[i], isLast: i === segments.length - 1 };
+  }
+}
+
 /** fsync a directory so a created, renamed or removed entry survives power loss. */
 export async function syncDir(dir: string): Promise<void> {
   const fh = await fs.open(dir, 'r');

@@ -120,6 +120,19 @@ function scrapeConfig(opts: PrometheusOptions): Record<string, unknown> {
   return config;
 }
 
+/** Prometheus and Alertmanager both answer `GET /-/ready` with 200 once they serve. */
+function startReadyOnHttp(name: string, command: string, args: string[], dir: string, url: string, readyTimeoutMs = 30_000): Promise<ManagedProcess> {
+  return ManagedProcess.start({
+    name,
+    command,
+    args,
+    dir,
+    ready: async () => (await httpGet(`${url}/-/ready`, 1_000)).status === 200,
+    readyTimeoutMs,
+    pollIntervalMs: 50,
+  });
+}
+
 /** Starts a private Prometheus scraping `scrapeTargets`, with its TSDB in a throwaway dir. */
 export async function startPrometheus(options: PrometheusOptions): Promise<PrometheusServer> {
   const bin = await ensureBinary('prometheus', 'prometheus');
@@ -137,15 +150,7 @@ export async function startPrometheus(options: PrometheusOptions): Promise<Prome
         '--web.enable-lifecycle', // for reload()
         ...(options.extraArgs ?? []),
       ];
-      const proc = await ManagedProcess.start({
-        name: 'prometheus',
-        command: bin,
-        args,
-        dir: tmp.path,
-        ready: async () => (await httpGet(`${url}/-/ready`, 1_000)).status === 200,
-        readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
-        pollIntervalMs: 50,
-      });
+      const proc = await startReadyOnHttp('prometheus', bin, args, tmp.path, url, options.readyTimeoutMs);
       const q = (p: string, params: Record<string, string>): Promise<unknown> =>
         api(`${url}/api/v1/${p}?${new URLSearchParams(params).toString()}`, params.query ?? p);
       return Object.assign(serverControl(proc, tmp), {
@@ -263,15 +268,7 @@ export async function startAlertmanager(options: AlertmanagerOptions = {}): Prom
         '--cluster.listen-address=', // the default gossips on 0.0.0.0:9094; empty disables clustering
         ...(options.extraArgs ?? []),
       ];
-      const proc = await ManagedProcess.start({
-        name: 'alertmanager',
-        command: bin,
-        args,
-        dir: tmp.path,
-        ready: async () => (await httpGet(`${url}/-/ready`, 1_000)).status === 200,
-        readyTimeoutMs: options.readyTimeoutMs ?? 30_000,
-        pollIntervalMs: 50,
-      });
+      const proc = await startReadyOnHttp('alertmanager', bin, args, tmp.path, url, options.readyTimeoutMs);
       return Object.assign(serverControl(proc, tmp), {
         host: '127.0.0.1' as const,
         port,
