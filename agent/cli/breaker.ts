@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { BreakerState } from '../../policies/detect/breaker.js';
 import type { WardenConfig } from '../config.js';
+import { WardenError } from '../../core/errors.js';
 import { UsageError } from '../errors.js';
 import { configFor, group, out } from './common.js';
 
@@ -39,7 +40,7 @@ async function call(cfg: WardenConfig, o: BreakerOpts, method: string, path: str
   try {
     res = await fetch(`${base}${path}`, { method, headers: { authorization: `Bearer ${token}` } });
   } catch (err) {
-    throw new UsageError(`cannot reach the sidecar at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
+    throw new WardenError('WARDEN_UNAVAILABLE', `cannot reach the sidecar at ${base}: ${(err as Error).cause instanceof Error ? ((err as Error).cause as Error).message : (err as Error).message}`);
   }
   const text = await res.text();
   if (!res.ok) {

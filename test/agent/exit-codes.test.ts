@@ -86,6 +86,14 @@ describe('warden exit codes', () => {
       expect(r.stderr).not.toMatch(STACK);
     }
   });
+
+  it('3: a breaker command when the sidecar is not there', async () => {
+    const url = `http://127.0.0.1:${await freePort()}`;
+    const r = await warden(['breaker', 'list', '--url', url, '--token', 'admin-token-0123456789abcdef01234']);
+    expect(r.code, r.stderr).toBe(EXIT.UNAVAILABLE);
+    expect(r.stderr).toMatch(new RegExp(`^warden: cannot reach the sidecar at ${url}`));
+    expect(r.stderr).not.toMatch(STACK);
+  });
 });
 
 describe('warden error report', () => {
