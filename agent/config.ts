@@ -103,6 +103,20 @@ export const ConfigSchema = z.strictObject({
     batchSize: z.number().int().min(1).max(10_000).default(256),
     ackWaitMs: z.number().int().min(1000).default(30_000),
   }).prefault({}),
+  /** The Temporal history collector (collectors/temporal); on when `address` is set. */
+  temporal: z.strictObject({
+    /** `host:port` of the Temporal frontend; unset: no Temporal collector. */
+    address: z.string().regex(/^[^\s:/]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:7233').optional(),
+    namespaces: z.array(z.string().min(1)).min(1).default(['default']),
+    /** How often closed runs are listed. */
+    pollIntervalMs: z.number().int().min(100).default(10_000),
+    /** Visibility and history page size; also the runs appended and checkpointed together. */
+    pageSize: z.number().int().min(1).max(1000).default(100),
+    /** Runs closed more recently than this wait for the next scan (their hook events may be in flight). */
+    settleMs: z.number().int().min(0).default(30_000),
+    /** Runs one scan lists at most (its window of close times is narrowed to fit). */
+    maxRunsPerScan: z.number().int().min(1).default(10_000),
+  }).prefault({}),
   ingest: z.strictObject({
     /** Event IDs remembered (from the spool's tail at start) to skip redelivered or resent hook events. */
     dedupeWindow: z.number().int().min(1000).default(100_000),
@@ -166,13 +180,16 @@ export const ENV_VARS = {
   WARDEN_NATS_URL: 'nats.url',
   WARDEN_NATS_CONSUMER: 'nats.consumer',
   WARDEN_POLICY_FILE: 'policies.file',
+  WARDEN_TEMPORAL_ADDRESS: 'temporal.address',
+  /** Comma-separated. */
+  WARDEN_TEMPORAL_NAMESPACES: 'temporal.namespaces',
   /** `name:role:token` entries, comma-separated. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',
   OTEL_SERVICE_NAME: 'tracing.serviceName',
 } as const;
 
-const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths']);
+const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths', 'temporal.namespaces']);
 
 export interface LoadOptions {
   file?: string;

@@ -34,7 +34,8 @@ export async function* rememberIds(records: AsyncIterable<LedgerRecord>, ids: Re
   }
 }
 
-export type IngestTransport = 'nats' | 'http';
+/** How events arrived: hook transports, or `history` (records the Temporal collector rebuilt from history). */
+export type IngestTransport = 'nats' | 'http' | 'history';
 
 export interface IngestResult { accepted: number; duplicates: number }
 
@@ -52,9 +53,13 @@ export class EventIngest {
 
   constructor(private readonly p: EventIngestParts) {}
 
-  /** Appends the events not seen before (in order); resolves once they are durable. */
-  ingest(events: WardenEvent[], transport: IngestTransport): Promise<IngestResult> {
-    const next = this.chain.then(() => this.appendNew(events, transport));
+  /**
+   * Appends the events not seen before (in order); resolves once they are durable. `skip` drops more
+   * (e.g. records the ledger holds under another event ID); it runs inside the serialized step, so
+   * no append can land between its answer and this append.
+   */
+  ingest(events: WardenEvent[], transport: IngestTransport, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
+    const next = this.chain.then(() => this.appendNew(events, transport, skip));
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -64,11 +69,11 @@ export class EventIngest {
     this.p.metrics?.ingestEvents.inc({ transport, result: 'invalid' }, n);
   }
 
-  private async appendNew(events: WardenEvent[], transport: IngestTransport): Promise<IngestResult> {
+  private async appendNew(events: WardenEvent[], transport: IngestTransport, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
     const fresh: WardenEvent[] = [];
     const inBatch = new Set<string>();
     for (const ev of events) {
-      if (this.p.ids.has(ev.event_id) || inBatch.has(ev.event_id)) continue;
+      if (this.p.ids.has(ev.event_id) || inBatch.has(ev.event_id) || skip?.(ev)) continue;
       inBatch.add(ev.event_id);
       fresh.push(this.redact(ev));
     }

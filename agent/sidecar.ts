@@ -10,6 +10,8 @@ import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BullMQCollector, type BullMQCollectorOptions } from '../collectors/bullmq/collector.js';
+import { TemporalCollector } from '../collectors/temporal/collector.js';
+import { rememberTemporalRecords, TemporalLedgerIndex } from '../collectors/temporal/ledger-index.js';
 import { Redactor } from '../core/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
 import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
@@ -43,6 +45,7 @@ interface Started {
   selfVerify: LedgerSelfVerifier | null;
   natsIngest: NatsEventConsumer | null;
   policies: RunningPolicies | null;
+  temporal: TemporalCollector | null;
 }
 
 /** The collector's progress, read by /readyz and by stop. */
@@ -65,6 +68,8 @@ export class Sidecar {
   readonly natsIngest: NatsEventConsumer | null;
   /** The policy engine and its actions; null without policies.file. */
   readonly policies: RunningPolicies | null;
+  /** Reads closed runs' histories from the Temporal server; null without temporal.address. */
+  readonly temporal: TemporalCollector | null;
 
   private constructor(s: Started, private readonly collectorState: CollectorState, private readonly parts: RunningParts, private readonly logger: Logger) {
     this.config = s.config;
@@ -78,6 +83,7 @@ export class Sidecar {
     this.selfVerify = s.selfVerify;
     this.natsIngest = s.natsIngest;
     this.policies = s.policies;
+    this.temporal = s.temporal;
   }
 
   /** True once the collector reached Redis and found its queues. */
@@ -104,6 +110,9 @@ export class Sidecar {
     let http!: HttpServer;
     let selfVerify: LedgerSelfVerifier | null = null;
     let natsIngest: NatsEventConsumer | null = null;
+    let temporal: TemporalCollector | null = null;
+    // Temporal records the ledger holds (start, end, activity outcomes), whoever wrote them.
+    const temporalIndex = new TemporalLedgerIndex();
 
     const parts: Part[] = [
       {
@@ -121,9 +130,10 @@ export class Sidecar {
         name: 'positions',
         async start() {
           positions = new PositionStore(config.dataDir);
-          // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
+          // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them)
+          // and the Temporal records held (the history collector adds only what is missing).
           recentIds = new RecentEventIds(config.ingest.dedupeWindow);
-          restored = await positions.restore((fromSeq) => rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds));
+          restored = await positions.restore((fromSeq) => rememberTemporalRecords(rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds), temporalIndex));
           logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
           metrics.ledgerLastSeq.set(spool.lastSeq);
           return async ({ unwinding }) => { if (!unwinding) await positions.flush(); };
@@ -172,7 +182,10 @@ export class Sidecar {
           const spans = new EventSpanBuilder(traces.processor, traces.resource);
           pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
           redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
-          ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
+          ingest = new EventIngest({
+            record: async (events) => { await pipeline.recordHookEvents(events); temporalIndex.addAll(events); },
+            ids: recentIds, metrics, redactor,
+          });
           return async () => {
             await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
           };
@@ -265,13 +278,42 @@ export class Sidecar {
           };
         },
       },
+      {
+        name: 'Temporal collector',
+        async start() {
+          if (!config.temporal.address) return;
+          // Closed runs' histories: what the ledger lacks is appended through ingest, like hook events (metrics, spans, policies).
+          const t = config.temporal;
+          const c = new TemporalCollector({
+            address: t.address!, namespaces: t.namespaces, dataDir: config.dataDir, pollIntervalMs: t.pollIntervalMs, pageSize: t.pageSize,
+            settleMs: t.settleMs, maxRunsPerScan: t.maxRunsPerScan, redactor,
+            inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
+            sink: async (events) => { await ingest.ingest(events, 'history', (ev) => temporalIndex.has(ev)); },
+            observer: {
+              onError: (where, err) => {
+                metrics.collectorErrors.inc({ where: 'temporal' });
+                logger.warn({ where, err: err.message }, 'temporal collector error (retrying)');
+              },
+              onGap: (ev) => {
+                metrics.gaps.inc({ queue: ev.queue ?? String(ev.attrs.namespace ?? '') });
+                logger.warn({ gap: ev.attrs, workflowId: ev.workflow_id, runId: ev.run_id }, ev.reason ?? 'temporal history gap');
+              },
+            },
+          });
+          await c.start();
+          temporal = c;
+          logger.info({ address: t.address, namespaces: t.namespaces }, 'temporal collector started');
+          // The batch in hand is appended and checkpointed before the spool closes.
+          return () => c.stop();
+        },
+      },
     ];
 
     const running = await startParts(parts, {
       onStopError: (part, err) => logger.error({ part, err: (err as Error).message }, 'stopping a part of the sidecar failed'),
     });
     return new Sidecar(
-      { config, spool, metrics, collector, http, checkpointer, shipping, checkpointPublisher: publisher, selfVerify, natsIngest, policies },
+      { config, spool, metrics, collector, http, checkpointer, shipping, checkpointPublisher: publisher, selfVerify, natsIngest, policies, temporal },
       collectorState, running, logger,
     );
   }
