@@ -280,7 +280,10 @@ class WardenCelery:
         attrs = {"root_id": root_id, "parent_id": getattr(req, "parent_id", None), "parent_span_id": parent[1] if parent else None,
                  "in_process_span": recording, "hostname": getattr(req, "hostname", None)}
         scope_info = (base, attrs)
-        if blocked is None and (cid != root_id or parent is not None or metadata or otel_tp):
+        # Derivable by the sidecar (nothing to send): cid = root_id, trace from the cid, parent span
+        # = task_span_id(parent_id, ...) of a parent run by this hook, no metadata, no OTel span.
+        external_trace = parent is not None and parent[0] != trace_id_for_correlation(cid)
+        if blocked is None and (cid != root_id or external_trace or metadata or otel_tp):
             ev = make_event("job.annotated", **base, attrs={"note": "link", **attrs}, **self._input(args, kwargs))
             self.emit(ev)
         _tls.info = scope_info  # for _fail_fast, on this thread
