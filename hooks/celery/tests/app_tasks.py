@@ -48,7 +48,8 @@ def start_workflow(self, address: str, task_queue: str, workflow_id: str):
 
     async def go():
         client = await Client.connect(address, interceptors=[WardenTemporalInterceptor()])
-        return await client.execute_workflow("EchoStamp", id=workflow_id, task_queue=task_queue)
+        handle = await client.start_workflow("EchoStamp", id=workflow_id, task_queue=task_queue)
+        return handle.result_run_id
 
-    return {"workflow_saw": asyncio.run(go()), "task_cid": warden_celery.current_correlation_id(),
+    return {"run_id": asyncio.run(go()), "task_id": self.request.id, "task_cid": warden_celery.current_correlation_id(),
             "task_stamp": warden_celery.current_stamp()}
