@@ -12,7 +12,7 @@ export function checkEvent(value: unknown): EventCheck {
     // The sidecar's own records (policy decisions, breaker transitions, ledger reads) come only from
     // the sidecar: a hook or an ingest token must not be able to write one.
     // (A hook's own gap report, of events it had to drop from several sources, is the exception.)
-    if (r.data.source === 'warden' && r.data.kind !== 'collector.gap') return { ok: false, field: 'source', message: 'source: "warden" is reserved for records the sidecar writes itself (policy decisions, breakers, ledger reads); hooks send "bullmq" or "temporal"' };
+    if (r.data.source === 'warden' && r.data.kind !== 'collector.gap') return { ok: false, field: 'source', message: 'source: "warden" is reserved for records the sidecar writes itself (policy decisions, breakers, ledger reads); hooks send "bullmq", "temporal" or "celery"' };
     return { ok: true, event: r.data as WardenEvent };
   }
   const issue = r.error.issues[0];

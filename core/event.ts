@@ -17,10 +17,13 @@ export const EVENT_KINDS = [
   'ledger.read',
   // The sidecar's periodic self-verify of its own ledger (agent/self-verify.ts).
   'ledger.verified',
+  // A hook's note about a job the sidecar observes itself (Celery): correlation/trace linkage,
+  // model/policy metadata or a breaker fail-fast (attrs.note). Counted by no metric or policy.
+  'job.annotated',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-export const EVENT_SOURCES = ['bullmq', 'temporal', 'warden'] as const;
+export const EVENT_SOURCES = ['bullmq', 'temporal', 'celery', 'warden'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
 
 const str = z.string().nullable();

