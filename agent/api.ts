@@ -12,6 +12,7 @@ import type { WardenEvent } from '../core/event.js';
 import type { Redactor } from '../core/redact.js';
 import type { LedgerStore } from '../ledger/store/index.js';
 import type { BreakerAdmin } from './policies.js';
+import type { IngestCredential } from './ingest.js';
 import { AUDITED_PREFIX, auditRead } from './api/audit.js';
 import { RateLimiter, TokenAuth, type ApiToken, type Caller } from './api/auth.js';
 import { errorReply } from './api/errors.js';
@@ -37,7 +38,7 @@ export interface ApiOptions {
   /** Requests per minute per token. */
   ratePerMinute: number;
   /** Appends events posted to /v1/events (deduplicated by event_id); unset: the endpoint answers 503. */
-  ingest?(events: WardenEvent[]): Promise<{ accepted: number; duplicates: number }>;
+  ingest?(events: WardenEvent[], from: IngestCredential): Promise<{ accepted: number; duplicates: number }>;
   /** Counts events /v1/events refused as malformed. */
   onInvalidEvents?(n: number): void;
   /** Circuit breakers (policies.file configured): listed by compliance and admin, forced by admin. */

@@ -172,7 +172,10 @@ export class Sidecar {
           const spans = new EventSpanBuilder(traces.processor, traces.resource);
           pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
           redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
-          ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
+          ingest = new EventIngest({
+            record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor,
+            inputLimits: { maxInputBytes: config.redaction.maxInputBytes },
+          });
           return async () => {
             await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
           };
@@ -210,7 +213,7 @@ export class Sidecar {
             ...config.api,
             redactor,
             record: (events) => pipeline.record(events),
-            ingest: (events) => ingest.ingest(events, 'http'),
+            ingest: (events, from) => ingest.ingest(events, from),
             onInvalidEvents: (n) => ingest.invalid('http', n),
             store: shipping?.store ?? null,
             breakers: policies?.admin ?? null,
