@@ -122,6 +122,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
+    /** Series one metric family keeps; new label sets past it fold into a `__overflow__` series (counted). */
+    maxSeriesPerFamily: z.number().int().min(10).max(1_000_000).default(1000),
   }).prefault({}),
   tracing: z.strictObject({
     /** OTLP/HTTP base URL; OTEL_EXPORTER_OTLP_ENDPOINT overrides. Unset: no export. */
@@ -134,6 +136,8 @@ export const ConfigSchema = z.strictObject({
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     maxUrlBytes: z.number().int().min(256).default(8192),
     ratePerMinute: z.number().int().min(1).default(600),
+    /** Requests refused with 401 or 429 are counted, and summarized in one ledger record per cause this often. */
+    refusedSummaryIntervalMs: z.number().int().min(100).default(60_000),
   }).prefault({}),
   /** Service level objectives; `warden slo generate` turns them into Prometheus rules (agent/slo.ts). */
   slos: SloList.default([]),
@@ -169,6 +173,7 @@ export const ENV_VARS = {
   WARDEN_PREFIX: 'bullmq.prefix',
   WARDEN_QUEUES: 'bullmq.queues',
   WARDEN_METRICS_ADDR: 'metrics.addr',
+  WARDEN_METRICS_MAX_SERIES: 'metrics.maxSeriesPerFamily',
   WARDEN_LOG_LEVEL: 'log.level',
   WARDEN_REDACT_PATHS: 'redaction.paths',
   WARDEN_CLICKHOUSE: 'clickhouse.mode',
@@ -187,6 +192,7 @@ export const ENV_VARS = {
 } as const;
 
 const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths']);
+const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily']);
 
 export interface LoadOptions {
   file?: string;
@@ -206,7 +212,8 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
   for (const [name, key] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value);
+    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean)
+      : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value.trim()) : value);
     sources.push(name);
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {

@@ -86,7 +86,7 @@ export class Sidecar {
   get starting(): Promise<void> { return this.collectorState.starting; }
 
   static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
-    const metrics = new WardenMetrics();
+    const metrics = new WardenMetrics({ maxSeriesPerFamily: config.metrics.maxSeriesPerFamily });
     const collectorState: CollectorState = { running: false, starting: Promise.resolve() };
     let spool!: Spool;
     let positions!: PositionStore;
@@ -215,6 +215,7 @@ export class Sidecar {
             record: (events) => pipeline.record(events),
             ingest: (events, from) => ingest.ingest(events, from),
             onInvalidEvents: (n) => ingest.invalid('http', n),
+            onRefused: (cause) => metrics.apiRefused.inc({ cause }),
             store: shipping?.store ?? null,
             breakers: policies?.admin ?? null,
             reader: {
@@ -229,7 +230,8 @@ export class Sidecar {
           const { host, port } = parseHostPort(config.metrics.addr);
           http = await startHttpServer({ host, port, metrics, readiness, api });
           logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
-          return () => http.close();
+          // The summary of refused requests is written before the spool closes.
+          return async () => { await http.close(); await api.close(); };
         },
       },
       {
