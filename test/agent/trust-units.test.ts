@@ -77,7 +77,7 @@ policies:
 `, 'p.yaml');
   const T0 = 1_800_000_000_000;
   const storm = (queue: string, via?: string): WardenEvent[] => {
-    const attrs = via ? { received_via: via } : {};
+    const attrs: Record<string, string> = via ? { received_via: via } : {};
     const evs: WardenEvent[] = [];
     for (let i = 0; i < 10; i++) {
       evs.push(makeEvent({ kind: 'job.started', source: 'bullmq', queue, job_id: `j${i}`, attempt: 1, ts: T0 + i, attrs }));
