@@ -228,4 +228,11 @@ describe('what an ingest token cannot do', () => {
     expect(many.status).toBe(400);
     expect(many.body).toMatchObject({ field: 'attrs' });
   });
+
+  it('leaves a ledger that verifies (hash chain and signed checkpoints) after all of it', async () => {
+    const r = await get('/v1/ledger/verify');
+    expect(r.status).toBe(200);
+    expect(r.body).toMatchObject({ ok: true });
+    expect(r.body.records).toBeGreaterThan(2500);
+  });
 });
