@@ -12,7 +12,9 @@ import type { WardenEvent } from '../core/event.js';
 import type { Redactor } from '../core/redact.js';
 import type { LedgerStore } from '../ledger/store/index.js';
 import type { BreakerAdmin } from './policies.js';
+import type { IngestCredential } from './ingest.js';
 import { AUDITED_PREFIX, auditRead } from './api/audit.js';
+import { RefusalSummary, type RefusalCause } from './api/audit-summary.js';
 import { RateLimiter, TokenAuth, type ApiToken, type Caller } from './api/auth.js';
 import { errorReply } from './api/errors.js';
 import { checkDeclaredSizes, drainBody } from './api/limits.js';
@@ -37,22 +39,33 @@ export interface ApiOptions {
   /** Requests per minute per token. */
   ratePerMinute: number;
   /** Appends events posted to /v1/events (deduplicated by event_id); unset: the endpoint answers 503. */
-  ingest?(events: WardenEvent[]): Promise<{ accepted: number; duplicates: number }>;
+  ingest?(events: WardenEvent[], from: IngestCredential): Promise<{ accepted: number; duplicates: number }>;
   /** Counts events /v1/events refused as malformed. */
   onInvalidEvents?(n: number): void;
   /** Circuit breakers (policies.file configured): listed by compliance and admin, forced by admin. */
   breakers?: BreakerAdmin | null;
+  /** Requests refused with 401 or 429 are summarized in one audit record per cause this often (default 60 s). */
+  refusedSummaryIntervalMs?: number;
+  /** Counts each request refused with 401 (unauthenticated) or 429 (rate_limited). */
+  onRefused?(cause: RefusalCause): void;
 }
 
 export class ComplianceApi {
   private readonly auth: TokenAuth;
   private readonly limiter: RateLimiter;
   private readonly router: Router;
+  private readonly refused: RefusalSummary;
 
   constructor(private readonly o: ApiOptions) {
+    this.refused = new RefusalSummary({ record: o.record, intervalMs: o.refusedSummaryIntervalMs ?? 60_000, onRefused: o.onRefused });
     this.auth = new TokenAuth(o.tokens);
     this.limiter = new RateLimiter(o.ratePerMinute);
     this.router = new Router([...ledgerRoutes(o), ...breakerRoutes(o.breakers), ...ingestRoutes(o)]);
+  }
+
+  /** Writes the pending summary of refused requests and stops its timer. */
+  close(): Promise<void> {
+    return this.refused.close();
   }
 
   /** Handles `/v1/...`; returns false for paths that are not the API's. */
@@ -84,6 +97,9 @@ export class ComplianceApi {
       if (!res.headersSent) res.writeHead(reply.status, reply.headers).end(reply.body);
       else res.destroy(err as Error);
     }
-    if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, url, status, rows);
+    // Refused before anyone is known, or over the limit: counted and summarized, never one record each.
+    if (status === 401) this.refused.add('unauthenticated', null);
+    else if (status === 429) this.refused.add('rate_limited', caller?.name ?? null);
+    else if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, url, status, rows);
   }
 }

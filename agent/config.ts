@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import type { MetadataPaths as CollectorMetadataPaths } from '../collectors/bullmq/metadata.js';
+import { EVENT_SOURCES } from '../core/event.js';
 import { ConfigError } from './errors.js';
 import { SloList } from './slo-config.js';
 
@@ -26,10 +27,22 @@ const MetadataPaths = z.strictObject({
 
 export const ROLES = ['compliance', 'admin', 'ingest'] as const;
 
+/** Systems an ingest credential may be scoped to: every event source but the sidecar's own. */
+export const INGEST_SYSTEMS = EVENT_SOURCES.filter((s) => s !== 'warden') as Exclude<(typeof EVENT_SOURCES)[number], 'warden'>[];
+
 const ApiToken = z.strictObject({
   name: z.string().regex(/^[\w.-]{1,64}$/, 'expected a short name (letters, digits, . _ -)'),
   role: z.enum(ROLES),
   token: z.string().min(24, 'tokens must be at least 24 characters (use e.g. `openssl rand -hex 24`)'),
+  /**
+   * Ingest credentials only: what the credential may send events for. Absent (or an absent list): any
+   * system, any queue. Events outside are refused with a 400 naming the scope.
+   */
+  scopes: z.strictObject({
+    systems: z.array(z.enum(INGEST_SYSTEMS as [string, ...string[]])).min(1).optional(),
+    /** BullMQ queues and Temporal task queues. */
+    queues: z.array(z.string().min(1)).min(1).optional(),
+  }).optional(),
 });
 
 export const ConfigSchema = z.strictObject({
@@ -123,6 +136,8 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   metrics: z.strictObject({
     addr: hostPort.default('127.0.0.1:9464'),
+    /** Series one metric family keeps; new label sets past it fold into a `__overflow__` series (counted). */
+    maxSeriesPerFamily: z.number().int().min(10).max(1_000_000).default(1000),
   }).prefault({}),
   tracing: z.strictObject({
     /** OTLP/HTTP base URL; OTEL_EXPORTER_OTLP_ENDPOINT overrides. Unset: no export. */
@@ -135,6 +150,8 @@ export const ConfigSchema = z.strictObject({
     maxBodyBytes: z.number().int().min(1024).default(1024 * 1024),
     maxUrlBytes: z.number().int().min(256).default(8192),
     ratePerMinute: z.number().int().min(1).default(600),
+    /** Requests refused with 401 or 429 are counted, and summarized in one ledger record per cause this often. */
+    refusedSummaryIntervalMs: z.number().int().min(100).default(60_000),
   }).prefault({}),
   /** Service level objectives; `warden slo generate` turns them into Prometheus rules (agent/slo.ts). */
   slos: SloList.default([]),
@@ -151,6 +168,7 @@ export const ConfigSchema = z.strictObject({
   const names = new Map<string, number>();
   const tokens = new Map<string, number>();
   c.api.tokens.forEach((t, i) => {
+    if (t.scopes && t.role !== 'ingest') ctx.addIssue({ code: 'custom', path: ['api', 'tokens', i, 'scopes'], message: `scopes apply to ingest tokens only (this one is ${t.role})` });
     const sameName = names.get(t.name);
     if (sameName !== undefined) ctx.addIssue({ code: 'custom', path: ['api', 'tokens', i, 'name'], message: `duplicate token name "${t.name}" (also api.tokens.${sameName}); names identify the caller in the ledger` });
     const sameToken = tokens.get(t.token);
@@ -169,6 +187,7 @@ export const ENV_VARS = {
   WARDEN_PREFIX: 'bullmq.prefix',
   WARDEN_QUEUES: 'bullmq.queues',
   WARDEN_METRICS_ADDR: 'metrics.addr',
+  WARDEN_METRICS_MAX_SERIES: 'metrics.maxSeriesPerFamily',
   WARDEN_LOG_LEVEL: 'log.level',
   WARDEN_REDACT_PATHS: 'redaction.paths',
   WARDEN_CLICKHOUSE: 'clickhouse.mode',
@@ -183,13 +202,14 @@ export const ENV_VARS = {
   WARDEN_TEMPORAL_ADDRESS: 'temporal.address',
   /** Comma-separated. */
   WARDEN_TEMPORAL_NAMESPACES: 'temporal.namespaces',
-  /** `name:role:token` entries, comma-separated. */
+  /** `name:role:token` entries, comma-separated; an ingest token may end in `:systems=a,b;queues=c,d`. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',
   OTEL_SERVICE_NAME: 'tracing.serviceName',
 } as const;
 
 const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths', 'temporal.namespaces']);
+const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily']);
 
 export interface LoadOptions {
   file?: string;
@@ -209,7 +229,8 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
   for (const [name, key] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean) : value);
+    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean)
+      : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value.trim()) : value);
     sources.push(name);
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
@@ -226,11 +247,30 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
   return result.data;
 }
 
-/** `grafana:compliance:abc...,ci:ingest:def...` -> token objects (validated by the schema). */
-function parseTokens(value: string): unknown[] {
-  return value.split(',').map((s) => s.trim()).filter(Boolean).map((entry) => {
+/**
+ * `grafana:compliance:abc...,ci:ingest:def...` -> token objects (validated by the schema). An entry
+ * may end in scopes, `ci:ingest:def...:systems=temporal;queues=claims,ocr`: the commas inside scopes
+ * belong to the entry (a comma-separated piece without a ':' continues the entry before it), so queue
+ * names with ':' or ',' need the YAML form (api.tokens[].scopes).
+ */
+export function parseTokens(value: string): unknown[] {
+  const entries: string[] = [];
+  for (const piece of value.split(',').map((s) => s.trim())) {
+    if (!piece) continue;
+    if (!piece.includes(':') && entries.length > 0) entries[entries.length - 1] += `,${piece}`;
+    else entries.push(piece);
+  }
+  return entries.map((entry) => {
     const [name, role, ...rest] = entry.split(':');
-    return { name, role, token: rest.join(':') };
+    const last = rest[rest.length - 1] ?? '';
+    if (rest.length < 2 || !/^(systems|queues)=/.test(last)) return { name, role, token: rest.join(':') };
+    const scopes: Record<string, string[]> = {};
+    for (const part of last.split(';')) {
+      const eq = part.indexOf('=');
+      const key = eq < 0 ? part : part.slice(0, eq);
+      scopes[key] = (eq < 0 ? '' : part.slice(eq + 1)).split(',').map((s) => s.trim()).filter(Boolean);
+    }
+    return { name, role, token: rest.slice(0, -1).join(':'), scopes };
   });
 }
 

@@ -18,7 +18,9 @@ export function startNatsIngest(config: WardenConfig, ingest: EventIngest, logge
     durable: n.consumer,
     batchSize: n.batchSize,
     ackWaitMs: n.ackWaitMs,
-    sink: async (events) => { await ingest.ingest(events, 'nats'); },
+    // JetStream does not tell a consumer who published a message (no user or account is stamped on it,
+    // and a worker could set any header itself), so the stream it arrived on is the credential named.
+    sink: async (events) => { await ingest.ingest(events, { transport: 'nats', via: `nats:${n.eventStream}` }); },
     onInvalid: (info) => {
       ingest.invalid('nats');
       logger.warn({ subject: info.subject, stream_seq: info.streamSeq, field: info.field }, `terminated a malformed event message: ${info.message}`);

@@ -9,6 +9,8 @@
  * while its first copy is still being appended cannot slip through.
  */
 import type { WardenEvent } from '../core/event.js';
+import { capInput, DEFAULT_INPUT_LIMITS, type InputLimits } from '../core/input.js';
+import { RECEIVED_VIA } from '../core/kinds.js';
 import type { Redactor } from '../core/redact.js';
 import type { LedgerRecord } from '../ledger/spool/record.js';
 import type { WardenMetrics } from './metrics.js';
@@ -37,6 +39,38 @@ export async function* rememberIds(records: AsyncIterable<LedgerRecord>, ids: Re
 /** How events arrived: hook transports, or `history` (records the Temporal collector rebuilt from history). */
 export type IngestTransport = 'nats' | 'http' | 'history';
 
+/**
+ * What an ingest credential may send for: systems (`source`) and queues (BullMQ queues, Temporal task
+ * queues). An absent list allows any; an event outside a list is refused (400 naming the scope).
+ */
+export interface IngestScopes {
+  systems?: readonly string[];
+  queues?: readonly string[];
+}
+
+/** Who sent a batch: its transport, and the value every record gets as `attrs.received_via`. */
+export interface IngestCredential {
+  transport: IngestTransport;
+  /**
+   * `http:<token name>` or `nats:<stream>` (see README "What an ingest credential can and cannot do");
+   * null for the sidecar's own observations that share this path (Temporal history): facts, not claims.
+   */
+  via: string | null;
+  scopes?: IngestScopes;
+}
+
+/** The scope an event falls outside of, or null when the credential may send it. */
+export function outOfScope(ev: WardenEvent, scopes: IngestScopes | undefined): { field: string; message: string } | null {
+  if (!scopes) return null;
+  if (scopes.systems && !scopes.systems.includes(ev.source)) {
+    return { field: 'source', message: `source: "${ev.source}" is outside this credential's scope systems=${scopes.systems.join(',')}` };
+  }
+  if (scopes.queues && (ev.queue === null || !scopes.queues.includes(ev.queue))) {
+    return { field: 'queue', message: `queue: ${ev.queue === null ? 'an event without a queue' : `"${ev.queue}"`} is outside this credential's scope queues=${scopes.queues.join(',')}` };
+  }
+  return null;
+}
+
 export interface IngestResult { accepted: number; duplicates: number }
 
 export interface EventIngestParts {
@@ -46,6 +80,8 @@ export interface EventIngestParts {
   metrics?: WardenMetrics;
   /** Applied to input, reason, error and string attrs: a hook should have redacted already; a hand-made client may not have. */
   redactor?: Redactor;
+  /** The collector's cap on `input` (redaction.maxInputBytes): larger inputs keep a marked preview. */
+  inputLimits?: Pick<InputLimits, 'maxInputBytes'>;
 }
 
 export class EventIngest {
@@ -58,8 +94,8 @@ export class EventIngest {
    * (e.g. records the ledger holds under another event ID); it runs inside the serialized step, so
    * no append can land between its answer and this append.
    */
-  ingest(events: WardenEvent[], transport: IngestTransport, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
-    const next = this.chain.then(() => this.appendNew(events, transport, skip));
+  ingest(events: WardenEvent[], from: IngestCredential, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
+    const next = this.chain.then(() => this.appendNew(events, from, skip));
     this.chain = next.catch(() => undefined);
     return next;
   }
@@ -69,13 +105,15 @@ export class EventIngest {
     this.p.metrics?.ingestEvents.inc({ transport, result: 'invalid' }, n);
   }
 
-  private async appendNew(events: WardenEvent[], transport: IngestTransport, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
+  private async appendNew(events: WardenEvent[], from: IngestCredential, skip?: (ev: WardenEvent) => boolean): Promise<IngestResult> {
+    const { transport } = from;
     const fresh: WardenEvent[] = [];
     const inBatch = new Set<string>();
     for (const ev of events) {
       if (this.p.ids.has(ev.event_id) || inBatch.has(ev.event_id) || skip?.(ev)) continue;
       inBatch.add(ev.event_id);
-      fresh.push(this.redact(ev));
+      const capped = this.cap(this.redact(ev));
+      fresh.push(from.via === null ? capped : this.provenance(capped, from.via));
     }
     if (fresh.length > 0) await this.p.record(fresh);
     for (const ev of fresh) this.p.ids.add(ev.event_id);
@@ -83,6 +121,18 @@ export class EventIngest {
     if (fresh.length) this.p.metrics?.ingestEvents.inc({ transport, result: 'accepted' }, fresh.length);
     if (duplicates) this.p.metrics?.ingestEvents.inc({ transport, result: 'duplicate' }, duplicates);
     return { accepted: fresh.length, duplicates };
+  }
+
+  /** A claim says who sent it: the sidecar's value replaces whatever the client put there. */
+  private provenance(ev: WardenEvent, via: string): WardenEvent {
+    return { ...ev, attrs: { ...ev.attrs, [RECEIVED_VIA]: via } };
+  }
+
+  /** The collector's input cap, applied to claims too (a marked preview past it). */
+  private cap(ev: WardenEvent): WardenEvent {
+    if (ev.input === null || ev.input === undefined) return ev;
+    // Redaction itself happened in redact() (before this): only the cap here.
+    return { ...ev, input: capInput(ev.input, IDENTITY, this.p.inputLimits ?? DEFAULT_INPUT_LIMITS) };
   }
 
   private redact(ev: WardenEvent): WardenEvent {
@@ -97,3 +147,6 @@ export class EventIngest {
     };
   }
 }
+
+/** capInput without a second redaction pass. */
+const IDENTITY = { redactValue: (v: unknown) => v, redactText: (t: string) => t } as unknown as Redactor;

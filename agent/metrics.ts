@@ -9,6 +9,12 @@ import { OUTCOME_OF_KIND } from '../core/kinds.js';
 /** Bucket boundaries of the latency histograms; latency SLO thresholds must be one of them (agent/slo-config.ts). */
 export const LATENCY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
 
+/** The label value every label of a series past a family's cap is folded into. */
+export const OVERFLOW_LABEL = '__overflow__';
+
+/** Series a family keeps by default before folding new ones (metrics.maxSeriesPerFamily). */
+export const DEFAULT_MAX_SERIES_PER_FAMILY = 1000;
+
 // prom-client names these gauges `*_total`, which promtool rejects (a gauge is not a counter).
 const NON_CONFORMING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -39,6 +45,7 @@ export class WardenMetrics {
   readonly verifyOk = new Gauge({ name: 'warden_ledger_verify_ok', help: '1 if the last periodic self-verify of the ledger (hash chain, and signed checkpoints on full runs) passed, 0 if it found a problem.', registers: [this.registry] });
   readonly verifyLastRun = new Gauge({ name: 'warden_ledger_verify_last_run_timestamp_seconds', help: 'When the last periodic ledger self-verify finished (Unix seconds).', registers: [this.registry] });
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
+  readonly apiRefused = new Counter({ name: 'warden_api_refused_requests_total', help: 'API requests refused before reaching a route, by cause (unauthenticated: no or unknown token; rate_limited); summarized in the ledger once per interval, not one record each.', labelNames: ['cause'], registers: [this.registry] });
   readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
   // Policies and breakers (policies/): state per breaker, decisions, drift scores, retry ratio vs budget.
@@ -48,11 +55,18 @@ export class WardenMetrics {
   readonly retryRatio = new Gauge({ name: 'warden_retry_ratio', help: 'Retries per first attempt over the policy window, per scope.', labelNames: ['policy', 'scope'], registers: [this.registry] });
   readonly retryBudgetRatio = new Gauge({ name: 'warden_retry_budget_ratio', help: 'The retry budget over the same window, as retries per first attempt (ratio + per-second allowance).', labelNames: ['policy', 'scope'], registers: [this.registry] });
 
-  constructor(opts: { defaultMetrics?: boolean } = {}) {
+  /** Series folded into a family's `__overflow__` series because the family was at its cap. */
+  readonly labelOverflow = new Counter({ name: 'warden_metrics_label_overflow_total', help: `Label sets folded into the family's ${OVERFLOW_LABEL} series because the family already had metrics.maxSeriesPerFamily series (labels from hook events, e.g. queue and job names, are free text).`, labelNames: ['family'], registers: [this.registry] });
+
+  constructor(opts: { defaultMetrics?: boolean; maxSeriesPerFamily?: number } = {}) {
     if (opts.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
       for (const name of NON_CONFORMING_DEFAULTS) this.registry.removeSingleMetric(name);
     }
+    const cap = opts.maxSeriesPerFamily ?? DEFAULT_MAX_SERIES_PER_FAMILY;
+    for (const m of [this.jobs, this.duration, this.wait, this.queueJobs, this.queuePaused, this.ledgerEvents, this.checkpointPublishErrors, this.gaps,
+      this.streamEntries, this.collectorErrors, this.collectorLag, this.ingestEvents, this.breakerState, this.policyDecisions, this.driftScore,
+      this.retryRatio, this.retryBudgetRatio]) capSeries(m, cap, (family) => this.labelOverflow.inc({ family }));
   }
 
   /** Metrics derived from one durable event. */
@@ -74,5 +88,36 @@ export class WardenMetrics {
 
   async render(): Promise<{ body: string; contentType: string }> {
     return { body: await this.registry.metrics(), contentType: this.registry.contentType };
+  }
+}
+
+type Labelled = Counter<string> | Gauge<string> | Histogram<string>;
+
+/**
+ * Bounds a family's series: the first `cap` label sets are kept as they come; any later new one is
+ * folded into one series whose every label is `__overflow__` (and counted), so a client sending 2 000
+ * queue names cannot grow /metrics without bound. Wraps the calls that take labels (inc, dec, set,
+ * observe, labels), so every caller is covered.
+ */
+function capSeries(metric: Labelled, cap: number, folded: (family: string) => void): void {
+  const m = metric as unknown as { name: string; labelNames: readonly string[] } & Record<string, unknown>;
+  const names = m.labelNames;
+  if (names.length === 0) return;
+  const seen = new Set<string>();
+  const overflow = Object.fromEntries(names.map((n) => [n, OVERFLOW_LABEL]));
+  const fold = (labels: Record<string, unknown>): Record<string, unknown> => {
+    const key = names.map((n) => String(labels[n] ?? '')).join('\u0000');
+    if (seen.has(key)) return labels;
+    if (seen.size < cap) { seen.add(key); return labels; }
+    folded(m.name);
+    return overflow;
+  };
+  for (const method of ['inc', 'dec', 'set', 'observe', 'labels']) {
+    const original = m[method];
+    if (typeof original !== 'function') continue;
+    m[method] = function (this: unknown, first: unknown, ...rest: unknown[]) {
+      const labelled = typeof first === 'object' && first !== null;
+      return (original as (...a: unknown[]) => unknown).call(this, labelled ? fold(first as Record<string, unknown>) : first, ...rest);
+    };
   }
 }

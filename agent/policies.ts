@@ -41,6 +41,9 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
     queues,
     kv,
     dryRun: config.policies.dryRun,
+    // The sidecar's BullMQ collector reads every queue under the prefix (or the configured list) from
+    // the same Redis the breakers act on: those queues are governed by what it read, never by claims.
+    collected: (scope) => scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name)),
     logger,
     observer: {
       breakerState: (policy, scope, phase) => metrics.breakerState.set({ policy, scope }, PHASE_VALUE[phase]),

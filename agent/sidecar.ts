@@ -92,7 +92,7 @@ export class Sidecar {
   get starting(): Promise<void> { return this.collectorState.starting; }
 
   static async start(config: WardenConfig, logger: Logger): Promise<Sidecar> {
-    const metrics = new WardenMetrics();
+    const metrics = new WardenMetrics({ maxSeriesPerFamily: config.metrics.maxSeriesPerFamily });
     const collectorState: CollectorState = { running: false, starting: Promise.resolve() };
     let spool!: Spool;
     let positions!: PositionStore;
@@ -185,6 +185,7 @@ export class Sidecar {
           ingest = new EventIngest({
             record: async (events) => { await pipeline.recordHookEvents(events); temporalIndex.addAll(events); },
             ids: recentIds, metrics, redactor,
+            inputLimits: { maxInputBytes: config.redaction.maxInputBytes },
           });
           return async () => {
             await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
@@ -223,8 +224,9 @@ export class Sidecar {
             ...config.api,
             redactor,
             record: (events) => pipeline.record(events),
-            ingest: (events) => ingest.ingest(events, 'http'),
+            ingest: (events, from) => ingest.ingest(events, from),
             onInvalidEvents: (n) => ingest.invalid('http', n),
+            onRefused: (cause) => metrics.apiRefused.inc({ cause }),
             store: shipping?.store ?? null,
             breakers: policies?.admin ?? null,
             reader: {
@@ -239,7 +241,8 @@ export class Sidecar {
           const { host, port } = parseHostPort(config.metrics.addr);
           http = await startHttpServer({ host, port, metrics, readiness, api });
           logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
-          return () => http.close();
+          // The summary of refused requests is written before the spool closes.
+          return async () => { await http.close(); await api.close(); };
         },
       },
       {
@@ -288,7 +291,7 @@ export class Sidecar {
             address: t.address!, namespaces: t.namespaces, dataDir: config.dataDir, pollIntervalMs: t.pollIntervalMs, pageSize: t.pageSize,
             settleMs: t.settleMs, maxRunsPerScan: t.maxRunsPerScan, redactor,
             inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
-            sink: async (events) => { await ingest.ingest(events, 'history', (ev) => temporalIndex.has(ev)); },
+            sink: async (events) => { await ingest.ingest(events, { transport: 'history', via: null }, (ev) => temporalIndex.has(ev)); },
             observer: {
               onError: (where, err) => {
                 metrics.collectorErrors.inc({ where: 'temporal' });

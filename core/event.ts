@@ -23,6 +23,9 @@ export const EVENT_KINDS = [
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
+/** The largest time a JavaScript Date holds (ECMA-262: 8.64e15 ms after the epoch). */
+export const MAX_DATE_MS = 8_640_000_000_000_000;
+
 export const EVENT_SOURCES = ['bullmq', 'temporal', 'celery', 'warden'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
 
@@ -30,8 +33,10 @@ const str = z.string().nullable();
 const attrValue = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
 export const WardenEventSchema = z.object({
-  event_id: z.string().regex(/^[0-9A-HJKMNP-TV-Z]{26}$/, 'must be a ULID'),
-  ts: z.number().int().nonnegative(),
+  // A ULID's 48-bit time part ends at 7ZZZZZZZZZ: a first character above '7' is no ULID.
+  event_id: z.string().regex(/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/, 'must be a ULID (26 Crockford base32 characters, the first 0-7)'),
+  // What a JavaScript Date can hold (|ms| <= 8.64e15): a larger ts would crash every reader that formats it.
+  ts: z.number().int().nonnegative().max(MAX_DATE_MS, `must be epoch milliseconds a date can hold (0 to ${MAX_DATE_MS})`),
   kind: z.enum(EVENT_KINDS),
   source: z.enum(EVENT_SOURCES),
   correlation_id: str,

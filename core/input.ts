@@ -91,3 +91,40 @@ function truncated(text: string, bytes: number, limits: InputLimits): TruncatedI
   const keep = Math.max(0, Math.floor(limits.maxInputBytes / 2));
   return { $truncated: true, bytes, preview: text.slice(0, keep) };
 }
+
+/**
+ * Bounds on what an ingest client may put in an event besides `input` (which is capped and marked as
+ * the collector caps it, see capInput): events over them are refused naming the field.
+ */
+export const EVENT_BOUNDS = {
+  /** attrs: at most this many keys ... */
+  maxAttrs: 64,
+  /** ... keys of at most this many characters ... */
+  maxAttrKeyChars: 128,
+  /** ... string values of at most this many characters ... */
+  maxAttrValueChars: 4096,
+  /** ... and at most this many bytes of JSON in all. */
+  maxAttrsBytes: 16_384,
+  /** reason and error (free text: messages, stack heads; the Temporal hooks cut errors at 4 096). */
+  maxTextChars: 16_384,
+  /** Every other string field (names, IDs, versions). */
+  maxFieldChars: 1024,
+} as const;
+
+/**
+ * An ingested event's `input`, redacted and capped as the collector caps a job's data: over
+ * `maxInputBytes` of JSON it becomes a marked preview (`{"$truncated":true,"bytes":n,"preview":...}`).
+ * The hook's own `input_digest` is kept: it was computed over the unredacted value the sidecar never saw.
+ */
+export function capInput(value: unknown, redactor: Redactor, limits: Pick<InputLimits, 'maxInputBytes'> = DEFAULT_INPUT_LIMITS): unknown {
+  if (value === null || value === undefined) return null;
+  const redacted = redactor.redactValue(value);
+  let serialized: string;
+  try {
+    serialized = JSON.stringify(redacted) ?? 'null';
+  } catch (err) {
+    return { $unserializable: String((err as Error).message) };
+  }
+  const bytes = Buffer.byteLength(serialized);
+  return bytes <= limits.maxInputBytes ? redacted : { $truncated: true, bytes, preview: serialized.slice(0, Math.max(0, Math.floor(limits.maxInputBytes / 2))) } satisfies TruncatedInput;
+}

@@ -51,3 +51,6 @@ export const OUTCOME_OF_KIND: Readonly<Partial<Record<EventKind, 'completed' | '
 
 /** Kinds only the sidecar writes (its decisions, breakers and ledger audit); ingest refuses them. */
 export const SIDECAR_KINDS = kindSet('policy.decision', 'breaker.opened', 'breaker.half_opened', 'breaker.closed', 'ledger.read', 'ledger.verified');
+
+/** The attr the sidecar sets on every ingested record: the credential that sent it (`http:<token name>`, `nats:<stream>`). */
+export const RECEIVED_VIA = 'received_via';

@@ -3,7 +3,8 @@
  * (SQL), and its one validation: the CLI, the API and both readers take the same shape and reject the
  * same mistakes with the same words.
  */
-import { EVENT_KINDS } from '../core/event.js';
+import { EVENT_KINDS, EVENT_SOURCES } from '../core/event.js';
+import { RECEIVED_VIA } from '../core/kinds.js';
 import { InvalidFilterError } from './errors.js';
 
 /** `since <= ts < until`, epoch milliseconds; either end open when absent. */
@@ -12,7 +13,39 @@ export interface TimeRange {
   until?: number;
 }
 
-export interface LedgerFilter extends TimeRange {
+/**
+ * Where records came from: `source` (bullmq, temporal, warden) and `receivedVia`, the credential an
+ * ingested record came through (`attrs.received_via`: `http:<token name>`, `nats:<stream>`), or
+ * `none` for records the sidecar observed or wrote itself (no received_via).
+ */
+export interface ProvenanceFilter {
+  source?: string;
+  receivedVia?: string;
+}
+
+/** The receivedVia value that selects the sidecar's own records (its collector's, its decisions, its audit). */
+export const RECEIVED_VIA_NONE = 'none';
+
+export function checkProvenance(f: ProvenanceFilter): void {
+  checkString(f.source, 'source');
+  checkString(f.receivedVia, 'receivedVia');
+  if (f.source !== undefined && !(EVENT_SOURCES as readonly string[]).includes(f.source)) {
+    throw new InvalidFilterError(`unknown source ${JSON.stringify(f.source)}; sources are: ${EVENT_SOURCES.join(', ')}`);
+  }
+  if (f.receivedVia !== undefined && f.receivedVia !== RECEIVED_VIA_NONE && !/^(http|nats):./.test(f.receivedVia)) {
+    throw new InvalidFilterError(`received_via must be http:<token name>, nats:<stream> or ${RECEIVED_VIA_NONE} (records the sidecar observed or wrote itself), not ${JSON.stringify(f.receivedVia)}`);
+  }
+}
+
+/** Does a record's event pass the provenance filter (the spool's side of it; the store's is SQL)? */
+export function matchesProvenance(e: { source: string; attrs: Record<string, unknown> }, f: ProvenanceFilter): boolean {
+  if (f.source !== undefined && e.source !== f.source) return false;
+  if (f.receivedVia === undefined) return true;
+  const via = e.attrs[RECEIVED_VIA];
+  return f.receivedVia === RECEIVED_VIA_NONE ? typeof via !== 'string' : via === f.receivedVia;
+}
+
+export interface LedgerFilter extends TimeRange, ProvenanceFilter {
   correlationId?: string;
   jobId?: string;
   queue?: string;
@@ -62,6 +95,7 @@ export function checkLedgerFilter(f: LedgerFilter): string[] | null {
   checkString(f.correlationId, 'correlationId');
   checkString(f.jobId, 'jobId');
   checkString(f.queue, 'queue');
+  checkProvenance(f);
   checkRange(f);
   checkCount(f.limit, 'limit');
   checkCount(f.afterSeq, 'afterSeq');

@@ -7,7 +7,7 @@
  * `observe` is synchronous and cheap (the decider); the slow parts run one after another on the
  * actuator's promise chain, so the order of the ledger records is the order of the decisions.
  */
-import type { BreakerPhase } from '../core/breakers.js';
+import type { BreakerPhase, BreakerScope } from '../core/breakers.js';
 import type { WardenEvent } from '../core/event.js';
 import { Actuator } from './act/actuator.js';
 import type { QueueActions } from './act/bullmq.js';
@@ -46,6 +46,8 @@ export interface EngineOptions {
   logger?: EngineLogger;
   /** Every policy in dry-run, whatever the file says. */
   dryRun?: boolean;
+  /** Scopes the sidecar collects itself: ingest claims about them never move their breakers (DeciderOptions.collected). */
+  collected?: (scope: BreakerScope) => boolean;
   clock?: () => number;
 }
 
@@ -66,7 +68,7 @@ export class PolicyEngine {
     const clock = o.clock ?? Date.now;
     const log = o.logger ?? NOOP_LOGGER;
     const saved = await readBreakerStates(o.dataDir);
-    const decider = new Decider({ policies: o.policies, dryRun: o.dryRun, gauges: o.observer });
+    const decider = new Decider({ policies: o.policies, dryRun: o.dryRun, gauges: o.observer, collected: o.collected });
     const actuator = new Actuator({
       dataDir: o.dataDir, record: o.record, queues: o.queues, kv: o.kv, logger: log, clock,
       breakerState: o.observer?.breakerState?.bind(o.observer),

@@ -5,21 +5,23 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { ROLES } from '../config.js';
+import type { IngestScopes } from '../ingest.js';
 import { ApiError } from './errors.js';
 
 export type Role = (typeof ROLES)[number];
 
-export interface ApiToken { name: string; role: Role; token: string }
+export interface ApiToken { name: string; role: Role; token: string; scopes?: IngestScopes }
 
-export interface Caller { name: string; role: Role }
+/** Who a request comes from: the token's name and role, and (ingest) what it may send events for. */
+export interface Caller { name: string; role: Role; scopes?: IngestScopes }
 
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 export class TokenAuth {
-  private readonly tokens: { name: string; role: Role; digest: Buffer }[];
+  private readonly tokens: { name: string; role: Role; scopes?: IngestScopes; digest: Buffer }[];
 
   constructor(tokens: readonly ApiToken[]) {
-    this.tokens = tokens.map((t) => ({ name: t.name, role: t.role, digest: digest(t.token) }));
+    this.tokens = tokens.map((t) => ({ name: t.name, role: t.role, scopes: t.scopes, digest: digest(t.token) }));
   }
 
   /** The caller the request's bearer token names; 401 without one or with an unknown one. */
@@ -30,7 +32,7 @@ export class TokenAuth {
     const given = digest(m[1]);
     // Compare against every token, always, so timing says nothing about which (or whether one) matched.
     let found: Caller | null = null;
-    for (const t of this.tokens) if (timingSafeEqual(given, t.digest) && !found) found = { name: t.name, role: t.role };
+    for (const t of this.tokens) if (timingSafeEqual(given, t.digest) && !found) found = { name: t.name, role: t.role, ...(t.scopes ? { scopes: t.scopes } : {}) };
     if (!found) throw new ApiError(401, 'unknown token', { headers: { 'www-authenticate': 'Bearer error="invalid_token"' } });
     return found;
   }

@@ -5,7 +5,7 @@ import { ApiError } from './errors.js';
 /** The spool filter of /v1/ledger/events and /v1/ledger/export. */
 export function filterFrom(url: URL): LedgerFilter {
   const p = url.searchParams;
-  const allowed = new Set(['correlation_id', 'job_id', 'queue', 'kind', 'since', 'until', 'limit', 'format']);
+  const allowed = new Set(['correlation_id', 'job_id', 'queue', 'kind', 'source', 'received_via', 'since', 'until', 'limit', 'format']);
   for (const key of p.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
   const limit = p.get('limit');
   if (limit !== null && !/^[1-9]\d{0,8}$/.test(limit)) throw new ApiError(400, `limit must be a positive whole number, not ${JSON.stringify(limit)}`);
@@ -15,10 +15,19 @@ export function filterFrom(url: URL): LedgerFilter {
     jobId: p.get('job_id') ?? undefined,
     queue: p.get('queue') ?? undefined,
     kind: kinds.length ? kinds : undefined,
+    ...provenanceFrom(url),
     since: p.get('since') ? parseTimeArg(p.get('since')!) : undefined,
     until: p.get('until') ? parseTimeArg(p.get('until')!) : undefined,
     limit: limit ? Number(limit) : undefined,
   };
+}
+
+/** `source` and `received_via` (ledger/filter.ts ProvenanceFilter), accepted by every ledger read that lists records. */
+export const PROVENANCE_KEYS = ['source', 'received_via'];
+
+export function provenanceFrom(url: URL): { source?: string; receivedVia?: string } {
+  const p = url.searchParams;
+  return { source: p.get('source') ?? undefined, receivedVia: p.get('received_via') ?? undefined };
 }
 
 /** Time range plus the other keys a route accepts; anything else is a 400 naming it. */

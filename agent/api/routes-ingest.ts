@@ -1,17 +1,20 @@
 /**
  * `POST /v1/events` with `{"events":[...]}` (ingest and admin): every event is checked first, and a
- * batch with any bad event appends nothing (400 naming the index and field). Resent events are skipped
- * (counted as duplicates), so a client may retry a batch whose answer it lost.
+ * batch with any bad event appends nothing (400 naming the index and field). Bad means: not the schema,
+ * a kind only the sidecar writes, over the bounds, or outside the token's scopes. Resent events are
+ * skipped (counted as duplicates), so a client may retry a batch whose answer it lost. Every accepted
+ * record says who sent it: `attrs.received_via` = `http:<token name>`.
  */
 import type { WardenEvent } from '../../core/event.js';
 import { checkEvent } from '../../core/event-validation.js';
+import { outOfScope, type IngestCredential } from '../ingest.js';
 import { ApiError } from './errors.js';
 import { sendJson } from './respond.js';
 import type { Route } from './router.js';
 
 export interface IngestSink {
   /** Appends events (deduplicated by event_id); unset: the endpoint answers 503. */
-  ingest?(events: WardenEvent[]): Promise<{ accepted: number; duplicates: number }>;
+  ingest?(events: WardenEvent[], from: IngestCredential): Promise<{ accepted: number; duplicates: number }>;
   /** Counts events refused as malformed. */
   onInvalidEvents?(n: number): void;
 }
@@ -19,7 +22,7 @@ export interface IngestSink {
 export function ingestRoutes(o: IngestSink): Route[] {
   return [{
     method: 'POST', path: '/v1/events', roles: ['ingest', 'admin'], body: true,
-    handle: async ({ res, body }) => {
+    handle: async ({ res, body, caller }) => {
       if (!o.ingest) throw new ApiError(503, 'event ingest is not wired in this sidecar', { code: 'WARDEN_CONFIG' });
       let doc: unknown;
       try {
@@ -34,8 +37,9 @@ export function ingestRoutes(o: IngestSink): Route[] {
       let invalid = 0;
       for (let i = 0; i < list.length; i++) {
         const c = checkEvent(list[i]);
-        if (c.ok) events.push(c.event);
-        else { invalid++; first ??= { index: i, field: c.field, message: c.message }; }
+        const refused = c.ok ? outOfScope(c.event, caller.scopes) : c;
+        if (c.ok && !refused) events.push(c.event);
+        else { invalid++; first ??= { index: i, field: refused!.field, message: refused!.message }; }
       }
       if (first) {
         o.onInvalidEvents?.(invalid);
@@ -43,7 +47,8 @@ export function ingestRoutes(o: IngestSink): Route[] {
           details: { index: first.index, field: first.field, invalid },
         });
       }
-      const r = events.length ? await o.ingest(events) : { accepted: 0, duplicates: 0 };
+      const from: IngestCredential = { transport: 'http', via: `http:${caller.name}`, scopes: caller.scopes };
+      const r = events.length ? await o.ingest(events, from) : { accepted: 0, duplicates: 0 };
       sendJson(res, 200, r);
       return r.accepted;
     },

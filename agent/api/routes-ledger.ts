@@ -9,7 +9,7 @@ import { eventPages } from '../../ledger/compliance/export.js';
 import type { LedgerStore } from '../../ledger/store/index.js';
 import type { Role } from './auth.js';
 import { ApiError } from './errors.js';
-import { filterFrom, formatFrom, num, str, timeFrom } from './params.js';
+import { filterFrom, formatFrom, num, PROVENANCE_KEYS, provenanceFrom, str, timeFrom } from './params.js';
 import { flatten, sendJson, sendRows, streamRecords, toAsync } from './respond.js';
 import type { Route, RouteContext } from './router.js';
 
@@ -46,7 +46,7 @@ export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | nu
       return r.records;
     }),
     fromStore('/v1/ledger/approvals', async (store, { res, url }) => {
-      const f = { ...timeFrom(url, ['actor', 'queue', 'limit', 'per_day', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), limit: num(url, 'limit') };
+      const f = { ...timeFrom(url, ['actor', 'queue', 'limit', 'per_day', 'format', ...PROVENANCE_KEYS]), actor: str(url, 'actor'), queue: str(url, 'queue'), limit: num(url, 'limit'), ...provenanceFrom(url) };
       return url.searchParams.get('per_day') === '1'
         ? sendRows(res, await c.approvalsPerDay(store, f), c.APPROVALS_PER_DAY_COLUMNS, url)
         : sendRows(res, await c.approvals(store, f), c.APPROVAL_COLUMNS, url);
@@ -56,7 +56,7 @@ export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | nu
     fromStore('/v1/ledger/unapproved', async (store, { res, url }) =>
       sendRows(res, await c.unapproved(store, { ...timeFrom(url, ['queue', 'format']), queue: str(url, 'queue') }), c.UNAPPROVED_COLUMNS, url)),
     fromStore('/v1/ledger/decisions', async (store, { res, url }) => {
-      const f = { ...timeFrom(url, ['actor', 'queue', 'policy', 'limit', 'counts', 'format']), actor: str(url, 'actor'), queue: str(url, 'queue'), policy: str(url, 'policy'), limit: num(url, 'limit') };
+      const f = { ...timeFrom(url, ['actor', 'queue', 'policy', 'limit', 'counts', 'format', ...PROVENANCE_KEYS]), actor: str(url, 'actor'), queue: str(url, 'queue'), policy: str(url, 'policy'), limit: num(url, 'limit'), ...provenanceFrom(url) };
       return url.searchParams.get('counts') === '1'
         ? sendRows(res, await c.decisionCounts(store, f), c.DECISION_COUNT_COLUMNS, url)
         : sendRows(res, await c.decisions(store, f), c.DECISION_COLUMNS, url);

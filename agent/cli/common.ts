@@ -83,3 +83,10 @@ export function untilSignal(): Promise<void> {
     process.once('SIGTERM', () => resolve());
   });
 }
+
+/** `--source` and `--received-via` (ledger/filter.ts ProvenanceFilter), on every command that lists records. */
+export function provenanceOptions(cmd: Command): Command {
+  return cmd
+    .option('--source <system>', 'only records of this source: bullmq, temporal, or warden (the sidecar\'s own records)')
+    .option('--received-via <credential>', 'only records ingested through this credential (http:<token name>, nats:<stream>), or "none": only what the sidecar observed or wrote itself');
+}

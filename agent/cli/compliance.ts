@@ -15,7 +15,7 @@ import {
 import { exportEvents, type ExportFormat } from '../../ledger/compliance/export.js';
 import { formatRows, progressBar, type OutputFormat } from '../../ledger/compliance/format.js';
 import { openStore, type LedgerStore } from '../../ledger/store/store.js';
-import { configFor, formatOption, group, out, positiveInt, requireLedgerTable } from './common.js';
+import { configFor, formatOption, group, out, positiveInt, provenanceOptions, requireLedgerTable } from './common.js';
 
 interface ComplianceStoreOpts {
   clickhouseUrl?: string;
@@ -55,6 +55,7 @@ const timeRange = (o: { since?: string; until?: string }): TimeRange => ({
   since: o.since ? parseTimeArg(o.since) : undefined, until: o.until ? parseTimeArg(o.until) : undefined,
 });
 
+type Provenance = { source?: string; receivedVia?: string };
 type RangeOpts = ComplianceStoreOpts & { since?: string; until?: string; format: OutputFormat };
 const rangeOptions = (c: Command): Command => complianceStoreOptions(c
   .option('--since <time>', 'ISO time, epoch ms, or relative (15m, 2h, 7d); inclusive, on the exact event time')
@@ -64,13 +65,13 @@ const rangeOptions = (c: Command): Command => complianceStoreOptions(c
 export function registerComplianceCommands(program: Command): void {
   const ledger = group(program, 'ledger', 'read and verify the audit ledger');
 
-  rangeOptions(ledger.command('approvals').description('approvals granted and denied (ClickHouse store), or --per-day counts per actor')
+  rangeOptions(provenanceOptions(ledger.command('approvals')).description('approvals granted and denied (ClickHouse store), or --per-day counts per actor')
     .option('--actor <actor>', 'only this approver').option('--queue <name>', 'only this queue')
     .option('--per-day', 'counts per actor per UTC day instead of the approvals')
     .option('--limit <n>', 'at most this many approvals', positiveInt))
-    .action(async (o: RangeOpts & { actor?: string; queue?: string; perDay?: boolean; limit?: number }, cmd: Command) => {
+    .action(async (o: RangeOpts & Provenance & { actor?: string; queue?: string; perDay?: boolean; limit?: number }, cmd: Command) => {
       const cfg = configFor(cmd);
-      const f = { ...timeRange(o), actor: o.actor, queue: o.queue };
+      const f = { ...timeRange(o), actor: o.actor, queue: o.queue, source: o.source, receivedVia: o.receivedVia };
       await withComplianceStore(cfg, o, async (store) => {
         if (o.perDay) out(formatRows(o.format, APPROVALS_PER_DAY_COLUMNS, await approvalsPerDay(store, f)));
         else out(formatRows(o.format, APPROVAL_COLUMNS, await approvals(store, { ...f, limit: o.limit })));
@@ -96,20 +97,20 @@ export function registerComplianceCommands(program: Command): void {
       });
     });
 
-  rangeOptions(ledger.command('decisions').description('policy decisions (ClickHouse store), or --counts per policy, version and decision')
+  rangeOptions(provenanceOptions(ledger.command('decisions')).description('policy decisions (ClickHouse store), or --counts per policy, version and decision')
     .option('--actor <actor>').option('--queue <name>').option('--policy <name>')
     .option('--counts', 'counts per policy, policy version and decision instead of the decisions')
     .option('--limit <n>', 'at most this many decisions', positiveInt))
-    .action(async (o: RangeOpts & { actor?: string; queue?: string; policy?: string; counts?: boolean; limit?: number }, cmd: Command) => {
+    .action(async (o: RangeOpts & Provenance & { actor?: string; queue?: string; policy?: string; counts?: boolean; limit?: number }, cmd: Command) => {
       const cfg = configFor(cmd);
-      const f = { ...timeRange(o), actor: o.actor, queue: o.queue, policy: o.policy };
+      const f = { ...timeRange(o), actor: o.actor, queue: o.queue, policy: o.policy, source: o.source, receivedVia: o.receivedVia };
       await withComplianceStore(cfg, o, async (store) => {
         if (o.counts) out(formatRows(o.format, DECISION_COUNT_COLUMNS, await decisionCounts(store, f)));
         else out(formatRows(o.format, DECISION_COLUMNS, await decisions(store, { ...f, limit: o.limit })));
       });
     });
 
-  complianceStoreOptions(ledger.command('export').description('stream events from the ClickHouse store to a JSONL or CSV file, page by page, with progress on stderr')
+  complianceStoreOptions(provenanceOptions(ledger.command('export')).description('stream events from the ClickHouse store to a JSONL or CSV file, page by page, with progress on stderr')
     .requiredOption('--out <file>', 'file to write (.jsonl or .csv; --format overrides the extension)')
     .addOption(new Option('--format <format>', 'jsonl or csv (default: from the --out extension)').choices(['jsonl', 'csv']))
     .option('--correlation-id <id>').option('--job-id <id>').option('--queue <name>')
@@ -119,14 +120,14 @@ export function registerComplianceCommands(program: Command): void {
     .option('--limit <n>', 'at most this many events', positiveInt)
     .option('--page-size <n>', 'events per SELECT', positiveInt, 5000))
     .action(async (o: ComplianceStoreOpts & {
-      out: string; format?: ExportFormat; correlationId?: string; jobId?: string; queue?: string; kind?: string[]; since?: string; until?: string;
+      out: string; format?: ExportFormat; correlationId?: string; jobId?: string; queue?: string; kind?: string[]; since?: string; until?: string; source?: string; receivedVia?: string;
       limit?: number; pageSize: number;
     }, cmd: Command) => {
       const cfg = configFor(cmd);
       const ext = path.extname(o.out).toLowerCase();
       const format: ExportFormat | undefined = o.format ?? (ext === '.csv' ? 'csv' : ext === '.jsonl' || ext === '.ndjson' ? 'jsonl' : undefined);
       if (!format) throw new UsageError(`cannot tell the format of ${o.out} from its extension: name it .jsonl or .csv, or pass --format`);
-      const filter = { ...timeRange(o), correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind, limit: o.limit };
+      const filter = { ...timeRange(o), correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind, limit: o.limit, source: o.source, receivedVia: o.receivedVia };
       const tty = process.stderr.isTTY === true;
       let lastPct = -1;
       let lastAt = 0;

@@ -13,7 +13,7 @@ import {
 } from '../../ledger/index.js';
 import { RecordWriter, type OutputFormat } from '../../ledger/compliance/format.js';
 import { openStore } from '../../ledger/store/store.js';
-import { configFor, emitJson, formatOption, group, out, positiveInt, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
+import { configFor, emitJson, formatOption, group, out, positiveInt, provenanceOptions, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
 
 interface VerifyOpts {
   publicKey?: string[];
@@ -194,18 +194,19 @@ export function registerLedgerCommands(program: Command): void {
       if (!v.ok) process.exitCode = EXIT.TAMPERED;
     });
 
-  ledger.command('query').description('list ledger records matching filters')
+  const query = ledger.command('query').description('list ledger records matching filters')
     .option('--correlation-id <id>').option('--job-id <id>').option('--queue <name>')
     .option('--kind <kind...>', 'one or more event kinds, e.g. job.failed')
     .option('--since <time>', 'ISO time, epoch ms, or relative (15m, 2h, 7d)')
     .option('--until <time>', 'ISO time, epoch ms, or relative (15m, 2h, 7d)')
     .option('--limit <n>', 'at most this many records', positiveInt)
-    .addOption(formatOption())
-    .action(async (o: { correlationId?: string; jobId?: string; queue?: string; kind?: string[]; since?: string; until?: string; limit?: number; format: OutputFormat }, cmd: Command) => {
+    .addOption(formatOption());
+  provenanceOptions(query)
+    .action(async (o: { correlationId?: string; jobId?: string; queue?: string; kind?: string[]; source?: string; receivedVia?: string; since?: string; until?: string; limit?: number; format: OutputFormat }, cmd: Command) => {
       const cfg = configFor(cmd);
       const writer = new RecordWriter(o.format, out);
       for await (const rec of queryLedger(cfg.dataDir, {
-        correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind,
+        correlationId: o.correlationId, jobId: o.jobId, queue: o.queue, kind: o.kind, source: o.source, receivedVia: o.receivedVia,
         since: o.since ? parseTimeArg(o.since) : undefined, until: o.until ? parseTimeArg(o.until) : undefined, limit: o.limit,
       })) writer.write(rec);
       writer.end();

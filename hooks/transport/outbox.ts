@@ -341,7 +341,10 @@ export class Outbox {
       : g.by.overflow > 0
         ? `outbox full (${this.o.maxEvents} events / ${this.o.maxBytes} bytes) from ${iso(g.firstDrop)} to ${iso(g.lastDrop)}`
         : `${this.transport.name} refused them (or they could not be serialized) from ${iso(g.firstDrop)} to ${iso(g.lastDrop)}`;
-    const source: EventSource = g.sources.size === 1 ? [...g.sources][0] : 'warden';
+    // Never "warden" (the sidecar refuses that source from ingest): several sources are all named in
+    // attrs.dropped_sources, and the report carries the first of them.
+    const hookSources = [...g.sources].filter((s) => s !== 'warden').sort();
+    const source: EventSource = hookSources[0] ?? 'bullmq';
     const ev = makeEvent({
       kind: 'collector.gap',
       source,

@@ -24,7 +24,8 @@
 import { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS } from '../../core/kinds.js';
 
 export { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS };
-import { checkCount, checkKinds, checkLedgerFilter, checkRange, checkString, type LedgerFilter, type TimeRange } from '../filter.js';
+import { checkCount, checkKinds, checkLedgerFilter, checkProvenance, checkRange, checkString, RECEIVED_VIA_NONE, type LedgerFilter, type ProvenanceFilter, type TimeRange } from '../filter.js';
+import { RECEIVED_VIA } from '../../core/kinds.js';
 
 export type { TimeRange };
 
@@ -39,13 +40,15 @@ import type { LedgerStore } from '../store/store.js';
 /** Event reads from the store take the ledger's one filter. */
 export type EventFilter = LedgerFilter;
 
-export interface ApprovalFilter extends TimeRange {
+export type { ProvenanceFilter };
+
+export interface ApprovalFilter extends TimeRange, ProvenanceFilter {
   actor?: string;
   queue?: string;
   limit?: number;
 }
 
-export interface DecisionFilter extends TimeRange {
+export interface DecisionFilter extends TimeRange, ProvenanceFilter {
   actor?: string;
   queue?: string;
   policy?: string;
@@ -92,6 +95,19 @@ function eq(column: string, value: string | undefined): string[] {
   return value === undefined ? [] : [`${column} = ${sqlString(value)}`];
 }
 
+/**
+ * `source = ...`, and the credential an ingested record came through: `attrs.received_via`, read with
+ * visitParamExtractString (on 18.16 and later; attrs is canonical JSON of scalars, so the key's first
+ * occurrence is the key itself); '' when absent, which is what `none` (the sidecar's own records) asks.
+ */
+function provenance(f: ProvenanceFilter): string[] {
+  checkProvenance(f);
+  return [
+    ...eq('source', f.source),
+    ...(f.receivedVia === undefined ? [] : [`visitParamExtractString(attrs, ${sqlString(RECEIVED_VIA)}) = ${sqlString(f.receivedVia === RECEIVED_VIA_NONE ? '' : f.receivedVia)}`]),
+  ];
+}
+
 function where(conditions: string[]): string {
   return conditions.length === 0 ? '' : `WHERE ${conditions.join('\n  AND ')}\n`;
 }
@@ -119,6 +135,7 @@ function eventConditions(f: EventFilter): string[] {
     ...eq('correlation_id', f.correlationId),
     ...eq('job_id', f.jobId),
     ...(kinds ? [`kind IN ${list(kinds)}`] : []),
+    ...provenance(f),
     ...(f.afterSeq !== undefined ? [`seq > ${sqlNumber(f.afterSeq)}`] : []),
     ...(f.toSeq !== undefined ? [`seq <= ${sqlNumber(f.toSeq)}`] : []),
   ];
@@ -189,7 +206,7 @@ function approvalConditions(f: ApprovalFilter): string[] {
   checkString(f.queue, 'queue');
   checkRange(f);
   checkCount(f.limit, 'limit');
-  return [...eq('queue', f.queue), ...timeConditions(f), `kind IN ${list(APPROVAL_KINDS)}`, ...eq('actor', f.actor)];
+  return [...eq('queue', f.queue), ...timeConditions(f), `kind IN ${list(APPROVAL_KINDS)}`, ...eq('actor', f.actor), ...provenance(f)];
 }
 
 /** Approvals granted or denied, by actor and time range, in time order. */
@@ -404,7 +421,7 @@ function decisionConditions(f: DecisionFilter): string[] {
   checkString(f.policy, 'policy');
   checkRange(f);
   checkCount(f.limit, 'limit');
-  return [...eq('queue', f.queue), ...timeConditions(f), `kind = 'policy.decision'`, ...eq('actor', f.actor), ...eq('policy', f.policy)];
+  return [...eq('queue', f.queue), ...timeConditions(f), `kind = 'policy.decision'`, ...eq('actor', f.actor), ...eq('policy', f.policy), ...provenance(f)];
 }
 
 /** Policy decisions in a time range, in time order. */

@@ -3,7 +3,7 @@
  * There is no index here (ClickHouse is the indexed store); a query is one sequential pass, with a
  * substring pre-check on raw lines so that records that cannot match are never JSON-parsed.
  */
-import { checkLedgerFilter, type LedgerFilter } from '../filter.js';
+import { checkLedgerFilter, matchesProvenance, type LedgerFilter } from '../filter.js';
 import { readRecords } from './reader.js';
 import type { LedgerRecord } from './record.js';
 
@@ -19,6 +19,7 @@ export async function* queryLedger(dir: string, filter: LedgerFilter = {}): Asyn
   if (filter.correlationId !== undefined) exact.push(['correlation_id', filter.correlationId]);
   if (filter.jobId !== undefined) exact.push(['job_id', filter.jobId]);
   if (filter.queue !== undefined) exact.push(['queue', filter.queue]);
+  if (filter.source !== undefined) exact.push(['source', filter.source]);
 
   // Lines are canonical JSON: a string field is written `"name":` + JSON.stringify(value).
   const needles = exact.map(([field, value]) => `"${field}":${JSON.stringify(value)}`);
@@ -31,6 +32,7 @@ export async function* queryLedger(dir: string, filter: LedgerFilter = {}): Asyn
     const e = r.event;
     if (!exact.every(([field, value]) => e[field] === value)) continue;
     if (kinds && !kinds.includes(e.kind)) continue;
+    if (!matchesProvenance(e, filter)) continue;
     if (filter.since !== undefined && e.ts < filter.since) continue;
     if (filter.until !== undefined && e.ts >= filter.until) continue;
     yield r;

@@ -12,7 +12,7 @@
 import { breakerKey, type BreakerScope } from '../../core/breakers.js';
 import { WardenError } from '../../core/errors.js';
 import type { WardenEvent } from '../../core/event.js';
-import { ATTEMPT_FAILED_KINDS, ATTEMPT_START_KINDS, ATTEMPT_SUCCESS_KINDS, ATTEMPT_TERMINAL_FAILURE_KINDS } from '../../core/kinds.js';
+import { ATTEMPT_FAILED_KINDS, ATTEMPT_START_KINDS, ATTEMPT_SUCCESS_KINDS, ATTEMPT_TERMINAL_FAILURE_KINDS, RECEIVED_VIA } from '../../core/kinds.js';
 import type { LoadedPolicies } from '../loader.js';
 import type { Policy } from '../schema.js';
 import { breakerScopeOf, matchesScope, modelScope, parseBreakerKey, policyCovers } from '../scope.js';
@@ -39,6 +39,12 @@ export interface DecisionGauges {
 
 export interface DeciderOptions {
   policies: LoadedPolicies | null;
+  /**
+   * Scopes the sidecar reads itself (BullMQ queues its collector reads from Redis): only its own
+   * observations move their breakers. A claim (an ingested event, `attrs.received_via` set) about such
+   * a scope is in the ledger but never counted, probed or judged here. Unset: nothing is collected.
+   */
+  collected?: (scope: BreakerScope) => boolean;
   /** Every policy in dry-run, whatever the file says. */
   dryRun?: boolean;
   gauges?: DecisionGauges;
@@ -78,6 +84,9 @@ const MAX_CLOCK_SKEW_MS = 60_000;
 
 /** The id of a breaker (and its window): one per (policy, scope key). */
 export const breakerId = (policy: string, key: string) => `${policy}|${key}`;
+
+/** An event received through ingest (HTTP or NATS): a worker's claim, not the sidecar's observation. */
+export const isClaim = (ev: WardenEvent): boolean => typeof ev.attrs[RECEIVED_VIA] === 'string';
 
 export class Decider {
   private policies: LoadedPolicies | null;
@@ -142,7 +151,7 @@ export class Decider {
           if (!matchesScope(p.scope, ev)) continue;
           if (p.retryStorm) {
             const scope = breakerScopeOf(p, ev);
-            if (scope) {
+            if (scope && !(isClaim(ev) && this.o.collected?.(scope))) {
               const key = breakerKey(scope);
               this.count(p, key, ev);
               this.probeWith(p, key, ev);

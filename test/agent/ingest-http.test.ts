@@ -92,7 +92,8 @@ describe('POST /v1/events', () => {
     expect(await post(body, ADMIN)).toMatchObject({ status: 200, json: { accepted: 0, duplicates: 26 } });
     const got = await hookEvents();
     expect(got.map((e) => e.event_id)).toEqual(events.map((e) => e.event_id));
-    expect(got[3]).toEqual(events[3]);
+    // Stored as sent, plus the credential it came through (set by the sidecar).
+    expect(got[3]).toEqual({ ...events[3], attrs: { ...events[3].attrs, received_via: 'http:pipeline' } });
     const m = await sidecar.metrics();
     expect(sumMetric(m, 'warden_ingest_events_total', { transport: 'http', result: 'accepted' })).toBe(25);
     expect(sumMetric(m, 'warden_ingest_events_total', { transport: 'http', result: 'duplicate' })).toBe(27);

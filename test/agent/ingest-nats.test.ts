@@ -91,7 +91,8 @@ describe('hook events over NATS JetStream into the sidecar', () => {
     expect(new Set(ids).size).toBe(ids.length); // none twice
     expect(new Set(ids)).toEqual(new Set(emitted.map((e) => e.event_id))); // none lost
     const byId = new Map(got.map((e) => [e.event_id, e]));
-    expect(byId.get(emitted[123].event_id)).toEqual(emitted[123]);
+    // Stored as sent, plus the credential it came through (set by the sidecar: the stream, see README).
+    expect(byId.get(emitted[123].event_id)).toEqual({ ...emitted[123], attrs: { ...emitted[123].attrs, received_via: 'nats:WARDEN_EVENTS' } });
     expect(await verifyLedger(dataDir)).toMatchObject({ ok: true });
 
     const m = await sidecar.metrics();

@@ -11,6 +11,9 @@ import { WardenMetrics } from '../../agent/metrics.js';
 import { activityEvent } from '../harness/transport.js';
 import { readAll, removeDir, tempDir } from '../harness/ledger.js';
 
+const NATS = { transport: 'nats', via: 'nats:WARDEN_EVENTS' } as const;
+const HTTP = { transport: 'http', via: 'http:pipeline' } as const;
+
 let dir: string | undefined;
 afterEach(async () => { if (dir) await removeDir(dir); dir = undefined; });
 
@@ -21,7 +24,7 @@ describe('EventIngest', () => {
     const metrics = new WardenMetrics({ defaultMetrics: false });
     const ingest = new EventIngest({ record: async (evs) => { await spool.append(evs); }, ids: new RecentEventIds(1000), metrics });
     const evs = Array.from({ length: 50 }, (_, i) => activityEvent(i));
-    const results = await Promise.all([ingest.ingest(evs, 'nats'), ingest.ingest(evs.slice(10, 30), 'http'), ingest.ingest(evs, 'nats')]);
+    const results = await Promise.all([ingest.ingest(evs, NATS), ingest.ingest(evs.slice(10, 30), HTTP), ingest.ingest(evs, NATS)]);
     expect(results).toEqual([{ accepted: 50, duplicates: 0 }, { accepted: 0, duplicates: 20 }, { accepted: 0, duplicates: 50 }]);
     await spool.close();
     expect((await readAll(dir)).map((r) => r.event.event_id)).toEqual(evs.map((e) => e.event_id));
@@ -37,9 +40,9 @@ describe('EventIngest', () => {
     let fail = true;
     const ingest = new EventIngest({ record: async (evs) => { if (fail) throw new Error('ENOSPC'); await spool.append(evs); }, ids: new RecentEventIds(1000) });
     const evs = Array.from({ length: 5 }, (_, i) => activityEvent(i));
-    await expect(ingest.ingest(evs, 'nats')).rejects.toThrow('ENOSPC');
+    await expect(ingest.ingest(evs, NATS)).rejects.toThrow('ENOSPC');
     fail = false;
-    expect(await ingest.ingest(evs, 'nats')).toEqual({ accepted: 5, duplicates: 0 });
+    expect(await ingest.ingest(evs, NATS)).toEqual({ accepted: 5, duplicates: 0 });
     await spool.close();
     expect(await readAll(dir)).toHaveLength(5);
   });
@@ -49,7 +52,7 @@ describe('EventIngest', () => {
     const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 0 });
     const ingest = new EventIngest({ record: async (evs) => { await spool.append(evs); }, ids: new RecentEventIds(1000), redactor: new Redactor({ paths: ['user.ssn'], maxDepth: 32 }) });
     const ev = activityEvent(1, { input: { password: 'hunter22', user: { ssn: '078-05-1120' }, note: 'mail alice@example.com' }, error: 'auth failed for Bearer abcdefghijklmnopqrstuvwxyz012345', attrs: { prompt: 'call me at bob@example.org', n: 3 } });
-    await ingest.ingest([ev], 'http');
+    await ingest.ingest([ev], HTTP);
     await spool.close();
     const line = JSON.stringify((await readAll(dir))[0].event);
     for (const secret of ['hunter22', '078-05-1120', 'alice@example.com', 'abcdefghijklmnopqrstuvwxyz012345', 'bob@example.org']) expect(line).not.toContain(secret);

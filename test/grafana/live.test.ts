@@ -174,7 +174,7 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
     await waitFor(async () => Number(await clickhouse.query("SELECT count() FROM warden_ledger WHERE kind = 'ledger.verified'")) > 0, { timeoutMs: 10_000, what: 'a ledger.verified event shipped' });
     for (const d of [sre, loadDashboard('warden-compliance.json')]) {
       for (const { panel, target } of sqlTargets(d)) {
-        const sql = expandSql(target.rawSql!, { queue: '.*' }, from, to);
+        const sql = expandSql(target.rawSql!, { queue: '.*', source: '.*', received_via: '.*' }, from, to);
         const text = await clickhouse.query(`${sql}\nFORMAT JSONEachRow`); // throws, naming the SQL, if ClickHouse rejects it
         rowsOf[panel.title] = text.split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
       }
