@@ -119,8 +119,43 @@ export class CeleryCollector {
         if (ev.type.startsWith('worker-')) this.worker(ev);
         else out.push(...this.translator.translate(ev));
       }
-      if (out.length > 0) await this.o.sink(out);
+      if (out.length > 0) await this.o.sink(await this.fixAttempts(out));
     });
+  }
+
+  /**
+   * Events of a task whose task-received was missed (the sidecar restarted mid-task) carry a guessed
+   * attempt number, and without its task-sent the queue is unknown; the result backend (written
+   * before the event is sent, `result_extended`) knows both.
+   */
+  private async fixAttempts(events: WardenEvent[]): Promise<WardenEvent[]> {
+    const unsure = events.filter((e) => (e.attrs.attempt_inferred === true || e.queue === null) && e.job_id);
+    if (unsure.length === 0 || !this.backend) return events;
+    try {
+      if (this.backend.status === 'wait') await this.backend.connect();
+      const metas = await this.backend.mget(...unsure.map((e) => `celery-task-meta-${e.job_id}`));
+      unsure.forEach((e, i) => {
+        let m: { status?: string; retries?: number; queue?: string } | null = null;
+        try { m = metas[i] ? JSON.parse(metas[i]!) : null; } catch { m = null; }
+        if (e.queue === null && typeof m?.queue === 'string' && m.queue) {
+          e.queue = m.queue;
+          this.translator.setQueue(e.job_id!, m.queue);
+        }
+        if (e.attrs.attempt_inferred !== true) return;
+        const r = typeof m?.retries === 'number' ? m.retries : null;
+        let attempt: number | null = null;
+        if (e.kind === 'job.started') attempt = m === null ? 1 : r === null ? null : m.status === 'RETRY' ? r + 2 : r + 1;
+        else if (r !== null) attempt = r + 1;
+        if (attempt === null) return;
+        e.attempt = attempt;
+        e.attrs.retries = attempt - 1;
+        e.attrs.attempt_source = 'result_backend';
+        delete e.attrs.attempt_inferred;
+      });
+    } catch (err) {
+      this.o.observer?.onError?.('result-backend', err as Error);
+    }
+    return events;
   }
 
   /** Worker clocks and heartbeats: a clock that went back means the worker restarted (its unsent events are gone). */

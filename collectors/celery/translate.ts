@@ -34,6 +34,8 @@ interface TaskTrack {
   parent: string | null;
   /** `retries` of the newest task-received (or task-sent). */
   retries: number;
+  /** A task-received was seen (else the attempt number is a guess: the collector asks the result backend). */
+  retriesKnown: boolean;
   /** Open attempts: attempt number -> start time (ms). */
   open: Map<number, number>;
   meta: TaskMeta;
@@ -81,6 +83,12 @@ export class CeleryTranslator {
 
   /** The queue a task was routed to, if known. */
   queueOf(taskId: string): string | null { return this.tasks.get(taskId)?.queue ?? null; }
+  /** The queue of a task learnt elsewhere (the result backend). */
+  setQueue(taskId: string, queue: string): void {
+    const t = this.tasks.get(taskId);
+    if (t && !t.queue) { t.queue = queue; this.noteName(t); }
+  }
+
   /** Task names seen per queue (for rate-limit breakers, which act per task name). */
   readonly namesByQueue = new Map<string, Set<string>>();
 
@@ -100,6 +108,7 @@ export class CeleryTranslator {
       }
       case 'task-received':
         t.retries = Math.max(t.retries, ev.retries ?? 0);
+        t.retriesKnown = true;
         return [];
       case 'task-started': {
         const attempt = t.retries + 1;
@@ -164,7 +173,7 @@ export class CeleryTranslator {
   }
 
   private fresh(): TaskTrack {
-    return { queue: null, name: null, root: null, parent: null, retries: 0, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null };
+    return { queue: null, name: null, root: null, parent: null, retries: 0, retriesKnown: false, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null };
   }
 
   private track(id: string, ev: CeleryEvent): TaskTrack {
@@ -227,6 +236,7 @@ export class CeleryTranslator {
       ...(x.traceback ? { traceback: r.redactText(x.traceback).slice(-MAX_TEXT) } : {}),
       ...(x.result !== undefined ? { result: this.redactRepr(x.result) } : {}),
       ...(x.extra ?? {}),
+      ...(attempt !== null && !t.retriesKnown && !x.extra?.reconciled ? { attempt_inferred: true } : {}),
     };
     const served = x.result !== undefined ? this.served(x.result) : {};
     Object.assign(attrs, served);
