@@ -12,6 +12,7 @@ import { ConfigError } from './errors.js';
 import { SloList } from './slo-config.js';
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464');
+const celeryPath = z.string().regex(/^(args|kwargs|result)(\.[^.\s]+)+$/, 'expected a path starting with args., kwargs. or result.');
 const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
 
 // Validates the collector's own MetadataPaths shape (defined once, in collectors/bullmq/metadata.ts).
@@ -66,6 +67,23 @@ export const ConfigSchema = z.strictObject({
     countsIntervalMs: z.number().int().min(100).default(5000),
     /** Numeric outputs for drift policies: metric name -> path in the job's return value (`score: returnvalue.eval.score`). */
     outputs: z.record(z.string().regex(/^[\w.-]{1,64}$/, 'expected a metric name (letters, digits, . _ -)'), z.string().regex(/^returnvalue(\.[^.\s]+)+$/, 'expected a path starting with returnvalue.')).default({}),
+  }).prefault({}),
+  /** Celery (collectors/celery): task events from the broker, outcomes reconciled from the result backend. Unset brokerUrl: off. */
+  celery: z.strictObject({
+    brokerUrl: z.string().regex(/^(rediss?|amqps?|pyamqp):\/\//, 'expected a redis://, rediss:// or amqp:// URL').optional(),
+    /** Redis result backend (`celery-task-meta-*`), where terminal states are reconciled from. */
+    resultBackend: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL (only the Redis result backend is read)').optional(),
+    /** Paths into a task's arguments (`kwargs.model_version`, `args.0`) or result (`result.model`, served_* only). */
+    metadata: z.strictObject({
+      correlation_id: celeryPath.optional(), model: celeryPath.optional(), model_version: celeryPath.optional(),
+      policy: celeryPath.optional(), policy_version: celeryPath.optional(), served_model: celeryPath.optional(), served_model_version: celeryPath.optional(),
+    }).default({}),
+    /** How often the result backend is scanned for outcomes whose event never arrived. */
+    reconcileIntervalMs: z.number().int().min(100).default(30_000),
+    /** Tasks done less than this long ago are left to their live event. */
+    reconcileGraceMs: z.number().int().min(0).default(5000),
+    /** How often a breaker's pause or rate limit is re-sent to the workers (workers started since get it). */
+    controlReassertMs: z.number().int().min(100).default(5000),
   }).prefault({}),
   policies: z.strictObject({
     /** The policy file (YAML); unset: no policies, no breakers. Reloaded when it changes. */
@@ -202,6 +220,8 @@ export const ENV_VARS = {
   WARDEN_TEMPORAL_ADDRESS: 'temporal.address',
   /** Comma-separated. */
   WARDEN_TEMPORAL_NAMESPACES: 'temporal.namespaces',
+  WARDEN_CELERY_BROKER_URL: 'celery.brokerUrl',
+  WARDEN_CELERY_RESULT_BACKEND: 'celery.resultBackend',
   /** `name:role:token` entries, comma-separated; an ingest token may end in `:systems=a,b;queues=c,d`. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  BullMQQueueActions, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
+  BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
 } from '../policies/index.js';
 import type { WardenEvent } from '../core/event.js';
 import type { WardenConfig } from './config.js';
@@ -26,11 +26,23 @@ export interface RunningPolicies {
 }
 
 /** Null when no policy file is configured. Throws PolicyFileError (naming the keys) for a bad file at start. */
-export async function startPolicies(config: WardenConfig, record: (events: WardenEvent[]) => Promise<void>, metrics: WardenMetrics, logger: Logger): Promise<RunningPolicies | null> {
+export async function startPolicies(
+  config: WardenConfig, record: (events: WardenEvent[]) => Promise<void>, metrics: WardenMetrics, logger: Logger,
+  /** Task names seen on a Celery queue (its rate-limit breakers act per task name). */
+  celeryTasks: (queue: string) => string[] = () => [],
+): Promise<RunningPolicies | null> {
   const file = config.policies.file;
   if (!file) return null;
   const loaded = loadPolicyFile(file);
   const queues = new BullMQQueueActions({ redisUrl: config.redis.url, prefix: config.bullmq.prefix });
+  // Celery breakers act through the broker's own control channel (Redis brokers; AMQP needs amqplib, not in this build).
+  const celeryBroker = config.celery.brokerUrl && /^rediss?:/.test(config.celery.brokerUrl) ? config.celery.brokerUrl : null;
+  const celery = celeryBroker
+    ? new CeleryQueueActions({
+      control: new RedisControlChannel(celeryBroker), tasksOf: celeryTasks, reassertMs: config.celery.controlReassertMs,
+      onError: (err) => logger.warn({ err: err.message }, 'celery control command failed (re-sent on the next round)'),
+    })
+    : null;
   const kv = config.nats.url
     ? new KvBreakerPublisher({ url: config.nats.url, onError: (err) => logger.warn({ err: err.message }, 'publishing breaker state to NATS KV failed (retrying)') })
     : null;
@@ -39,6 +51,7 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
     policies: loaded,
     record,
     queues,
+    celery,
     kv,
     dryRun: config.policies.dryRun,
     // The sidecar's BullMQ collector reads every queue under the prefix (or the configured list) from
@@ -71,6 +84,7 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
       await engine.stop();
       await kv?.stop();
       await queues.close();
+      await celery?.close();
     },
   };
 }

@@ -31,6 +31,8 @@ import { startHttpServer, type HttpServer, type Readiness } from './server.js';
 import { EventSpanBuilder } from './spans.js';
 import { createTraceExport, type TraceExport } from './tracing.js';
 import { LedgerSelfVerifier } from './self-verify.js';
+import { CeleryLedgerIndex, newCeleryCollector, rememberCelery } from './celery.js';
+import type { CeleryCollector } from '../collectors/celery/collector.js';
 
 /** What the parts made, handed to the Sidecar once all of them started. */
 interface Started {
@@ -113,6 +115,8 @@ export class Sidecar {
     let temporal: TemporalCollector | null = null;
     // Temporal records the ledger holds (start, end, activity outcomes), whoever wrote them.
     const temporalIndex = new TemporalLedgerIndex();
+    const celeryIndex = new CeleryLedgerIndex();
+    let celery: CeleryCollector | null = null;
 
     const parts: Part[] = [
       {
@@ -133,7 +137,7 @@ export class Sidecar {
           // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them)
           // and the Temporal records held (the history collector adds only what is missing).
           recentIds = new RecentEventIds(config.ingest.dedupeWindow);
-          restored = await positions.restore((fromSeq) => rememberTemporalRecords(rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds), temporalIndex));
+          restored = await positions.restore((fromSeq) => rememberCelery(rememberTemporalRecords(rememberIds(Spool.read(config.dataDir, { fromSeq }), recentIds), temporalIndex), celeryIndex));
           logger.info({ lastSeq: spool.lastSeq, positions: Object.fromEntries(restored.positions), scanned: restored.scanned }, 'ledger opened');
           metrics.ledgerLastSeq.set(spool.lastSeq);
           return async ({ unwinding }) => { if (!unwinding) await positions.flush(); };
@@ -196,7 +200,7 @@ export class Sidecar {
         name: 'policies',
         async start() {
           // Policies see every durable event and write their decisions through the same pipeline.
-          policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger);
+          policies = await startPolicies(config, (events) => pipeline.record(events), metrics, logger, (queue) => [...(celery?.translator.namesByQueue.get(queue) ?? [])]);
           pipeline.policies = policies?.engine ?? null;
           // Decisions in flight are recorded before the spool closes.
           return async () => { await policies?.stop(); };
@@ -264,6 +268,19 @@ export class Sidecar {
           natsIngest = startNatsIngest(config, ingest, logger);
           // The batch in hand is appended and acked before the spool closes.
           return async () => { await natsIngest?.stop(); };
+        },
+      },
+      {
+        name: 'Celery collector',
+        async start() {
+          // Task events from the Celery broker (celery.brokerUrl set); outcomes missed are reconciled from the result backend.
+          celery = newCeleryCollector(config, { record: (events) => pipeline.recordHookEvents(events), ids: recentIds, index: celeryIndex, redactor, metrics, logger });
+          if (!celery) return;
+          const c = celery;
+          await c.start();
+          logger.info({ durable: c.durable, resultBackend: !!config.celery.resultBackend }, 'celery collector started');
+          // Events received are made durable before the spool closes.
+          return () => c.stop();
         },
       },
       {

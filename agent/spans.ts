@@ -36,7 +36,7 @@ export class EventSpanBuilder {
   /** `instrumented`: a wrapped worker makes this queue's attempt spans; only the job span is rebuilt. */
   observe(ev: WardenEvent, instrumented: boolean): void {
     if (ev.source === 'temporal') return this.observeTemporal(ev);
-    if (ev.source !== 'bullmq' || !ev.queue || !ev.job_id || !ev.trace_id) return;
+    if ((ev.source !== 'bullmq' && ev.source !== 'celery') || !ev.queue || !ev.job_id || !ev.trace_id) return;
     const key = `${ev.queue}\0${ev.job_id}`;
     let job = this.open.get(key);
     if (!job) {
@@ -44,7 +44,7 @@ export class EventSpanBuilder {
       this.open.set(key, job);
       if (this.open.size > MAX_OPEN_JOBS) this.open.delete(this.open.keys().next().value!);
     }
-    const jobSpanId = stableSpanId('bullmq', ev.queue, ev.job_id);
+    const jobSpanId = stableSpanId(ev.source, ev.queue, ev.job_id);
     switch (ev.kind) {
       case 'job.started':
         if (ev.attempt !== null) job.attempts.set(ev.attempt, ev.ts);
@@ -55,7 +55,7 @@ export class EventSpanBuilder {
         const started = ev.attempt !== null ? job.attempts.get(ev.attempt) : undefined;
         if (!instrumented && ev.attempt !== null && (started !== undefined || ev.duration_ms !== null)) {
           const startMs = started ?? ev.ts - (ev.duration_ms ?? 0);
-          this.emit(ev, `process ${ev.queue}`, SpanKind.CONSUMER, stableSpanId('bullmq', ev.queue, ev.job_id, ev.attempt), jobSpanId, startMs, ev.ts, {
+          this.emit(ev, `process ${ev.queue}`, SpanKind.CONSUMER, stableSpanId(ev.source, ev.queue, ev.job_id, ev.attempt), jobSpanId, startMs, ev.ts, {
             [sc.MESSAGING_OPERATION_TYPE]: 'process',
             [sc.MESSAGING_OPERATION_NAME]: 'process',
             [sc.WARDEN_ATTEMPT]: ev.attempt,

@@ -40,6 +40,8 @@ export interface EngineOptions {
   record(events: WardenEvent[]): Promise<void>;
   /** BullMQ queue actions; null: BullMQ breakers decide and publish but do not touch queues. */
   queues: QueueActions | null;
+  /** Celery queue actions (control commands); null or unset: Celery breakers decide but do not act. */
+  celery?: QueueActions | null;
   /** NATS KV publication of breaker states (Temporal interceptors enforce them); null without nats.url. */
   kv: BreakerPublisher | null;
   observer?: PolicyObserver;
@@ -70,7 +72,7 @@ export class PolicyEngine {
     const saved = await readBreakerStates(o.dataDir);
     const decider = new Decider({ policies: o.policies, dryRun: o.dryRun, gauges: o.observer, collected: o.collected });
     const actuator = new Actuator({
-      dataDir: o.dataDir, record: o.record, queues: o.queues, kv: o.kv, logger: log, clock,
+      dataDir: o.dataDir, record: o.record, queues: o.queues, celery: o.celery ?? null, kv: o.kv, logger: log, clock,
       breakerState: o.observer?.breakerState?.bind(o.observer),
     }, saved);
     const e = new PolicyEngine(decider, actuator, clock, log);

@@ -10,8 +10,8 @@ const share = z.number().min(0).max(1);
 const ms = z.number().int().min(1);
 
 export const ScopeSchema = z.strictObject({
-  /** bullmq, temporal, or any (both). */
-  system: z.enum(['bullmq', 'temporal', 'any']).default('any'),
+  /** bullmq, celery, temporal, or any (all). */
+  system: z.enum(['bullmq', 'celery', 'temporal', 'any']).default('any'),
   /** Queue (BullMQ) or task queue (Temporal); unset: every queue, each with its own breaker. */
   queue: z.string().min(1).optional(),
   /** Job name (BullMQ) or activity type (Temporal). */

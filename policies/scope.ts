@@ -8,7 +8,7 @@ export function matchesScope(s: Scope, ev: WardenEvent): boolean {
   if (ev.source === 'warden') return false;
   if (s.system !== 'any' && s.system !== ev.source) return false;
   if (s.queue !== undefined && s.queue !== ev.queue) return false;
-  if (s.jobName !== undefined && (ev.source !== 'bullmq' || s.jobName !== ev.job_name)) return false;
+  if (s.jobName !== undefined && ((ev.source !== 'bullmq' && ev.source !== 'celery') || s.jobName !== ev.job_name)) return false;
   if (s.activityType !== undefined && (ev.source !== 'temporal' || s.activityType !== ev.activity_type)) return false;
   if (s.model !== undefined && s.model !== ev.model) return false;
   return true;
@@ -17,6 +17,7 @@ export function matchesScope(s: Scope, ev: WardenEvent): boolean {
 /** The breaker an event's attempts count towards: its queue (BullMQ), activity type or task queue (Temporal). */
 export function breakerScopeOf(p: Policy, ev: WardenEvent): BreakerScope | null {
   if (ev.source === 'bullmq' && ev.queue) return { system: 'bullmq', kind: 'queue', name: ev.queue };
+  if (ev.source === 'celery' && ev.queue) return { system: 'celery', kind: 'queue', name: ev.queue };
   if (ev.source === 'temporal') {
     if (p.scope.activityType && ev.activity_type) return { system: 'temporal', kind: 'activity', name: ev.activity_type };
     if (ev.queue) return { system: 'temporal', kind: 'task_queue', name: ev.queue };
@@ -27,11 +28,11 @@ export function breakerScopeOf(p: Policy, ev: WardenEvent): BreakerScope | null 
 
 export const modelScope = (model: string): BreakerScope => ({ system: 'any', kind: 'model', name: model });
 
-const KINDS: Record<string, BreakerScope['kind'][]> = { bullmq: ['queue'], temporal: ['activity', 'task_queue'], any: ['model'] };
+const KINDS: Record<string, BreakerScope['kind'][]> = { bullmq: ['queue'], celery: ['queue'], temporal: ['activity', 'task_queue'], any: ['model'] };
 
 /** The inverse of breakerKey: `bullmq.queue.ingest` -> scope; null when the key is not a breaker key. */
 export function parseBreakerKey(key: string): BreakerScope | null {
-  const m = /^(bullmq|temporal|any)\.(queue|activity|task_queue|model)\.(.+)$/.exec(key);
+  const m = /^(bullmq|celery|temporal|any)\.(queue|activity|task_queue|model)\.(.+)$/.exec(key);
   if (!m || !KINDS[m[1]].includes(m[2] as BreakerScope['kind'])) return null;
   const name = m[3].replace(/=([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
   const scope = { system: m[1], kind: m[2], name } as BreakerScope;

@@ -29,6 +29,8 @@ export interface ActuatorOptions {
   record(events: WardenEvent[]): Promise<void>;
   /** BullMQ queue actions; null: BullMQ breakers decide and publish but do not touch queues. */
   queues: QueueActions | null;
+  /** Celery queue actions (control commands to the workers); null or unset: Celery breakers decide but do not act. */
+  celery?: QueueActions | null;
   /** NATS KV publication of breaker states (Temporal interceptors enforce them); null without nats.url. */
   kv: BreakerPublisher | null;
   /** The breaker gauge, set in chain order as states are saved, so it ends where the breakers are. */
@@ -125,6 +127,13 @@ export class Actuator {
 
   // ---- inside ----
 
+  /** The queue actions of a breaker's job system (BullMQ queues, Celery control); null: nothing to act on. */
+  private actionsFor(scope: BreakerState['scope']): QueueActions | null {
+    if (scope.system === 'bullmq') return this.o.queues;
+    if (scope.system === 'celery') return this.o.celery ?? null;
+    return null;
+  }
+
   private enqueue(fn: () => Promise<void>): void {
     this.chain = this.chain.then(fn).catch((err) => this.log.warn({ err: (err as Error).message }, 'policy action failed (will retry on the next tick)'));
   }
@@ -171,12 +180,13 @@ export class Actuator {
     const b = e.state;
     let evidence = out.evidence;
     const kind: EventKind = t.to === 'open' ? 'breaker.opened' : t.to === 'half_open' ? 'breaker.half_opened' : 'breaker.closed';
-    const queueOwned = b.scope.system === 'bullmq' && p.breaker.action !== 'none' && !out.dryRun && this.o.queues !== null;
+    const actions = this.actionsFor(b.scope);
+    const queueOwned = actions !== null && p.breaker.action !== 'none' && !out.dryRun;
     // Intent first: the queue's prior settings are on disk before anything is changed.
     if (queueOwned && t.to !== 'closed') {
       if (!b.applied) {
         // Redis unreachable: still decide and record; the action is retried on the next tick.
-        const prior = await this.o.queues!.state(b.scope.name).catch((err: Error) => {
+        const prior = await actions!.state(b.scope.name).catch((err: Error) => {
           evidence = { ...evidence, queue_state_error: err.message.slice(0, 200) };
           return null;
         });
@@ -216,22 +226,23 @@ export class Actuator {
   private async act(e: Entry): Promise<void> {
     const { state: b, policy: p } = e;
     const a = b.applied;
-    if (!a || !p || !this.o.queues || b.scope.system !== 'bullmq') return;
+    const actions = this.actionsFor(b.scope);
+    if (!a || !p || !actions) return;
     if (a.priorUnknown) {
       // Nothing was changed yet (the read failed before the first action): the queue's own settings
       // now are the ones to restore on close, so an operator's pause or limit is never undone.
-      const prior = await this.o.queues.state(b.scope.name);
+      const prior = await actions.state(b.scope.name);
       Object.assign(a, { wasPaused: prior.paused, prevConcurrency: prior.concurrency ?? null, prevRateLimit: prior.rateLimit ?? null, priorUnknown: false });
       await this.persist();
     }
     if (b.phase === 'closed') {
-      await this.o.queues.restore(b.scope.name, a);
+      await actions.restore(b.scope.name, a);
       b.applied = null;
     } else if (b.phase === 'open') {
-      await this.o.queues.open(b.scope.name, p.breaker, { paused: a.wasPaused, concurrency: a.prevConcurrency, rateLimit: a.prevRateLimit });
+      await actions.open(b.scope.name, p.breaker, { paused: a.wasPaused, concurrency: a.prevConcurrency, rateLimit: a.prevRateLimit });
       a.pending = false;
     } else {
-      await this.o.queues.halfOpen(b.scope.name, p.breaker, a);
+      await actions.halfOpen(b.scope.name, p.breaker, a);
       a.pending = false;
     }
     await this.persist();
@@ -257,7 +268,8 @@ export class Actuator {
     const wasApplied = b.applied;
     // Restore first: if Redis is down this throws, the breaker stays (and stays in the state file),
     // and the next tick tries again. Forgetting it first would leave the queue paused with no record.
-    if (wasApplied && this.o.queues && !wasApplied.priorUnknown) await this.o.queues.restore(b.scope.name, wasApplied);
+    const actions = this.actionsFor(b.scope);
+    if (wasApplied && actions && !wasApplied.priorUnknown) await actions.restore(b.scope.name, wasApplied);
     this.entries.delete(k);
     this.o.breakerState?.(b.policy, b.key, 'closed');
     await this.persist();
@@ -277,7 +289,8 @@ export class Actuator {
     try {
       this.o.breakerState?.(b.policy, b.key, b.phase);
       let found: QueueState | null = null;
-      if (b.scope.system === 'bullmq' && this.o.queues && b.applied) found = await this.o.queues.state(b.scope.name).catch(() => null);
+      const actions = this.actionsFor(b.scope);
+      if (actions && b.applied) found = await actions.state(b.scope.name).catch(() => null);
       const reason = b.phase === 'closed'
         ? `restart: breaker on ${b.key} is closed${b.forced ? ` (held closed by ${b.forced_by})` : ''}${b.applied ? '; finishing the queue restore that was under way at the crash' : ''}`
         : `restart: breaker on ${b.key} is still ${b.phase}${found ? ` (queue paused: ${found.paused}, global concurrency: ${found.concurrency ?? 'none'})` : ''}; queue set up for it again`;

@@ -189,7 +189,7 @@ export class Decider {
    */
   force(key: string, mode: ForceMode, actor: string, nowMs: number, opts: { policy?: string; via?: string } = {}): Output[] {
     const scope = parseBreakerKey(key);
-    if (!scope) throw new BreakerRequestError(400, `"${key}" is not a breaker scope: use e.g. bullmq.queue.<queue>, temporal.activity.<type>, temporal.task_queue.<queue>, any.model.<model>`);
+    if (!scope) throw new BreakerRequestError(400, `"${key}" is not a breaker scope: use e.g. bullmq.queue.<queue>, celery.queue.<queue>, temporal.activity.<type>, temporal.task_queue.<queue>, any.model.<model>`);
     const { policy, via } = opts;
     const pols = (this.policies?.policies ?? []).filter((p) => (policy ? p.name === policy : true) && (this.breakers.has(breakerId(p.name, key)) || policyCovers(p, scope)));
     if (pols.length === 0) throw new BreakerRequestError(404, `no policy${policy ? ` named ${policy}` : ''} covers ${key}`);
@@ -377,7 +377,7 @@ export class Decider {
 
   /** What the transition does to the scope, as a decision name. */
   private actionName(p: Policy, b: BreakerState, to: BreakerState['phase']): string {
-    const onQueue = b.scope.system === 'bullmq' && p.breaker.action !== 'none';
+    const onQueue = (b.scope.system === 'bullmq' || b.scope.system === 'celery') && p.breaker.action !== 'none';
     const name = to === 'open' ? (onQueue ? p.breaker.action : b.scope.system === 'temporal' ? 'fail_fast' : b.scope.kind === 'model' ? 'gate_route' : 'open')
       : to === 'half_open' ? 'probe' : onQueue ? 'restore' : 'close';
     return this.dry(p) ? `dry_run:${name}` : name;

