@@ -6,7 +6,7 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import type { WorkflowHandle } from '@temporalio/client';
-import { temporal } from '@temporalio/proto';
+import type { temporal } from '@temporalio/proto';
 import { bundleWorkflowCode, DefaultLogger, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import type { WardenEvent } from '../../../core/event.js';
 import { WARDEN_WORKFLOW_MODULE } from '../../../hooks/temporal/index.js';
@@ -50,7 +50,8 @@ export interface RunView {
   updates: string[];
 }
 
-const ET = temporal.api.enums.v1.EventType;
+// @temporalio/proto is CommonJS: no named import when this runs from dist/ under plain node (the bench).
+const ET = (createRequire(import.meta.url)('@temporalio/proto') as { temporal: typeof temporal }).temporal.api.enums.v1.EventType;
 const num = (v: unknown): number => Number(String(v ?? 0));
 
 /** The server's history of one run, reduced to a RunView. */
