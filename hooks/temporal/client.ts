@@ -118,7 +118,9 @@ export class WardenWorkflowClientInterceptor implements WorkflowClientIntercepto
   async startUpdate(input: WorkflowStartUpdateInput, next: Next<WorkflowClientInterceptor, 'startUpdate'>): Promise<WorkflowStartUpdateOutput> {
     const s = this.stamp(input.headers, null);
     const out = await next(s ? { ...input, headers: s.headers } : input);
-    this.message(s, 'update', input.updateName, input.workflowExecution.workflowId, out.workflowRunId, input.args, { update_id: out.updateId });
+    // Known at once when the call waited for completion: a validator's refusal is not a receipt.
+    const outcome: EventAttrs = out.outcome?.failure ? { update_outcome: 'rejected' } : out.outcome?.success ? { update_outcome: 'completed' } : {};
+    this.message(s, 'update', input.updateName, input.workflowExecution.workflowId, out.workflowRunId, input.args, { update_id: out.updateId, ...outcome });
     return out;
   }
 }

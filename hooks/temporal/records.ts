@@ -43,6 +43,14 @@ export interface WorkflowRecord {
   error_type: string | null;
   duration_ms: number | null;
   continued_as_new: boolean;
+  /** The update's ID (updates only; absent in records from older hook versions). */
+  update_id?: string | null;
+  /**
+   * An update its validator refused. Temporal's history never holds it, so a replay never re-makes
+   * this record: it takes no `seq` (which must stay the same on every replay) and is named by the
+   * update ID instead.
+   */
+  rejected?: boolean;
 }
 
 export interface WardenWorkflowSinks extends Sinks {

@@ -54,8 +54,10 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
   const record = (kind: WorkflowRecordKind, extra: Partial<WorkflowRecord>): void => {
     if (!run) return;
     const s = run.stamp;
+    // A rejected update is not in history: it must not move the replayed sequence of the others.
+    const n = extra.rejected ? seq : seq++;
     sink.record({
-      kind, seq: seq++, ts: Date.now(), cid: s.cid, traceparent: run.traceparent, span_id: run.spanId, parent_span_id: run.parentSpanId,
+      kind, seq: n, ts: Date.now(), cid: s.cid, traceparent: run.traceparent, span_id: run.spanId, parent_span_id: run.parentSpanId,
       model: s.model ?? null, model_version: s.model_version ?? null, policy: s.policy ?? null, policy_version: s.policy_version ?? null,
       args: null, name: null, message_cid: null, client_recorded: false, result: null, error: null, error_type: null,
       duration_ms: null, continued_as_new: false, ...extra,
@@ -89,11 +91,14 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
     }
   };
 
-  const message = (kind: 'signal' | 'update', name: string, args: unknown[], headers: Headers): void => {
+  const message = (kind: 'signal' | 'update', name: string, args: unknown[], headers: Headers, update?: { id: string; error?: unknown }): void => {
     safe(() => {
       const own = readStamp(headers);
+      const rejected = update !== undefined && 'error' in update;
       const fire = () => safe(() => record(kind, {
         name, args, client_recorded: own?.rec === 1 || own?.rec === 2, message_cid: own && run && own.cid !== run.stamp.cid ? own.cid : null,
+        ...(update ? { update_id: update.id } : {}),
+        ...(rejected ? { rejected: true, error: messageText(update.error), error_type: update.error instanceof Error ? update.error.name : null } : {}),
       }));
       if (run) fire(); else pending.push(fire);
     });
@@ -129,8 +134,18 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
         message('signal', input.signalName, input.args, input.headers);
         return next(input);
       },
+      // Validators run only when an update arrives, never on replay (a rejected update leaves nothing
+      // in history): the rejection is recorded here or nowhere. Nothing random is called on this path.
+      validateUpdate(input, next) {
+        try {
+          next(input);
+        } catch (err) {
+          message('update', input.name, input.args, input.headers, { id: input.updateId, error: err });
+          throw err;
+        }
+      },
       async handleUpdate(input, next) {
-        message('update', input.name, input.args, input.headers);
+        message('update', input.name, input.args, input.headers, { id: input.updateId });
         return next(input);
       },
     }],

@@ -45,13 +45,44 @@ export function installOtel(otlp?: { url: string; serviceName: string }) {
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new AsyncLocalStorageContextManager().enable());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
+  // All of them as one, for a sink that takes one processor (the official workflow span exporter).
+  const processor: SpanProcessor = {
+    onStart: (span, ctx) => { for (const p of spanProcessors) p.onStart(span, ctx); },
+    onEnd: (span) => { for (const p of spanProcessors) p.onEnd(span); },
+    forceFlush: async () => { await Promise.all(spanProcessors.map((p) => p.forceFlush())); },
+    shutdown: async () => undefined, // the provider shuts them down
+  };
   return {
     exporter,
     provider,
+    processor,
     async dispose() {
       await provider.shutdown();
       trace.disable(); context.disable(); propagation.disable();
     },
+  };
+}
+
+/**
+ * A processor for the official workflow span exporter sink (`makeWorkflowExporter`): spans made in the
+ * sandbox by @temporalio/interceptors-opentelemetry's own OTel SDK 1.x copy arrive in 1.x shape
+ * (`instrumentationLibrary`, `parentSpanId`); this passes them on in the 2.x shape the exporter reads.
+ */
+export function sandboxSpanProcessor(processor: SpanProcessor): { onStart(): void; onEnd(span: object): void; forceFlush(): Promise<void>; shutdown(): Promise<void> } {
+  return {
+    onStart: () => undefined,
+    onEnd: (span) => {
+      const s = span as Record<string, any> & { spanContext(): { traceId: string; traceFlags: number } };
+      const ctx = s.spanContext();
+      const adapted = Object.assign(Object.create(null), s, {
+        spanContext: () => ctx,
+        instrumentationScope: s.instrumentationScope ?? s.instrumentationLibrary ?? { name: 'temporal-workflow' },
+        parentSpanContext: s.parentSpanContext ?? (s.parentSpanId ? { traceId: ctx.traceId, spanId: s.parentSpanId, traceFlags: ctx.traceFlags, isRemote: false } : undefined),
+      });
+      processor.onEnd(adapted as never);
+    },
+    forceFlush: () => processor.forceFlush(),
+    shutdown: async () => undefined,
   };
 }
 
