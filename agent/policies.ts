@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  BullMQQueueActions, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
+  BullMQQueueActions, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode, type ScopeExplanation,
 } from '../policies/index.js';
 import type { WardenEvent } from '../core/event.js';
 import type { WardenConfig } from './config.js';
@@ -17,6 +17,8 @@ const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 export interface BreakerAdmin {
   list(): BreakerState[];
   force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]>;
+  /** Window counts, budget, baseline and the signal closest to tripping, per policy covering the scope. */
+  explain(key: string): ScopeExplanation[];
 }
 
 export interface RunningPolicies {
@@ -62,7 +64,7 @@ export async function startPolicies(config: WardenConfig, record: (events: Warde
   logger.info({ file, digest: loaded.digest, policies: loaded.policies.map((p) => `${p.name}@${p.version}`), dryRun: config.policies.dryRun }, 'policies loaded');
   return {
     engine,
-    admin: { list: () => engine.list(), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
+    admin: { list: () => engine.list(), explain: (key) => engine.explain(key), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
     async stop() {
       watcher.stop();
       await engine.stop();

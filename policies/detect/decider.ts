@@ -222,7 +222,7 @@ export class Decider {
         const baseline = w?.baseline() ?? null;
         const upper = probeBandUpper(p.breaker, baseline);
         const readings = c ? readSignals(c, cfg) : [];
-        const closest = [...readings].filter((r) => r.trips).sort((x, y) => y.closeness - x.closeness)[0];
+        const closest = [...readings].filter((r) => r.trips && r.closeness > 0).sort((x, y) => y.closeness - x.closeness)[0];
         out.window = c ? {
           window_ms: cfg.windowMs, newest_event: w!.latest, first_attempts: c.first, retries: c.retries, completed: c.completed,
           failed_attempts: c.failures, terminal_failures: c.terminalFailures, stalls: c.stalls, top_reason: c.top?.reason ?? null,
