@@ -48,6 +48,8 @@ export class WardenMetrics {
   readonly retryRatio = new Gauge({ name: 'warden_retry_ratio', help: 'Retries per first attempt over the policy window, per scope.', labelNames: ['policy', 'scope'], registers: [this.registry] });
   readonly retryBudgetRatio = new Gauge({ name: 'warden_retry_budget_ratio', help: 'The retry budget over the same window, as retries per first attempt (ratio + per-second allowance).', labelNames: ['policy', 'scope'], registers: [this.registry] });
 
+  private readonly gapQueues = new Set<string>();
+
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
@@ -62,6 +64,9 @@ export class WardenMetrics {
     const system = ev.source === 'warden' ? null : ev.source;
     if (!system) return;
     const queue = ev.queue ?? '';
+    // A BullMQ queue's gap counter exists from its first event at 0, so "no gaps" is data (the
+    // dashboard's collector-gap panel shows 0, not "no data").
+    if (system === 'bullmq' && !this.gapQueues.has(queue)) { this.gapQueues.add(queue); this.gaps.inc({ queue }, 0); }
     const name = ev.job_name ?? ev.activity_type ?? '';
     const outcome = OUTCOME_OF_KIND[ev.kind];
     if (outcome) this.jobs.inc({ system, queue, name, outcome });
