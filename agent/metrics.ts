@@ -58,6 +58,8 @@ export class WardenMetrics {
   /** Series folded into a family's `__overflow__` series because the family was at its cap. */
   readonly labelOverflow = new Counter({ name: 'warden_metrics_label_overflow_total', help: `Label sets folded into the family's ${OVERFLOW_LABEL} series because the family already had metrics.maxSeriesPerFamily series (labels from hook events, e.g. queue and job names, are free text).`, labelNames: ['family'], registers: [this.registry] });
 
+  private readonly gapQueues = new Set<string>();
+
   constructor(opts: { defaultMetrics?: boolean; maxSeriesPerFamily?: number } = {}) {
     if (opts.defaultMetrics !== false) {
       collectDefaultMetrics({ register: this.registry });
@@ -76,6 +78,9 @@ export class WardenMetrics {
     const system = ev.source === 'warden' ? null : ev.source;
     if (!system) return;
     const queue = ev.queue ?? '';
+    // A BullMQ queue's gap counter exists from its first event at 0, so "no gaps" is data (the
+    // dashboard's collector-gap panel shows 0, not "no data").
+    if (system === 'bullmq' && !this.gapQueues.has(queue)) { this.gapQueues.add(queue); this.gaps.inc({ queue }, 0); }
     const name = ev.job_name ?? ev.activity_type ?? '';
     const outcome = OUTCOME_OF_KIND[ev.kind];
     if (outcome) this.jobs.inc({ system, queue, name, outcome });

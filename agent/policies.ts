@@ -5,8 +5,9 @@
  */
 import type { Logger } from 'pino';
 import {
-  BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
+  BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode, type ScopeExplanation,
 } from '../policies/index.js';
+import type { BreakerScope } from '../core/breakers.js';
 import type { WardenEvent } from '../core/event.js';
 import type { WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
@@ -17,6 +18,8 @@ const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 export interface BreakerAdmin {
   list(): BreakerState[];
   force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]>;
+  /** Window counts, budget, baseline and the signal closest to tripping, per policy covering the scope. */
+  explain(key: string): ScopeExplanation[];
 }
 
 export interface RunningPolicies {
@@ -56,7 +59,7 @@ export async function startPolicies(
     dryRun: config.policies.dryRun,
     // The sidecar's BullMQ collector reads every queue under the prefix (or the configured list) from
     // the same Redis the breakers act on: those queues are governed by what it read, never by claims.
-    collected: (scope) => scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name)),
+    collected: collectedScopes(config),
     logger,
     observer: {
       breakerState: (policy, scope, phase) => metrics.breakerState.set({ policy, scope }, PHASE_VALUE[phase]),
@@ -78,7 +81,7 @@ export async function startPolicies(
   logger.info({ file, digest: loaded.digest, policies: loaded.policies.map((p) => `${p.name}@${p.version}`), dryRun: config.policies.dryRun }, 'policies loaded');
   return {
     engine,
-    admin: { list: () => engine.list(), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
+    admin: { list: () => engine.list(), explain: (key) => engine.explain(key), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
     async stop() {
       watcher.stop();
       await engine.stop();
@@ -87,4 +90,13 @@ export async function startPolicies(
       await celery?.close();
     },
   };
+}
+
+/**
+ * Scopes the sidecar collects itself: its BullMQ collector reads every queue under the prefix (or the
+ * configured list) from the Redis the breakers act on, so claims about them never move a breaker.
+ * The live engine and `warden policy backtest` use the same answer.
+ */
+export function collectedScopes(config: WardenConfig): (scope: BreakerScope) => boolean {
+  return (scope) => scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name));
 }

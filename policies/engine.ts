@@ -14,12 +14,12 @@ import type { QueueActions } from './act/bullmq.js';
 import type { BreakerPublisher } from './act/kv.js';
 import { readBreakerStates } from './act/state-file.js';
 import type { BreakerState } from './detect/breaker.js';
-import { Decider, type ForceMode, type Output } from './detect/decider.js';
+import { Decider, type ForceMode, type Output, type ScopeExplanation } from './detect/decider.js';
 import type { LoadedPolicies } from './loader.js';
 import type { Policy } from './schema.js';
 import type { BreakerStatus } from '../core/breakers.js';
 
-export { BreakerRequestError, type ForceMode } from './detect/decider.js';
+export { BreakerRequestError, type ForceMode, type ScopeExplanation } from './detect/decider.js';
 
 /** Gauges the agent keeps (the engine does not know prom-client). */
 export interface PolicyObserver {
@@ -106,6 +106,11 @@ export class PolicyEngine {
     const decided = this.decider.snapshot().map((b) => ({ ...b, applied: this.actuator.applied(b.policy, b.key) }));
     const known = new Set(decided.map((b) => `${b.policy}|${b.key}`));
     return [...decided, ...this.actuator.list().filter((b) => !known.has(`${b.policy}|${b.key}`))];
+  }
+
+  /** What the policies covering `key` see now (throws BreakerRequestError for a bad or uncovered scope). */
+  explain(key: string): ScopeExplanation[] {
+    return this.decider.explain(key);
   }
 
   observe(events: WardenEvent[]): void {

@@ -38,7 +38,11 @@ export const RetryStormSchema = z.strictObject({
   attempts: z.strictObject({ atLeast: z.number().int().min(2).default(3), maxShare: share.default(0.5), minStarted: z.number().int().min(1).default(20) }).nullable().prefault({}),
   /** Synchronized retries (no jitter): the largest share of retries due within one `bucketMs`. */
   synchronized: z.strictObject({ bucketMs: ms.default(50), maxShare: share.default(0.5), minRetries: z.number().int().min(2).default(20) }).nullable().prefault({}),
-  /** One failure reason dominating the failed attempts. */
+  /**
+   * One failure reason dominating the failed attempts. A QUALIFIER, not a trip: recorded in the
+   * evidence of a breaker that another signal opened (`qualifiers`), never a reason to open on its
+   * own (ordinary noise has one dominant reason too). Files that set it stay valid.
+   */
   dominantReason: z.strictObject({ maxShare: share.default(0.9), minFailures: z.number().int().min(1).default(50) }).nullable().prefault({}),
 });
 
@@ -80,6 +84,22 @@ export const BreakerSchema = z.strictObject({
   maxResetTimeoutMs: ms.default(600_000),
   /** Half-open: successes needed to close, and the global concurrency the probes run with. */
   probes: z.number().int().min(1).default(3),
+  /**
+   * How a probe window is judged (retry-storm breakers): against the scope's baseline failure rate,
+   * tracked while the breaker was closed over the history before the window that tripped. The band
+   * is `baseline x factor + slack`. The breaker closes once `probes` probes succeeded and the probe
+   * window's failure rate is within the band; it re-opens as soon as the probes' failures are
+   * improbable under the band (one-sided binomial p < alpha), or, after `maxProbes` outcomes, when
+   * the rate is above it. Without a baseline (fewer than `minBaseline` outcomes seen while closed)
+   * any failed probe re-opens.
+   */
+  probeBand: z.strictObject({
+    factor: z.number().min(1).default(2),
+    slack: share.default(0.05),
+    alpha: z.number().gt(0).lt(1).default(0.01),
+    minBaseline: z.number().int().min(1).default(20),
+    maxProbes: z.number().int().min(1).default(50),
+  }).prefault({}),
   probeConcurrency: z.number().int().min(1).default(1),
   /** Temporal: the share of calls let through as probes while half-open. */
   probeRatio: share.default(0.1),

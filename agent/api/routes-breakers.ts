@@ -1,7 +1,9 @@
 /**
  * Circuit breakers (policies.file configured): `GET /v1/breakers` lists them (compliance and admin);
  * `POST /v1/breakers/<scope>/(open|close|auto)?actor=NAME[&policy=P]` forces one (admin only), recorded
- * with the actor and the token that asked.
+ * with the actor and the token that asked. `GET /v1/breakers/<scope>/explain` (compliance and admin):
+ * what each policy covering the scope sees now (window counts, budget, baseline, each signal against
+ * its threshold, the one closest to tripping).
  */
 import { ROLES } from '../config.js';
 import type { BreakerAdmin } from '../policies.js';
@@ -26,6 +28,16 @@ export function breakerRoutes(breakers: BreakerAdmin | null | undefined): Route[
         const list = b.list();
         sendJson(res, 200, { breakers: list });
         return list.length;
+      },
+    },
+    {
+      method: 'GET', path: /^\/v1\/breakers\/([^/]+)\/explain$/, roles: READ_ROLES,
+      handle: async ({ res, path, params: [rawScope] }) => {
+        let scope: string;
+        try { scope = decodeURIComponent(rawScope); } catch { throw new ApiError(400, `the scope in ${path} is not valid percent-encoding`); }
+        const policies = b.explain(scope);
+        sendJson(res, 200, { scope, policies });
+        return policies.length;
       },
     },
     {

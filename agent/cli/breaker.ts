@@ -6,7 +6,7 @@ import { WardenError } from '../../core/errors.js';
 import { UsageError } from '../errors.js';
 import { configFor, group, out } from './common.js';
 
-interface BreakerOpts { url?: string; token?: string; actor?: string; policy?: string; json?: boolean }
+export interface BreakerOpts { url?: string; token?: string; actor?: string; policy?: string; json?: boolean }
 
 export function registerBreakerCommands(program: Command): void {
   const breaker = group(program, 'breaker', 'circuit breakers of the running sidecar (through its HTTP API)');
@@ -32,7 +32,8 @@ export function registerBreakerCommands(program: Command): void {
   }
 }
 
-async function call(cfg: WardenConfig, o: BreakerOpts, method: string, path: string): Promise<{ breakers: BreakerState[] }> {
+/** One call to the sidecar's breaker API (base URL from --url or metrics.addr, token from --token or WARDEN_API_TOKEN). */
+export async function call<T = { breakers: BreakerState[] }>(cfg: WardenConfig, o: BreakerOpts, method: string, path: string): Promise<T> {
   const base = o.url ?? `http://${cfg.metrics.addr}`;
   const token = o.token ?? process.env.WARDEN_API_TOKEN;
   if (!token) throw new UsageError('the breaker commands need an API token: --token <token> or WARDEN_API_TOKEN');
@@ -48,7 +49,7 @@ async function call(cfg: WardenConfig, o: BreakerOpts, method: string, path: str
     try { msg = (JSON.parse(text) as { error: string }).error; } catch { /* not JSON */ }
     throw new UsageError(`${method} ${path.split('?')[0]} failed (${res.status}): ${msg}`);
   }
-  return JSON.parse(text) as { breakers: BreakerState[] };
+  return JSON.parse(text) as T;
 }
 
 function print(body: { breakers: BreakerState[] }, o: BreakerOpts): void {

@@ -6,6 +6,7 @@
  */
 import type { BreakerPhase, BreakerScope } from '../../core/breakers.js';
 import type { BreakerConfig } from '../schema.js';
+import { judgeProbes } from './probes.js';
 
 /** What Warden did to a BullMQ queue and must undo on close (survives restarts in the state file). */
 export interface AppliedAction {
@@ -34,6 +35,8 @@ export interface BreakerState {
   opens: number;
   resetTimeoutMs: number;
   probesOk: number;
+  /** Failed probes in the current half-open window (absent in states saved before it existed). */
+  probesFailed?: number;
   forced: 'open' | 'closed' | null;
   forced_by: string | null;
   reason: string;
@@ -50,7 +53,7 @@ export interface Transition {
 export function newBreaker(policy: string, version: string, key: string, scope: BreakerScope, cfg: BreakerConfig, now: number): BreakerState {
   return {
     policy, policy_version: version, key, scope, phase: 'closed', since: now, opens: 0,
-    resetTimeoutMs: cfg.resetTimeoutMs, probesOk: 0, forced: null, forced_by: null, reason: '', applied: null,
+    resetTimeoutMs: cfg.resetTimeoutMs, probesOk: 0, probesFailed: 0, forced: null, forced_by: null, reason: '', applied: null,
   };
 }
 
@@ -60,6 +63,7 @@ function move(b: BreakerState, to: BreakerPhase, now: number, reason: string, ac
   b.since = now;
   b.reason = reason;
   b.probesOk = 0;
+  b.probesFailed = 0;
   return t;
 }
 
@@ -75,23 +79,46 @@ export function trip(b: BreakerState, cfg: BreakerConfig, now: number, reason: s
   return open(b, cfg, now, reason);
 }
 
-/** Time passed: an open breaker whose reset timeout elapsed half-opens. */
-export function tick(b: BreakerState, now: number): Transition | null {
+/**
+ * Time passed: an open breaker whose reset timeout elapsed by `now` half-opens. The transition is
+ * stamped `at` (default `now`; the decider passes the time it was due, so the stamp does not depend on
+ * when the clock was looked at).
+ */
+export function tick(b: BreakerState, now: number, at = now): Transition | null {
   if (b.forced || b.phase !== 'open' || now < b.since + b.resetTimeoutMs) return null;
-  return move(b, 'half_open', now, `reset timeout of ${b.resetTimeoutMs} ms elapsed: letting probes through`);
+  return move(b, 'half_open', at, `reset timeout of ${b.resetTimeoutMs} ms elapsed: letting probes through`);
 }
 
-/** A probe finished while half-open: enough successes close, one failure re-opens with a longer timeout. */
-export function probe(b: BreakerState, cfg: BreakerConfig, now: number, ok: boolean, what: string): Transition | null {
+/** When an open breaker is due to half-open (its reset timeout after it opened). */
+export function dueAt(b: BreakerState): number {
+  return b.since + b.resetTimeoutMs;
+}
+
+/**
+ * A probe finished while half-open. The probe window is judged by rate (policies/detect/probes.ts):
+ * `upper` is the highest healthy failure rate (the scope's baseline band), null when there is no
+ * baseline: then one failure re-opens. A re-open multiplies the reset timeout (backoff).
+ */
+export function probe(b: BreakerState, cfg: BreakerConfig, now: number, ok: boolean, what: string, upper: number | null = null): Transition | null {
   if (b.forced || b.phase !== 'half_open') return null;
-  if (!ok) return open(b, cfg, now, `probe failed (${what}): re-opening`);
-  b.probesOk += 1;
-  if (b.probesOk < cfg.probes) return null;
-  const t = move(b, 'closed', now, `${cfg.probes} probe(s) succeeded`);
+  if (ok) b.probesOk += 1;
+  else b.probesFailed = (b.probesFailed ?? 0) + 1;
+  const bad = b.probesFailed ?? 0;
+  const verdict = judgeProbes(cfg, b.probesOk, bad, upper);
+  if (verdict === 'wait') return null;
+  const n = b.probesOk + bad;
+  const rate = `${bad} of ${n} probe(s) failed`;
+  if (verdict === 'reopen') {
+    return open(b, cfg, now, upper === null ? `probe failed (${what}): re-opening` : `probes fail above the baseline band (${rate}, band <= ${pct(upper)}; last: ${what}): re-opening`);
+  }
+  const okCount = b.probesOk;
+  const t = move(b, 'closed', now, upper === null ? `${okCount} probe(s) succeeded` : `${okCount} probe(s) succeeded, ${rate}: within the baseline band (<= ${pct(upper)})`);
   b.opens = 0;
   b.resetTimeoutMs = cfg.resetTimeoutMs;
   return t;
 }
+
+const pct = (x: number) => `${Math.round(x * 1000) / 10} %`;
 
 /** An admin forces the breaker open or closed, or hands it back to the policy (`auto`). */
 export function force(b: BreakerState, cfg: BreakerConfig, mode: 'open' | 'closed' | 'auto', actor: string, now: number): Transition | null {

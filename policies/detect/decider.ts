@@ -4,10 +4,14 @@
  * the windows per scope, the storm and drift judgments, the breaker state machines, forced states
  * and half-open probes, and nothing else: no I/O, no timers, no promises, no clock of its own.
  *
- * So the same policy file and the same events, in the same batches at the same times, give the same
- * outputs, live or offline over a recorded list (a backtest). Two things to keep equal for that:
- * a storm is judged once per `observe` batch (the live engine passes each pipeline batch), and
- * `nowMs` stamps transitions and clamps event times more than a minute ahead of it.
+ * Decisions are judged in event time, independent of batching: each event is counted and its scope
+ * judged right after it, and a transition it causes is stamped with that event's time. An open
+ * breaker half-opens at the time it was due (its reset timeout after it opened), whether an event
+ * past that time or the clock (`tick`) noticed first. So the same policy file and the same events in
+ * the same order give the same decisions at the same times, live (pipeline batches, timer ticks) or
+ * offline over the ledger (`warden policy backtest`: one event at a time). `nowMs` is used only for
+ * admin forces, restores, and to clamp event times more than a minute ahead of the clock (a producer
+ * with a wrong clock); a backtest has no such clock and takes event times as recorded.
  */
 import { breakerKey, type BreakerScope } from '../../core/breakers.js';
 import { WardenError } from '../../core/errors.js';
@@ -16,10 +20,11 @@ import { ATTEMPT_FAILED_KINDS, ATTEMPT_START_KINDS, ATTEMPT_SUCCESS_KINDS, ATTEM
 import type { LoadedPolicies } from '../loader.js';
 import type { Policy } from '../schema.js';
 import { breakerScopeOf, matchesScope, modelScope, parseBreakerKey, policyCovers } from '../scope.js';
-import { force as forceBreaker, newBreaker, probe, tick as tickBreaker, trip, type BreakerState, type Transition } from './breaker.js';
+import { dueAt, force as forceBreaker, newBreaker, probe, tick as tickBreaker, trip, type BreakerState, type Transition } from './breaker.js';
 import { isCompletion, Lru, OutputDrift, VersionChecks, type VersionFinding } from './drift.js';
-import { judgeStorm, type Evidence } from './retry-storm.js';
-import { AttemptWindow } from './window.js';
+import { probeBandUpper } from './probes.js';
+import { judgeStorm, readSignals, retryBudget, stormTrips, type Evidence, type SignalReading } from './retry-storm.js';
+import { AttemptWindow, type Baseline } from './window.js';
 
 export type ForceMode = 'open' | 'closed' | 'auto';
 
@@ -77,6 +82,27 @@ export interface RetireOutput {
 }
 export interface ReloadOutput { type: 'reload'; file: string; digest: string; previousDigest: string | null; policies: string[] }
 export interface ReloadRejectedOutput { type: 'reload_rejected'; file: string; problems: string[]; digest: string | null }
+
+/** `warden policy explain <scope>`: one policy's view of a scope right now. */
+export interface ScopeExplanation {
+  policy: string;
+  policy_version: string;
+  scope: string;
+  phase: BreakerState['phase'];
+  since: number | null;
+  forced: BreakerState['forced'];
+  reason: string;
+  /** Open: when it half-opens. Half-open: the probe window so far. */
+  half_open_at?: number;
+  probes?: { ok: number; failed: number; needed: number };
+  window?: { window_ms: number; newest_event: number | null; first_attempts: number; retries: number; completed: number; failed_attempts: number; terminal_failures: number; stalls: number; top_reason: string | null };
+  budget?: { retries: number; allowed: number; ratio: number; budget_ratio: number };
+  /** The failure rate before the current window (tracked while closed), and the probe band built on it. */
+  baseline?: { failure_rate: number; outcomes: number; probe_band_upper: number | null } | null;
+  signals?: SignalReading[];
+  /** The tripping signal closest to its threshold (largest value / threshold with enough sample). */
+  closest?: string | null;
+}
 
 export type Output = TransitionOutput | HeldOutput | FindingOutput | RestoredOutput | RetireOutput | ReloadOutput | ReloadRejectedOutput;
 
@@ -139,44 +165,83 @@ export class Decider {
 
   // ---- events in ----
 
-  /** A batch of events at `nowMs`; storms are judged once per batch, after counting all of it. */
+  /**
+   * Events received at `nowMs` (the clock: only clamps events far ahead of it). Each event is judged
+   * on its own, in order, at its own time; the batch boundaries do not matter.
+   */
   observe(events: readonly WardenEvent[], nowMs: number): Output[] {
     return this.run(nowMs, () => {
       const pols = this.policies?.policies ?? [];
       if (pols.length === 0) return;
-      const dirty = new Map<string, { p: Policy; scope: BreakerScope; key: string }>();
-      for (const ev of events) {
-        if (ev.source === 'warden') continue;
+      const touched = new Map<string, { p: Policy; key: string }>();
+      for (const raw of events) {
+        if (raw.source === 'warden') continue;
+        // A clock far ahead (a bad producer, a hook host with a wrong clock) would move the window past
+        // every real event and blind the detector: such events count as arriving now.
+        const ev = raw.ts > nowMs + MAX_CLOCK_SKEW_MS ? { ...raw, ts: nowMs } : raw;
+        this.halfOpenDue(ev.ts);
         for (const p of pols) {
           if (!matchesScope(p.scope, ev)) continue;
           if (p.retryStorm) {
             const scope = breakerScopeOf(p, ev);
             if (scope && !(isClaim(ev) && this.o.collected?.(scope))) {
               const key = breakerKey(scope);
-              this.count(p, key, ev);
-              this.probeWith(p, key, ev);
-              dirty.set(breakerId(p.name, key), { p, scope, key });
+              if (this.count(p, key, ev)) {
+                this.probeWith(p, key, ev);
+                this.judge(p, scope, key, ev.ts);
+                touched.set(breakerId(p.name, key), { p, key });
+              }
             }
           }
           if (p.drift) this.drift(p, ev);
         }
       }
-      for (const { p, scope, key } of dirty.values()) this.judge(p, scope, key);
+      // Gauges once per batch (they decide nothing).
+      for (const { p, key } of touched.values()) {
+        const w = this.windows.get(breakerId(p.name, key));
+        if (!w) continue;
+        const c = w.current();
+        const denom = Math.max(1, c.first);
+        this.o.gauges?.retryRatio?.(p.name, key, c.retries / denom, retryBudget(p.retryStorm!, c.first) / denom);
+      }
     });
   }
 
-  /** Time passed: open breakers whose reset timeout elapsed half-open. */
+  /** Time passed: open breakers whose reset timeout elapsed by `nowMs` half-open (stamped when they were due). */
   tick(nowMs: number): Output[] {
-    return this.run(nowMs, () => {
-      for (const b of this.breakers.values()) {
-        const p = this.governing(b);
-        if (!p) continue; // retired by setPolicies already; never here
-        const t = tickBreaker(b, nowMs);
-        if (t) {
-          this.windows.get(breakerId(b.policy, b.key))?.clear(); // the storm that opened it is not evidence against the probes
-          this.transition(p, b, t, {});
-        }
+    return this.run(nowMs, () => this.halfOpenDue(nowMs));
+  }
+
+  /** What a scope's breakers are looking at now: window counts, budget, baseline, each signal against its threshold. */
+  explain(key: string): ScopeExplanation[] {
+    const scope = parseBreakerKey(key);
+    if (!scope) throw new BreakerRequestError(400, `"${key}" is not a breaker scope: use e.g. bullmq.queue.<queue>, temporal.activity.<type>, temporal.task_queue.<queue>, any.model.<model>`);
+    const pols = (this.policies?.policies ?? []).filter((p) => this.breakers.has(breakerId(p.name, key)) || this.windows.has(breakerId(p.name, key)) || policyCovers(p, scope));
+    if (pols.length === 0) throw new BreakerRequestError(404, `no policy covers ${key}`);
+    return pols.map((p) => {
+      const id = breakerId(p.name, key);
+      const b = this.breakers.get(id);
+      const w = this.windows.get(id);
+      const out: ScopeExplanation = { policy: p.name, policy_version: p.version, scope: key, phase: b?.phase ?? 'closed', since: b?.since ?? null, forced: b?.forced ?? null, reason: b?.reason ?? '' };
+      if (b?.phase === 'open') out.half_open_at = dueAt(b);
+      if (b?.phase === 'half_open') out.probes = { ok: b.probesOk, failed: b.probesFailed ?? 0, needed: p.breaker.probes };
+      if (p.retryStorm) {
+        const cfg = p.retryStorm;
+        const c = w ? w.current() : undefined;
+        const baseline = w?.baseline() ?? null;
+        const upper = probeBandUpper(p.breaker, baseline);
+        const readings = c ? readSignals(c, cfg) : [];
+        const closest = [...readings].filter((r) => r.trips && r.closeness > 0).sort((x, y) => y.closeness - x.closeness)[0];
+        out.window = c ? {
+          window_ms: cfg.windowMs, newest_event: w!.latest, first_attempts: c.first, retries: c.retries, completed: c.completed,
+          failed_attempts: c.failures, terminal_failures: c.terminalFailures, stalls: c.stalls, top_reason: c.top?.reason ?? null,
+        } : { window_ms: cfg.windowMs, newest_event: null, first_attempts: 0, retries: 0, completed: 0, failed_attempts: 0, terminal_failures: 0, stalls: 0, top_reason: null };
+        out.budget = { retries: c?.retries ?? 0, allowed: Math.round(retryBudget(cfg, c?.first ?? 0) * 100) / 100, ratio: c ? c.retries / Math.max(1, c.first) : 0, budget_ratio: retryBudget(cfg, c?.first ?? 0) / Math.max(1, c?.first ?? 0) };
+        out.baseline = baseline ? { failure_rate: baseline.rate, outcomes: baseline.n, probe_band_upper: upper } : null;
+        out.signals = readings;
+        out.closest = closest ? closest.signal : null;
       }
+      return out;
     });
   }
 
@@ -251,13 +316,14 @@ export class Decider {
     return out;
   }
 
-  private count(p: Policy, key: string, ev: WardenEvent): void {
+  /** Counts the event in its scope's window; false when it is not an attempt event (nothing to judge). */
+  private count(p: Policy, key: string, ev: WardenEvent): boolean {
     const k = breakerId(p.name, key);
     let w = this.windows.get(k);
     if (!w) { w = new AttemptWindow(p.retryStorm!.windowMs, p.retryStorm!.synchronized?.bucketMs ?? 50); this.windows.set(k, w); }
-    // A clock far ahead (a bad producer, a hook host with a wrong clock) would move the window past
-    // every real event and blind the detector: such events count as arriving now.
-    if (ev.ts > this.now + MAX_CLOCK_SKEW_MS) ev = { ...ev, ts: this.now };
+    // Buckets leaving the window become the baseline only while the breaker is closed (never the storm).
+    const b = this.breakers.get(k);
+    w.folding = !b || b.phase === 'closed';
     if (ATTEMPT_START_KINDS.has(ev.kind)) w.started(ev.ts, ev.attempt ?? 1);
     else if (ATTEMPT_FAILED_KINDS.has(ev.kind)) {
       const d = ev.attrs.retry_delay_ms;
@@ -265,40 +331,78 @@ export class Decider {
     } else if (ATTEMPT_TERMINAL_FAILURE_KINDS.has(ev.kind)) w.finished(ev.ts, true, ev.error);
     else if (ATTEMPT_SUCCESS_KINDS.has(ev.kind)) w.finished(ev.ts, false, null);
     else if (ev.kind === 'job.stalled') w.stalled(ev.ts);
+    else return false;
+    return true;
   }
 
-  /** While half-open, outcomes after the transition are the probes. */
+  /** Open breakers due by `t` half-open, stamped at the time they were due. */
+  private halfOpenDue(t: number): void {
+    for (const b of this.breakers.values()) {
+      if (b.phase !== 'open' || b.forced || dueAt(b) > t) continue;
+      const p = this.governing(b);
+      if (!p) continue; // retired by setPolicies already; never here
+      const at = dueAt(b);
+      const tr = tickBreaker(b, t, at);
+      if (!tr) continue;
+      // The storm that opened it is not evidence against the probes.
+      this.windows.get(breakerId(b.policy, b.key))?.clear();
+      // A drift breaker judges its probes on values observed from now on only.
+      if (b.scope.kind === 'model') for (const m of p.drift?.metrics ?? []) this.outputs.get(`${p.name}|${b.scope.name}|${m.name}`)?.restartCurrent();
+      this.transition(p, b, tr, {});
+    }
+  }
+
+  /** While half-open, outcomes after the transition are the probes, judged as a window against the scope's baseline. */
   private probeWith(p: Policy, key: string, ev: WardenEvent): void {
-    const b = this.breakers.get(breakerId(p.name, key));
+    const id = breakerId(p.name, key);
+    const b = this.breakers.get(id);
     if (!b || b.phase !== 'half_open' || ev.ts < b.since) return;
     const ok = ATTEMPT_SUCCESS_KINDS.has(ev.kind);
     const bad = ATTEMPT_FAILED_KINDS.has(ev.kind) || ATTEMPT_TERMINAL_FAILURE_KINDS.has(ev.kind) || ev.kind === 'job.stalled';
     if (!ok && !bad) return;
-    const t = probe(b, p.breaker, this.now, ok, ok ? `${ev.kind} ${ev.job_id ?? ev.activity_type ?? ''}` : `${ev.kind}: ${ev.error ?? 'stalled'}`);
+    const baseline: Baseline | null = this.windows.get(id)?.baseline() ?? null;
+    const upper = probeBandUpper(p.breaker, baseline);
+    const okAfter = b.probesOk + (ok ? 1 : 0);
+    const badAfter = (b.probesFailed ?? 0) + (ok ? 0 : 1);
+    const t = probe(b, p.breaker, ev.ts, ok, ok ? `${ev.kind} ${ev.job_id ?? ev.activity_type ?? ''}` : `${ev.kind}: ${ev.error ?? 'stalled'}`, upper);
     if (t) {
-      if (t.to === 'closed') this.windows.get(breakerId(p.name, key))?.clear();
-      this.transition(p, b, t, { probe_job: ev.job_id ?? '', probes_ok: ok ? p.breaker.probes : b.probesOk });
+      const ev2: Evidence = { probe_job: ev.job_id ?? '', probes_ok: okAfter, probes_failed: badAfter };
+      if (baseline) Object.assign(ev2, { baseline_failure_rate: round4(baseline.rate), baseline_outcomes: baseline.n });
+      if (upper !== null) ev2.probe_band_upper = round4(upper);
+      if (t.to === 'closed') this.windows.get(id)?.clear();
+      this.transition(p, b, t, ev2);
     }
   }
 
-  private judge(p: Policy, scope: BreakerScope, key: string): void {
-    const w = this.windows.get(breakerId(p.name, key))!;
-    const verdict = judgeStorm(w.sum(), p.retryStorm!);
-    this.o.gauges?.retryRatio?.(p.name, key, verdict.retryRatio, verdict.budgetRatio);
-    if (!verdict.trip) return;
+  /** After each counted event: a tripping signal over its threshold opens the breaker, stamped with the event's time. */
+  private judge(p: Policy, scope: BreakerScope, key: string, ts: number): void {
+    const id = breakerId(p.name, key);
+    const existing = this.breakers.get(id);
+    if (existing && existing.phase !== 'closed') return;
+    if (existing?.forced) return;
+    const w = this.windows.get(id)!;
+    const c = w.current();
+    if (!stormTrips(c, p.retryStorm!)) return;
     // For one window after a close, the retries the breaker held back drain (attempt > 1, mostly
     // succeeding): that is the recovery, not a new storm.
-    const existing = this.breakers.get(breakerId(p.name, key));
-    if (existing && existing.phase === 'closed' && existing.opens === 0 && w.latest < existing.since + p.retryStorm!.windowMs && existing.reason !== '') return;
-    const b = this.breaker(p, scope, key);
-    const t = trip(b, p.breaker, this.now, `retry storm on ${key}: ${verdict.signals.join(', ')} (retries ${verdict.evidence.retries}, budget ${verdict.evidence.retry_budget}, first attempts ${verdict.evidence.first_attempts})`);
-    if (t) this.transition(p, b, t, { ...verdict.evidence, signals: verdict.signals.join(',') });
+    if (existing && existing.opens === 0 && w.latest < existing.since + p.retryStorm!.windowMs && existing.reason !== '') return;
+    const verdict = judgeStorm(c, p.retryStorm!);
+    const b = this.breaker(p, scope, key, ts);
+    const qual = verdict.qualifiers.length > 0 ? `; qualified by ${verdict.qualifiers.join(', ')}` : '';
+    const t = trip(b, p.breaker, Math.max(ts, b.since), `retry storm on ${key}: ${verdict.trips.join(', ')} (retries ${verdict.evidence.retries}, budget ${verdict.evidence.retry_budget}, first attempts ${verdict.evidence.first_attempts})${qual}`);
+    if (t) {
+      const baseline = w.baseline();
+      this.transition(p, b, t, {
+        ...verdict.evidence, signals: verdict.trips.join(','), ...(verdict.qualifiers.length > 0 ? { qualifiers: verdict.qualifiers.join(',') } : {}),
+        ...(baseline ? { baseline_failure_rate: round4(baseline.rate), baseline_outcomes: baseline.n } : {}),
+      });
+    }
   }
 
-  private breaker(p: Policy, scope: BreakerScope, key: string): BreakerState {
+  private breaker(p: Policy, scope: BreakerScope, key: string, at = this.now): BreakerState {
     const k = breakerId(p.name, key);
     let b = this.breakers.get(k);
-    if (!b) { b = newBreaker(p.name, p.version, key, scope, p.breaker, this.now); this.breakers.set(k, b); }
+    if (!b) { b = newBreaker(p.name, p.version, key, scope, p.breaker, at); this.breakers.set(k, b); }
     return b;
   }
 
@@ -329,8 +433,13 @@ export class Decider {
       }
       const b = ev.model ? this.breakers.get(breakerId(p.name, breakerKey(modelScope(ev.model)))) : undefined;
       if (b && b.phase === 'half_open' && ev.ts >= b.since) {
-        const t = probe(b, p.breaker, this.now, !this.modelDrifting(p, model), `output of ${ev.job_id ?? ev.activity_type ?? 'work'}`);
-        if (t) this.transition(p, b, t, {});
+        // Judged on values observed since the half-open only: no verdict until a fresh window is full.
+        const fresh = cfg.metrics.map((m) => this.outputs.get(`${p.name}|${model}|${m.name}`)).filter((od) => od && od.reference.length >= od.cfg.baselineSize);
+        if (fresh.length > 0 && fresh.every((od) => od!.last !== null)) {
+          const drifting = fresh.some((od) => od!.last!.drift);
+          const t = probe(b, p.breaker, ev.ts, !drifting, `output of ${ev.job_id ?? ev.activity_type ?? 'work'}${drifting ? ' on a still drifting fresh window' : ''}`);
+          if (t) this.transition(p, b, t, { fresh_values: Math.min(...fresh.map((od) => od!.cfg.windowSize)) });
+        }
       }
     }
     // Work on a drifting model route needs an approval (once per correlation ID).
@@ -362,8 +471,8 @@ export class Decider {
     this.out.push({ type: 'finding', ...d, decision: d.dryRun ? `dry_run:${base}` : base, reason, evidence: { finding: 'statistical_drift', metric, ...evidence }, work: { ...ev, correlation_id: null, job_id: null } });
     if (drifting && p.drift!.action === 'breaker' && model !== '*') {
       const scope = modelScope(model);
-      const b = this.breaker(p, scope, breakerKey(scope));
-      const t = trip(b, p.breaker, this.now, reason);
+      const b = this.breaker(p, scope, breakerKey(scope), ev.ts);
+      const t = trip(b, p.breaker, Math.max(ev.ts, b.since), reason);
       if (t) this.transition(p, b, t, { metric, ...evidence });
     }
   }
@@ -401,5 +510,7 @@ export class Decider {
     return p.dryRun || !!this.o.dryRun;
   }
 }
+
+const round4 = (x: number) => Math.round(x * 10_000) / 10_000;
 
 const fmt = (v: number | string | boolean | undefined) => (typeof v === 'number' ? v.toPrecision(3) : String(v));

@@ -91,6 +91,17 @@ export class OutputDrift {
 
   constructor(readonly cfg: DriftMetricConfig) {}
 
+  /**
+   * Starts the current window over (the reference stays): a half-open drift breaker judges its
+   * probes on values observed after it half-opened, not on a window still full of drifted values.
+   * `last` is null until a result over fresh values only is computed.
+   */
+  restartCurrent(): void {
+    this.current.length = 0;
+    this.sinceEval = 0;
+    this.last = null;
+  }
+
   /** Adds a value; returns a fresh result when one was computed (every tenth of a window once full). */
   add(v: number): DriftResult | null {
     if (!Number.isFinite(v)) return null;

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { DEMO_QUEUES, runDemo } from '../../agent/demo.js';
 import {
-  sleep, startAlertmanager, startClickHouse, startPrometheus, startRedis, tempDir, waitFor,
+  freePort, ManagedProcess, sleep, startAlertmanager, startClickHouse, startPrometheus, startRedis, tempDir, waitFor,
   type AlertmanagerServer, type ClickHouseServer, type PrometheusServer, type RedisServer, type TempDir,
 } from '../harness/index.js';
 import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
@@ -205,6 +205,74 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
 
   // The storm in the model call opens the demo policy's breaker (grafana/policies/demo.yaml).
   it('Prometheus -> Alertmanager -> webhook delivers WardenBreakerOpen from the demo\'s retry storm, routed as a page', async () => {
-    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-model-call-storm' }), { timeoutMs: 8_000, what: 'WardenBreakerOpen at /page' });
+    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-retry-storm', scope: 'bullmq.queue.demo-model-call' }), { timeoutMs: 8_000, what: 'WardenBreakerOpen at /page' });
+  });
+});
+
+/**
+ * The newcomer's first minute: `warden demo --storm` and no other flag (the environment only points it
+ * at this test's Redis, data dir and metrics port, and turns ClickHouse shipping off to spare the
+ * shared machine): the demo loads its own policy file, and a real Prometheus scraping it gets data
+ * for every SRE panel: retry ratio vs budget, the breaker opening on the storm, probes, the close.
+ */
+describe('warden demo --storm with no other flags: every SRE panel returns data', () => {
+  let redis2: RedisServer;
+  let dir2: TempDir;
+  let demo: ManagedProcess;
+  let prom2: PrometheusServer;
+  const seen: Record<string, number> = {};
+
+  beforeAll(async () => {
+    const t0 = Date.now();
+    [redis2, dir2] = await Promise.all([startRedis(), tempDir('grafana-demo')]);
+    const port = await freePort();
+    const url = `http://127.0.0.1:${port}`;
+    demo = await ManagedProcess.start({
+      name: 'warden-demo', command: process.execPath, args: [resolve('dist/agent/cli.js'), 'demo', '--storm'], dir: dir2.path, cwd: dir2.path,
+      env: { PATH: process.env.PATH, WARDEN_REDIS_URL: redis2.url, WARDEN_DATA_DIR: join(dir2.path, 'data'), WARDEN_METRICS_ADDR: `127.0.0.1:${port}`, WARDEN_CLICKHOUSE: 'off' },
+      ready: async () => (await fetch(`${url}/readyz`)).status === 200, readyTimeoutMs: 20_000, stopGraceMs: 20_000,
+    });
+    prom2 = await startPrometheus({
+      scrapeTargets: [`${url}/metrics`],
+      ruleFiles: [resolve('grafana/prometheus/warden-alerts.yml'), resolve('grafana/prometheus/warden-slos.yml')],
+    });
+    // The breaker opened on the storm (2), probed (1) and closed (0) again: the demo's whole story.
+    const q = (e: string) => prom2.query(e).then((r) => r.length > 0);
+    const scope = 'scope="bullmq.queue.demo-model-call"';
+    await waitFor(async () => {
+      for (const [name, expr] of Object.entries({
+        opened: `max_over_time(warden_breaker_state{${scope}}[5m]) == 2`,
+        probed: `warden_policy_decisions_total{decision="probe"} > 0`,
+        closed: `warden_policy_decisions_total{decision="restore"} > 0 and on() warden_breaker_state{${scope}} == 0`,
+      })) if (seen[name] === undefined && await q(expr)) seen[name] = Date.now() - t0;
+      return Object.keys(seen).length === 3;
+    }, { timeoutMs: 100_000, intervalMs: 1000, what: 'the demo breaker opened, probed and closed' });
+    await sleep(2000); // one more scrape of everything
+  }, 150_000);
+
+  afterAll(async () => {
+    await prom2?.dispose();
+    await demo?.stop();
+    await redis2?.dispose();
+    await dir2?.cleanup();
+  });
+
+  it('the demo loaded its policy file: only the storm trips, within a minute; the breaker opens, probes and closes', async () => {
+    console.log(`warden demo --storm: breaker opened by ${seen.opened} ms, probed by ${seen.probed} ms, closed by ${seen.closed} ms (from start)`);
+    expect(seen.closed).toBeLessThan(90_000);
+    // Every demo queue is governed (a retry ratio vs its budget), and only the storm's breaker ever left closed.
+    const governed = await prom2.query('max by (scope) (warden_retry_budget_ratio)');
+    expect(governed.map((s) => s.metric.scope).sort()).toEqual(['bullmq.queue.demo-embed', 'bullmq.queue.demo-ingest', 'bullmq.queue.demo-model-call', 'bullmq.queue.demo-post-process']);
+    const opened = await prom2.query('max by (scope) (max_over_time(warden_breaker_state[10m])) > 0');
+    expect(Object.fromEntries(opened.map((s) => [s.metric.scope, s.value]))).toEqual({ 'bullmq.queue.demo-model-call': 2 });
+  });
+
+  it('every SRE panel query returns data (variables = All)', async () => {
+    const empty: string[] = [];
+    for (const { panel, target } of promTargets(sre)) {
+      const promql = expandPromql(target.expr!, { system: '.*', queue: '.*', name: '.*' });
+      if ((await prom2.query(promql)).length === 0) empty.push(`"${panel.title}" ${target.refId}: ${promql}`);
+    }
+    expect(empty).toEqual([]);
   });
 });

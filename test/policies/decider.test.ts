@@ -82,10 +82,25 @@ describe('decider (offline, no servers)', () => {
     expect(JSON.stringify(b.outputs)).toBe(JSON.stringify(a.outputs));
   });
 
-  it('one batch is judged once, after counting all of it (as the live engine passes pipeline batches)', () => {
+  // Was: "one batch is judged once, after counting all of it" (opened at the batch time with all 10
+  // retries). Decisions are now judged in event time, so batching cannot change them.
+  it('batching does not matter: one batch, any split into batches, and one event at a time give the same decisions at the same times', () => {
     const d = new Decider({ policies: POLICIES });
     const [opened] = transitions(d.observe(recordedStorm(), T0 + 200));
-    expect(opened).toMatchObject({ state: { since: T0 + 200 }, evidence: { retries: 10, first_attempts: 10 } });
+    expect(opened).toMatchObject({ state: { since: T0 + 104 }, evidence: { retries: 5, first_attempts: 10 } });
+    const one = backtest(recordedStorm()).outputs;
+    for (const size of [2, 3, 7, 30]) {
+      const split = new Decider({ policies: POLICIES });
+      const outs: Output[] = [];
+      const evs = recordedStorm();
+      for (let i = 0; i < evs.length; i += size) outs.push(...split.observe(evs.slice(i, i + size), T0 + 5000));
+      // The clock ticks late (as a timer would): the half-open is still stamped when it was due.
+      outs.push(...split.tick(T0 + 1900));
+      const probe1 = job('job.completed', 0, 2, T0 + 1150);
+      const probe2 = job('job.completed', 1, 2, T0 + 1160);
+      outs.push(...split.observe([probe1, probe2], T0 + 2000));
+      expect(JSON.stringify(outs)).toBe(JSON.stringify(one));
+    }
   });
 
   it('snapshot and restore: an open breaker comes back in a fresh decider and half-opens on its own schedule; dry-run names the decision', () => {
@@ -93,9 +108,9 @@ describe('decider (offline, no servers)', () => {
     d.observe(recordedStorm(), T0 + 200);
     const saved = d.snapshot();
     const again = new Decider({ policies: POLICIES, dryRun: true });
-    expect(again.restore(saved, T0 + 500)).toMatchObject([{ type: 'restored', state: { phase: 'open', since: T0 + 200 } }]);
-    expect(again.tick(T0 + 1199)).toEqual([]);
-    expect(again.tick(T0 + 1200)).toMatchObject([{ type: 'transition', decision: 'dry_run:probe', dryRun: true }]);
+    expect(again.restore(saved, T0 + 500)).toMatchObject([{ type: 'restored', state: { phase: 'open', since: T0 + 104 } }]);
+    expect(again.tick(T0 + 1103)).toEqual([]);
+    expect(again.tick(T0 + 1104)).toMatchObject([{ type: 'transition', decision: 'dry_run:probe', dryRun: true }]);
     expect(again.force('bullmq.queue.ingest', 'closed', 'alice', T0 + 1300)).toMatchObject([{ type: 'transition', transition: { to: 'closed', actor: 'alice' }, evidence: { forced: 'closed' } }]);
     expect(() => again.force('bullmq.queue.other', 'open', 'alice', T0 + 1300)).toThrow(/no policy covers/);
   });

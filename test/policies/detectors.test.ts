@@ -63,6 +63,8 @@ describe('the other storm signals', () => {
     for (let i = 0; i < 60; i++) d.attemptFailed(i, i < 57 ? 'HTTP 429 from model' : `other ${i}`, null);
     const dv = judgeStorm(d.sum(), storm({ ...off, dominantReason: {} }));
     expect(dv.signals).toEqual(['dominant_reason']);
+    // Over its threshold, but a qualifier: recorded as evidence, never a trip on its own.
+    expect(dv).toMatchObject({ trip: false, trips: [], qualifiers: ['dominant_reason'] });
     expect(dv.evidence).toMatchObject({ top_reason: 'HTTP 429 from model', top_reason_count: 57 });
   });
 

@@ -58,7 +58,8 @@ describe('policy engine', () => {
     await e.idle();
     const opened = recorded.find((r) => r.kind === 'breaker.opened')!;
     expect(opened).toMatchObject({ policy: 'llm', policy_version: '4', decision: 'fail_fast', activity_type: 'callModel', actor: 'warden' });
-    expect(opened.attrs).toMatchObject({ scope: 'temporal.activity.callModel', 'evidence.retries': 10, 'evidence.first_attempts': 10, 'evidence.retry_budget': 4, 'evidence.signals': 'retry_budget' });
+    // Judged in event time: the 5th retry (over the budget of 4) opens it, whatever the batch held.
+    expect(opened.attrs).toMatchObject({ scope: 'temporal.activity.callModel', 'evidence.retries': 5, 'evidence.first_attempts': 10, 'evidence.retry_budget': 4, 'evidence.signals': 'retry_budget' });
     expect(recorded.filter((r) => r.kind === 'policy.decision' && r.decision === 'fail_fast')).toHaveLength(1);
     // More storm while open: no second decision.
     e.observe(storm(now + 200));
@@ -66,14 +67,19 @@ describe('policy engine', () => {
     await e.idle();
     expect(recorded.filter((r) => r.kind === 'breaker.opened')).toHaveLength(1);
 
-    now += 1000;
+    // Stamped in event time: opened at the 5th retry (now + 104), so due to half-open at now + 1104.
+    now += 1103;
+    e.tick();
+    expect(e.list()[0].phase).toBe('open');
+    now += 1;
     e.tick();
     await e.idle();
     expect(e.list()[0].phase).toBe('half_open');
     e.observe([activity('activity.attempt_failed', 3, now + 5, 'still rate limited')]);
     await e.idle();
     expect(e.list()[0]).toMatchObject({ phase: 'open', resetTimeoutMs: 2000, opens: 2 });
-    now += 1999;
+    // Re-opened at the failed probe's time (now + 5): due again at now + 2005.
+    now += 2004;
     e.tick();
     expect(e.list()[0].phase).toBe('open');
     now += 1;
