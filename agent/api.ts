@@ -84,6 +84,6 @@ export class ComplianceApi {
       if (!res.headersSent) res.writeHead(reply.status, reply.headers).end(reply.body);
       else res.destroy(err as Error);
     }
-    if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, url, status, rows);
+    if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, req.method ?? 'GET', url, status, rows);
   }
 }

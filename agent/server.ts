@@ -8,6 +8,9 @@ export interface HttpServer { server: Server; url: string; close(): Promise<void
 
 export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness; api?: { handle(req: IncomingMessage, res: ServerResponse): boolean } }): Promise<HttpServer> {
   const server = createServer((req, res) => {
+    // Answers are never sniffed as another type, nor cached (ledger records, tokens' answers, metrics).
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('cache-control', 'no-store');
     if (opts.api?.handle(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {

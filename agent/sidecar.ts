@@ -10,7 +10,7 @@ import { createPublicKey } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BullMQCollector, type BullMQCollectorOptions } from '../collectors/bullmq/collector.js';
-import { Redactor } from '../core/redact.js';
+import { Redactor, redactJoinKey } from '../core/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
 import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
@@ -170,8 +170,8 @@ export class Sidecar {
         async start() {
           traces = createTraceExport(config.tracing);
           const spans = new EventSpanBuilder(traces.processor, traces.resource);
-          pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
           redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+          pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer, redactor }, restored.positions);
           ingest = new EventIngest({ record: (events) => pipeline.recordHookEvents(events), ids: recentIds, metrics, redactor });
           return async () => {
             await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));
@@ -215,8 +215,14 @@ export class Sidecar {
             store: shipping?.store ?? null,
             breakers: policies?.admin ?? null,
             reader: {
-              events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
-              lineage: (cid) => lineage(config.dataDir, cid),
+              // Join keys are recorded redacted (redactJoinKey): a reader asking with the raw key still finds them.
+              events: (filter) => queryLedger(config.dataDir, {
+                ...filter,
+                correlationId: filter.correlationId === undefined ? undefined : redactJoinKey(filter.correlationId, redactor),
+                jobId: filter.jobId === undefined ? undefined : redactJoinKey(filter.jobId, redactor),
+                toSeq: spool.lastSeq,
+              }),
+              lineage: (cid) => lineage(config.dataDir, redactJoinKey(cid, redactor)),
               verify: async () => ({
                 ...(await verifyLedger(config.dataDir)),
                 checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
@@ -304,8 +310,9 @@ function newCollector(
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
     positions: restored.positions,
     sink: o.sink,
-    hasTerminal: (q, id) => restored.terminals.has(q, id),
-    seedJob: (q, id) => restored.jobStates.get(q, id),
+    // The index holds job IDs as recorded (redacted: redactJoinKey leaves plain IDs unchanged).
+    hasTerminal: (q, id) => restored.terminals.has(q, redactJoinKey(id, o.redactor)),
+    seedJob: (q, id) => restored.jobStates.get(q, redactJoinKey(id, o.redactor)),
     observer: {
       onQueue: (queue) => logger.info({ queue }, 'watching queue'),
       onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),
