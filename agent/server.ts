@@ -1,5 +1,6 @@
 /** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive), `/readyz` (able to do its job), and the `/v1` API. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { WardenError } from '../core/errors.js';
 import type { WardenMetrics } from './metrics.js';
 
 export interface Readiness { ready: boolean; reasons: string[] }
@@ -32,8 +33,14 @@ export async function startHttpServer(opts: { host: string; port: number; metric
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve(); });
+    const failed = (err: NodeJS.ErrnoException) => {
+      const where = `${opts.host}:${opts.port}`;
+      const why = err.code === 'EADDRINUSE' ? 'the address is in use (another process listens there; set metrics.addr / WARDEN_METRICS_ADDR)'
+        : err.code === 'EACCES' ? 'permission denied' : err.code === 'EADDRNOTAVAIL' ? 'no such local address' : err.code ?? err.message;
+      reject(new WardenError('WARDEN_UNAVAILABLE', `cannot listen on ${where}: ${why}`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(opts.port, opts.host, () => { server.off('error', failed); resolve(); });
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;
