@@ -17,6 +17,7 @@
  * "not yet shipped" (a warning), unless `expectComplete` is set, or the shipper's own mark
  * (`<dataDir>/shipper.json`) says those records were stored: then the missing tail is truncation.
  */
+import { isoTime } from '../../core/time.js';
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -184,7 +185,7 @@ function groupBySeq(rows: Record<string, unknown>[]): Group[] {
   return out;
 }
 
-const iso = (ts: number) => new Date(ts).toISOString();
+const iso = isoTime;
 const describeCp = (line: number, cp: Checkpoint) => `checkpoint line ${line} (size ${cp.size}, signed ${iso(cp.ts)})`;
 const short = (h: string) => h.slice(0, 16);
 
