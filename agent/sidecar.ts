@@ -108,6 +108,7 @@ export class Sidecar {
     const parts: Part[] = [
       {
         name: 'ledger spool',
+        essential: true,
         async start() {
           spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
           if (spool.recovery.truncatedBytes > 0) {
@@ -119,6 +120,7 @@ export class Sidecar {
       },
       {
         name: 'positions',
+        essential: true,
         async start() {
           positions = new PositionStore(config.dataDir);
           // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them).
@@ -131,6 +133,7 @@ export class Sidecar {
       },
       {
         name: 'ledger checkpoints',
+        essential: true,
         async start() {
           checkpointer = await openCheckpointer(config, spool, logger);
           // Normally "final checkpoint" below has closed it already (close is idempotent).
@@ -156,6 +159,7 @@ export class Sidecar {
       },
       {
         name: 'final checkpoint',
+        essential: true,
         async start() {
           // Nothing to start: at stop, once every writer has stopped, the spool closes and the last checkpoint is signed.
           return async ({ unwinding }) => {
@@ -274,6 +278,9 @@ export class Sidecar {
     ];
 
     const running = await startParts(parts, {
+      // SIGTERM ends within this, even when Redis, NATS or ClickHouse vanished: a part still waiting on one
+      // is left behind, and the essential parts (spool, checkpoints, positions) still close.
+      stopTimeoutMs: config.shutdownTimeoutMs,
       onStopError: (part, err) => logger.error({ part, err: (err as Error).message }, 'stopping a part of the sidecar failed'),
     });
     return new Sidecar(
