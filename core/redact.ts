@@ -23,6 +23,8 @@ export const DEFAULT_REDACTION: RedactionOptions = { paths: [], maxDepth: 32 };
  */
 const SENSITIVE_KEY_PART =
   /pass(?:word|wd|phrase)|secret|api[_-]?key|apikey|access[_-]?key|credential|private[_-]?key|authori[sz]ation|cookie|session[_-]?id|token(?!s|i[sz]e|[_-]?(?:count|usage|limit|len|length|budget|total|s))/i;
+/** Keys that name a credential rather than hold one (`evidence.via_token`: the token's configured name). */
+const NAMES_A_TOKEN = /(?:^|[_.-])via[_-]?token$|token[_-]?(?:name|type|role)$/i;
 const SENSITIVE_KEY_WHOLE = /^(?:pass|pwd|ssn|cvv|cvc|pin|auth|card[_-]?number|cc[_-]?number)$/i;
 const PWD_PART = /(?:^|[_.-])pwd(?:$|[_.-])/i;
 const PWD_CAMEL = /[a-z0-9]Pwd(?:$|[A-Z_.-])/;
@@ -30,6 +32,7 @@ const PWD_CAMEL = /[a-z0-9]Pwd(?:$|[A-Z_.-])/;
 /** True for a key name whose value is a secret wherever it appears (input, attrs, query parameters). */
 export function isSensitiveKey(name: string): boolean {
   const key = name.includes('[REDACTED') ? name.replace(/\[REDACTED(?::[a-z_]+)?\]/g, '') : name; // idempotent on redacted keys
+  if (NAMES_A_TOKEN.test(key)) return false;
   return SENSITIVE_KEY_PART.test(key) || SENSITIVE_KEY_WHOLE.test(key) || PWD_PART.test(key) || PWD_CAMEL.test(key);
 }
 

@@ -12,7 +12,7 @@ describe('sensitive key names (compound names caught)', () => {
       expect(isSensitiveKey(k)).toBe(true);
       expect((r.redactValue({ [k]: 'hunter2' }) as Record<string, unknown>)[k]).toBe('[REDACTED]');
     });
-  it.each(['prompt_tokens', 'completion_tokens', 'max_tokens', 'token_count', 'tokenizer', 'queue', 'model', 'output.score', 'name', 'keyboard', 'password_policy_version_count'.replace('password', 'pass')])(
+  it.each(['prompt_tokens', 'completion_tokens', 'max_tokens', 'token_count', 'tokenizer', 'queue', 'model', 'output.score', 'name', 'keyboard', 'evidence.via_token', 'token_name', 'password_policy_version_count'.replace('password', 'pass')])(
     '%s is not sensitive', (k) => {
       expect(isSensitiveKey(k)).toBe(false);
     });
