@@ -100,6 +100,6 @@ export class ComplianceApi {
     // Refused before anyone is known, or over the limit: counted and summarized, never one record each.
     if (status === 401) this.refused.add('unauthenticated', null);
     else if (status === 429) this.refused.add('rate_limited', caller?.name ?? null);
-    else if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, url, status, rows);
+    else if (url.pathname.startsWith(AUDITED_PREFIX)) await auditRead(this.o, caller, req.method ?? 'GET', url, status, rows);
   }
 }

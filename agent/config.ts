@@ -8,10 +8,12 @@ import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
 import type { MetadataPaths as CollectorMetadataPaths } from '../collectors/bullmq/metadata.js';
 import { EVENT_SOURCES } from '../core/event.js';
+import { isSensitiveKey } from '../core/redact.js';
 import { ConfigError } from './errors.js';
 import { SloList } from './slo-config.js';
 
-const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464');
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g. 127.0.0.1:9464')
+  .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'the port must be 0..65535');
 const celeryPath = z.string().regex(/^(args|kwargs|result)(\.[^.\s]+)+$/, 'expected a path starting with args., kwargs. or result.');
 const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
 
@@ -48,6 +50,8 @@ const ApiToken = z.strictObject({
 
 export const ConfigSchema = z.strictObject({
   dataDir: z.string().min(1).default('./.warden'),
+  /** SIGTERM to exit, whatever is unreachable at that moment (Redis, NATS, ClickHouse); the spool is closed within it. */
+  shutdownTimeoutMs: z.number().int().min(100).max(600_000).default(10_000),
   redis: z.strictObject({
     url: z.string().regex(/^rediss?:\/\//, 'expected a redis:// or rediss:// URL').default('redis://127.0.0.1:6379'),
   }).prefault({}),
@@ -201,6 +205,7 @@ export type WardenConfig = z.infer<typeof ConfigSchema>;
 /** Environment variable -> config key. Values are strings; numbers and lists are converted. */
 export const ENV_VARS = {
   WARDEN_DATA_DIR: 'dataDir',
+  WARDEN_SHUTDOWN_TIMEOUT_MS: 'shutdownTimeoutMs',
   WARDEN_REDIS_URL: 'redis.url',
   WARDEN_PREFIX: 'bullmq.prefix',
   WARDEN_QUEUES: 'bullmq.queues',
@@ -229,7 +234,8 @@ export const ENV_VARS = {
 } as const;
 
 const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths', 'temporal.namespaces']);
-const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily']);
+/** Number-valued keys set from the environment: a number when the text is one, else left as text for the schema to name. */
+const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily', 'shutdownTimeoutMs']);
 
 export interface LoadOptions {
   file?: string;
@@ -249,8 +255,9 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
   for (const [name, key] of Object.entries(ENV_VARS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    setPath(raw, key, key === 'api.tokens' ? parseTokens(value) : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean)
-      : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value.trim()) : value);
+    setPath(raw, key, key === 'api.tokens' ? parseTokens(value)
+      : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean)
+        : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value) : value);
     sources.push(name);
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
@@ -321,6 +328,29 @@ function setPath(target: Record<string, unknown>, path: string, value: unknown):
     node = node[part] as Record<string, unknown>;
   }
   node[parts[parts.length - 1]] = value;
+}
+
+/**
+ * The configuration as it may be shown (`warden config check`, logs): API tokens, passwords and any
+ * value under a secret-looking key become `***`, and URL userinfo (`scheme://user:pass@`) is masked.
+ */
+export function maskedConfig(cfg: WardenConfig): unknown {
+  const walk = (v: unknown, key: string): unknown => {
+    if (v === null || v === undefined) return v;
+    if (typeof v === 'string') return isSensitiveKey(key) ? '***' : maskUrlUserinfo(v);
+    if (Array.isArray(v)) return v.map((x) => walk(x, ''));
+    if (typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, walk(x, k)]));
+    return v;
+  };
+  return walk(cfg, '');
+}
+
+/** `redis://user:secret@host` -> `redis://user:***@host`; `redis://secret@host` -> `redis://***@host`. */
+export function maskUrlUserinfo(text: string): string {
+  return text.replace(/\b([a-z][a-z0-9+.-]*:\/\/)([^/\s@]*)@/gi, (_m, scheme: string, info: string) => {
+    const colon = info.indexOf(':');
+    return colon < 0 ? `${scheme}***@` : `${scheme}${info.slice(0, colon)}:***@`;
+  });
 }
 
 /** Splits `host:port` into what node:http's listen() takes. */

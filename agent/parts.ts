@@ -1,3 +1,5 @@
+import { WardenError } from '../core/errors.js';
+
 /**
  * A process as an ordered list of parts: each starts after the ones before it and stops before them.
  * When a part fails to start, the parts already started are stopped in reverse and the start error is
@@ -12,6 +14,11 @@ export type Stop = (how: StopContext) => Promise<void>;
 export interface Part {
   /** Names the part in logs and errors. */
   name: string;
+  /**
+   * Local work that must run at stop however late it is (closing the spool, saving positions): with a
+   * stop deadline, the parts stopped before it leave it a reserve of the time, and it is never skipped.
+   */
+  essential?: boolean;
   /** Starts the part; resolves with how to stop it (nothing: there is nothing to stop). */
   start(): Promise<Stop | void>;
 }
@@ -29,10 +36,25 @@ export interface RunningParts {
 export interface PartsOptions {
   /** Told about each part whose stop failed (while unwinding, these are not thrown: the start error is). */
   onStopError?(name: string, err: unknown): void;
+  /**
+   * The whole stop finishes within this many ms, whatever a dependency does (a Redis, NATS or
+   * ClickHouse that vanished makes a client wait without end). A part that has not stopped in its share
+   * is reported (PartStopTimeoutError) and left behind; the next part stops. Essential parts get a
+   * reserve of the time. Unset: no deadline.
+   */
+  stopTimeoutMs?: number;
+}
+
+/** A part did not stop within its share of the stop deadline (it was left behind; the stop went on). */
+export class PartStopTimeoutError extends WardenError {
+  override name = 'PartStopTimeoutError';
+  constructor(readonly part: string, readonly waitedMs: number) {
+    super('WARDEN_UNAVAILABLE', `"${part}" did not stop within ${Math.round(waitedMs)} ms (the stop deadline); left behind`);
+  }
 }
 
 export async function startParts(parts: readonly Part[], o: PartsOptions = {}): Promise<RunningParts> {
-  const started: { name: string; stop: Stop }[] = [];
+  const started: { name: string; stop: Stop; essential: boolean }[] = [];
   for (const part of parts) {
     let stop: Stop | void;
     try {
@@ -41,7 +63,7 @@ export async function startParts(parts: readonly Part[], o: PartsOptions = {}): 
       await stopAll(started, { unwinding: true }, o);
       throw err;
     }
-    started.push({ name: part.name, stop: stop ?? (async () => {}) });
+    started.push({ name: part.name, stop: stop ?? (async () => {}), essential: part.essential === true });
   }
   let stopping: Promise<void> | null = null;
   return {
@@ -52,15 +74,32 @@ export async function startParts(parts: readonly Part[], o: PartsOptions = {}): 
   };
 }
 
-async function stopAll(started: readonly { name: string; stop: Stop }[], how: StopContext, o: PartsOptions): Promise<unknown[]> {
+async function stopAll(started: readonly { name: string; stop: Stop; essential: boolean }[], how: StopContext, o: PartsOptions): Promise<unknown[]> {
   const errors: unknown[] = [];
-  for (const { name, stop } of [...started].reverse()) {
+  const total = o.stopTimeoutMs;
+  const deadline = total === undefined ? Infinity : performance.now() + total;
+  // Kept for the essential parts (local disk work) while the others stop: a quarter of the time, at most 3 s.
+  const reserve = total === undefined ? 0 : Math.min(total / 4, 3000);
+  const order = [...started].reverse();
+  for (let i = 0; i < order.length; i++) {
+    const { name, stop, essential } = order[i];
+    const essentialLater = order.slice(i + 1).some((p) => p.essential);
+    const budget = deadline - performance.now() - (essential || !essentialLater ? 0 : reserve);
     try {
-      await stop(how);
+      await withDeadline(stop(how), Math.max(budget, essential ? reserve / 2 : 0), name);
     } catch (err) {
       errors.push(err);
       o.onStopError?.(name, err);
     }
   }
   return errors;
+}
+
+/** The stop's own result, or PartStopTimeoutError after `ms` (the stop goes on unobserved). */
+function withDeadline(p: Promise<void>, ms: number, name: string): Promise<void> {
+  if (ms === Infinity) return p;
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => { timer = setTimeout(() => reject(new PartStopTimeoutError(name, ms)), Math.max(0, ms)); });
+  p.catch(() => undefined); // a stop that fails after it was left behind is not an unhandled rejection
+  return Promise.race([p, late]).finally(() => clearTimeout(timer));
 }

@@ -7,6 +7,7 @@
 import type { Logger } from 'pino';
 import type { CollectedBatch } from '../collectors/bullmq/collector.js';
 import type { WardenEvent } from '../core/event.js';
+import { redactEvent, type Redactor } from '../core/redact.js';
 import { streamIdMs } from '../collectors/bullmq/keys.js';
 import type { Checkpointer } from '../ledger/checkpoints/checkpoint.js';
 import type { Spool } from '../ledger/spool/spool.js';
@@ -21,6 +22,8 @@ export interface PipelineParts {
   positions: PositionStore;
   terminals: TerminalIndex;
   logger: Logger;
+  /** Applied to every event on every path (collected, hook, audit, decisions) before the spool, a span or a metric. */
+  redactor: Redactor;
   /** Fed every durable record; signs Merkle checkpoints of the ledger (never throws). */
   checkpointer?: Checkpointer;
 }
@@ -41,20 +44,29 @@ export class EventPipeline {
 
   /** Events Warden produces itself (e.g. audit of ledger reads): durable first, then counted. */
   async record(events: WardenEvent[]): Promise<void> {
-    const records = await this.p.spool.append(events);
+    await this.append(events);
+  }
+
+  /** Redacts, appends durably, counts; returns the events as recorded. */
+  private async append(events: WardenEvent[]): Promise<WardenEvent[]> {
+    const redacted = events.map((ev) => redactEvent(ev, this.p.redactor));
+    const records = await this.p.spool.append(redacted);
     this.p.checkpointer?.add(records);
-    for (const ev of events) this.p.metrics.observe(ev);
+    for (const ev of redacted) this.p.metrics.observe(ev);
     this.p.metrics.ledgerLastSeq.set(records[records.length - 1].seq);
+    return redacted;
   }
 
   /** Events from in-process hooks (NATS, HTTP ingest): durable, counted, and rebuilt into spans. */
-  async recordHookEvents(events: WardenEvent[]): Promise<void> {
-    await this.record(events);
+  async recordHookEvents(claimed: WardenEvent[]): Promise<void> {
+    const events = await this.append(claimed);
     for (const ev of events) this.p.spans.observe(ev, false);
     this.feedPolicies(events); // e.g. Temporal activity retries and outputs drive breakers too
   }
 
-  async handle(batches: CollectedBatch[]): Promise<void> {
+  async handle(collected: CollectedBatch[]): Promise<void> {
+    // Collectors redact at the source; this is the net under every path (idempotent).
+    const batches = collected.map((b) => ({ ...b, events: b.events.map((ev) => redactEvent(ev, this.p.redactor)) }));
     const events = batches.flatMap((b) => b.events);
     let lastSeq = this.p.spool.lastSeq;
     if (events.length > 0) {

@@ -8,7 +8,9 @@ import {
   BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode, type ScopeExplanation,
 } from '../policies/index.js';
 import type { BreakerScope } from '../core/breakers.js';
+import { Redis } from 'ioredis';
 import type { WardenEvent } from '../core/event.js';
+import { WardenError } from '../core/errors.js';
 import type { WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
 
@@ -81,7 +83,15 @@ export async function startPolicies(
   logger.info({ file, digest: loaded.digest, policies: loaded.policies.map((p) => `${p.name}@${p.version}`), dryRun: config.policies.dryRun }, 'policies loaded');
   return {
     engine,
-    admin: { list: () => engine.list(), explain: (key) => engine.explain(key), force: (key, mode, actor, policy, via) => engine.force(key, mode, actor, policy, via) },
+    admin: {
+      list: () => engine.list(),
+      explain: (key) => engine.explain(key),
+      force: async (key, mode, actor, policy, via) => {
+        // A BullMQ queue nobody created is refused before anything touches Redis (forcing it would create its keys).
+        if (!engine.list().some((b) => b.key === key)) await requireBullmqQueue(key, config);
+        return engine.force(key, mode, actor, policy, via);
+      },
+    },
     async stop() {
       watcher.stop();
       await engine.stop();
@@ -99,4 +109,27 @@ export async function startPolicies(
  */
 export function collectedScopes(config: WardenConfig): (scope: BreakerScope) => boolean {
   return (scope) => scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name));
+}
+
+/**
+ * For a `bullmq.queue.<name>` breaker key: the queue must exist in Redis (any of BullMQ's keys for it),
+ * else WARDEN_NOT_FOUND (404); Redis not answering is WARDEN_UNAVAILABLE (503). Other keys pass.
+ */
+async function requireBullmqQueue(key: string, config: WardenConfig): Promise<void> {
+  const m = /^bullmq\.queue\.(.+)$/.exec(key);
+  if (!m) return;
+  const name = m[1].replace(/=([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16)));
+  const base = `${config.bullmq.prefix}:${name}`;
+  const redis = new Redis(config.redis.url, { lazyConnect: true, maxRetriesPerRequest: 0, connectTimeout: 2000, enableOfflineQueue: false, retryStrategy: () => null });
+  redis.on('error', () => undefined);
+  let n: number;
+  try {
+    await redis.connect();
+    n = await redis.exists(`${base}:meta`, `${base}:id`, `${base}:events`, `${base}:wait`, `${base}:active`, `${base}:completed`, `${base}:failed`, `${base}:delayed`, `${base}:paused`);
+  } catch (err) {
+    throw new WardenError('WARDEN_UNAVAILABLE', `cannot check that BullMQ queue "${name}" exists: Redis did not answer (${(err as Error).message})`);
+  } finally {
+    redis.disconnect();
+  }
+  if (n === 0) throw new WardenError('WARDEN_NOT_FOUND', `no BullMQ queue "${name}" under prefix "${config.bullmq.prefix}": nothing to force (${key})`);
 }

@@ -1,5 +1,6 @@
 /** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive), `/readyz` (able to do its job), and the `/v1` API. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { WardenError } from '../core/errors.js';
 import type { WardenMetrics } from './metrics.js';
 
 export interface Readiness { ready: boolean; reasons: string[] }
@@ -8,6 +9,9 @@ export interface HttpServer { server: Server; url: string; close(): Promise<void
 
 export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness; api?: { handle(req: IncomingMessage, res: ServerResponse): boolean } }): Promise<HttpServer> {
   const server = createServer((req, res) => {
+    // Answers are never sniffed as another type, nor cached (ledger records, tokens' answers, metrics).
+    res.setHeader('x-content-type-options', 'nosniff');
+    res.setHeader('cache-control', 'no-store');
     if (opts.api?.handle(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
@@ -29,8 +33,14 @@ export async function startHttpServer(opts: { host: string; port: number; metric
     }
   });
   await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(opts.port, opts.host, () => { server.off('error', reject); resolve(); });
+    const failed = (err: NodeJS.ErrnoException) => {
+      const where = `${opts.host}:${opts.port}`;
+      const why = err.code === 'EADDRINUSE' ? 'the address is in use (another process listens there; set metrics.addr / WARDEN_METRICS_ADDR)'
+        : err.code === 'EACCES' ? 'permission denied' : err.code === 'EADDRNOTAVAIL' ? 'no such local address' : err.code ?? err.message;
+      reject(new WardenError('WARDEN_UNAVAILABLE', `cannot listen on ${where}: ${why}`, { cause: err }));
+    };
+    server.once('error', failed);
+    server.listen(opts.port, opts.host, () => { server.off('error', failed); resolve(); });
   });
   const addr = server.address();
   const port = typeof addr === 'object' && addr ? addr.port : opts.port;

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { BullMQCollector, type BullMQCollectorOptions } from '../collectors/bullmq/collector.js';
 import { TemporalCollector } from '../collectors/temporal/collector.js';
 import { rememberTemporalRecords, TemporalLedgerIndex } from '../collectors/temporal/ledger-index.js';
-import { Redactor } from '../core/redact.js';
+import { Redactor, redactJoinKey } from '../core/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
 import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
 import { ComplianceApi } from './api.js';
@@ -121,6 +121,7 @@ export class Sidecar {
     const parts: Part[] = [
       {
         name: 'ledger spool',
+        essential: true,
         async start() {
           spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
           if (spool.recovery.truncatedBytes > 0) {
@@ -132,6 +133,7 @@ export class Sidecar {
       },
       {
         name: 'positions',
+        essential: true,
         async start() {
           positions = new PositionStore(config.dataDir);
           // The same scan of the spool's tail also remembers recent event IDs (hook events are deduplicated by them)
@@ -145,6 +147,7 @@ export class Sidecar {
       },
       {
         name: 'ledger checkpoints',
+        essential: true,
         async start() {
           checkpointer = await openCheckpointer(config, spool, logger);
           // Normally "final checkpoint" below has closed it already (close is idempotent).
@@ -170,6 +173,7 @@ export class Sidecar {
       },
       {
         name: 'final checkpoint',
+        essential: true,
         async start() {
           // Nothing to start: at stop, once every writer has stopped, the spool closes and the last checkpoint is signed.
           return async ({ unwinding }) => {
@@ -184,8 +188,8 @@ export class Sidecar {
         async start() {
           traces = createTraceExport(config.tracing);
           const spans = new EventSpanBuilder(traces.processor, traces.resource);
-          pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer }, restored.positions);
           redactor = new Redactor({ paths: config.redaction.paths, maxDepth: config.redaction.maxDepth });
+          pipeline = new EventPipeline({ spool, metrics, spans, positions, terminals: restored.terminals, logger, checkpointer, redactor }, restored.positions);
           ingest = new EventIngest({
             record: async (events) => { await pipeline.recordHookEvents(events); temporalIndex.addAll(events); },
             ids: recentIds, metrics, redactor,
@@ -234,8 +238,14 @@ export class Sidecar {
             store: shipping?.store ?? null,
             breakers: policies?.admin ?? null,
             reader: {
-              events: (filter) => queryLedger(config.dataDir, { ...filter, toSeq: spool.lastSeq }),
-              lineage: (cid) => lineage(config.dataDir, cid),
+              // Join keys are recorded redacted (redactJoinKey): a reader asking with the raw key still finds them.
+              events: (filter) => queryLedger(config.dataDir, {
+                ...filter,
+                correlationId: filter.correlationId === undefined ? undefined : redactJoinKey(filter.correlationId, redactor),
+                jobId: filter.jobId === undefined ? undefined : redactJoinKey(filter.jobId, redactor),
+                toSeq: spool.lastSeq,
+              }),
+              lineage: (cid) => lineage(config.dataDir, redactJoinKey(cid, redactor)),
               verify: async () => ({
                 ...(await verifyLedger(config.dataDir)),
                 checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
@@ -330,6 +340,9 @@ export class Sidecar {
     ];
 
     const running = await startParts(parts, {
+      // SIGTERM ends within this, even when Redis, NATS or ClickHouse vanished: a part still waiting on one
+      // is left behind, and the essential parts (spool, checkpoints, positions) still close.
+      stopTimeoutMs: config.shutdownTimeoutMs,
       onStopError: (part, err) => logger.error({ part, err: (err as Error).message }, 'stopping a part of the sidecar failed'),
     });
     return new Sidecar(
@@ -366,8 +379,9 @@ function newCollector(
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
     positions: restored.positions,
     sink: o.sink,
-    hasTerminal: (q, id) => restored.terminals.has(q, id),
-    seedJob: (q, id) => restored.jobStates.get(q, id),
+    // The index holds job IDs as recorded (redacted: redactJoinKey leaves plain IDs unchanged).
+    hasTerminal: (q, id) => restored.terminals.has(q, redactJoinKey(id, o.redactor)),
+    seedJob: (q, id) => restored.jobStates.get(q, redactJoinKey(id, o.redactor)),
     observer: {
       onQueue: (queue) => logger.info({ queue }, 'watching queue'),
       onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),

@@ -4,6 +4,9 @@
  * Three layers: configured paths, sensitive key names, and patterns inside any string.
  */
 
+import type { EventAttrs, WardenEvent } from './event.js';
+import { sha256Hex } from './hash.js';
+
 export interface RedactionOptions {
   /** Dot paths into the input, `*` matches any key or array index, e.g. `user.ssn`, `messages.*.content`. */
   paths: string[];
@@ -13,23 +16,49 @@ export interface RedactionOptions {
 
 export const DEFAULT_REDACTION: RedactionOptions = { paths: [], maxDepth: 32 };
 
-const SENSITIVE_KEY =
-  /^(pass(word|wd|phrase)?|secret|client[_-]?secret|api[_-]?key|apikey|access[_-]?key|secret[_-]?key|(access|refresh|id|auth|bearer)[_-]?token|token|authorization|cookie|set-cookie|private[_-]?key|ssn|card[_-]?number|cc[_-]?number|cvv|cvc)$/i;
+/**
+ * Key names whose values are secrets, matched anywhere in the name so compound names are caught
+ * (`db_password`, `userPassword`, `aws_secret_access_key`, `x-api-key`, `refreshToken`, `gcp_credentials`).
+ * Token *counts* (`prompt_tokens`, `max_tokens`, `token_count`, `tokenizer`) are not secrets.
+ */
+const SENSITIVE_KEY_PART =
+  /pass(?:word|wd|phrase)|secret|api[_-]?key|apikey|access[_-]?key|credential|private[_-]?key|authori[sz]ation|cookie|session[_-]?id|token(?!s|i[sz]e|[_-]?(?:count|usage|limit|len|length|budget|total|s))/i;
+/** Keys that name a credential rather than hold one (`evidence.via_token`: the token's configured name). */
+const NAMES_A_TOKEN = /(?:^|[_.-])via[_-]?token$|token[_-]?(?:name|type|role)$/i;
+const SENSITIVE_KEY_WHOLE = /^(?:pass|pwd|ssn|cvv|cvc|pin|auth|card[_-]?number|cc[_-]?number)$/i;
+const PWD_PART = /(?:^|[_.-])pwd(?:$|[_.-])/i;
+const PWD_CAMEL = /[a-z0-9]Pwd(?:$|[A-Z_.-])/;
 
-interface Pattern { label: string; re: RegExp; check?: (m: string) => boolean; keepPrefix?: boolean }
+/** True for a key name whose value is a secret wherever it appears (input, attrs, query parameters). */
+export function isSensitiveKey(name: string): boolean {
+  const key = name.includes('[REDACTED') ? name.replace(/\[REDACTED(?::[a-z_]+)?\]/g, '') : name; // idempotent on redacted keys
+  if (NAMES_A_TOKEN.test(key)) return false;
+  return SENSITIVE_KEY_PART.test(key) || SENSITIVE_KEY_WHOLE.test(key) || PWD_PART.test(key) || PWD_CAMEL.test(key);
+}
+
+interface Pattern { label: string; re: RegExp; replace?: (m: string, ...groups: string[]) => string }
+
+const isRedacted = (v: string) => v.startsWith('[REDACTED');
 
 // Order matters: structured secrets first, so a JWT inside "Bearer ..." is labelled as a token once.
 const PATTERNS: Pattern[] = [
-  { label: 'token', re: /\bBearer\s+[A-Za-z0-9\-._~+/]+=*/gi },
+  { label: 'token', re: /\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*/gi },
   { label: 'api_key', re: /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g },
   { label: 'api_key', re: /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}/g },
   { label: 'api_key', re: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
   { label: 'api_key', re: /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g },
   { label: 'api_key', re: /\bxox[abprs]-[A-Za-z0-9-]{10,}/g },
   { label: 'api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g },
-  { label: 'secret', re: /\b(?:api[_-]?key|secret|token|password|passwd)\b["']?\s*[:=]\s*["']?[^\s"',;&]+/gi, keepPrefix: true },
+  // A password in URL userinfo: scheme://user:password@host
+  { label: 'password', re: /\b([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi, replace: (m, scheme, user, pass) => isRedacted(pass) ? m : `${scheme}${user}:[REDACTED:password]@` },
+  // key=value / key: value where the key name is sensitive (compound names included)
+  {
+    label: 'secret',
+    re: /([A-Za-z][A-Za-z0-9_.-]*)(["']?\s*[:=]\s*["']?)([^\s"',;&]+)/g,
+    replace: (m, key, sep, value) => (!isSensitiveKey(key) || isRedacted(value) ? m : `${key}${sep.replace(/\s+$/, '').replace(/["']$/, '')}[REDACTED:secret]`),
+  },
   { label: 'email', re: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g },
-  { label: 'card', re: /\b\d(?:[ -]?\d){12,18}\b/g, check: (m) => luhnValid(m.replace(/\D/g, '')) },
+  { label: 'card', re: /\b\d(?:[ -]?\d){12,18}\b/g, replace: (m) => (luhnValid(m.replace(/\D/g, '')) ? '[REDACTED:card]' : m) },
 ];
 
 function luhnValid(digits: string): boolean {
@@ -42,10 +71,33 @@ function luhnValid(digits: string): boolean {
   return sum % 10 === 0;
 }
 
-// Something every pattern above needs; most strings (ids, names, prose) have none and skip the ten regexes.
-const MIGHT_MATCH = /@|\d(?:[ -]?\d){12}|bearer|eyJ|[spr]k-|AKIA|ASIA|gh[pousr]_|xox|AIza|key|secret|token|passw/i;
+// Something every pattern above needs; most strings (ids, names, prose) have none and skip the regexes.
+const MIGHT_MATCH = /@|\d(?:[ -]?\d){12}|bearer|basic|eyJ|[spr]k-|AKIA|ASIA|gh[pousr]_|xox|AIza|key|secret|token|pass|pwd|pin|ssn|cv[vc]|credential|authori|cookie|session|:\/\/|auth/i;
+const PERCENT = /%[0-9A-Fa-f]{2}/;
+
+/** Percent-decodes what can be decoded; a malformed sequence stays as it is (never throws). */
+export function percentDecode(text: string, plusIsSpace = false): string {
+  const t = plusIsSpace ? text.replace(/\+/g, ' ') : text;
+  if (!t.includes('%')) return t;
+  try {
+    return decodeURIComponent(t);
+  } catch {
+    return t.replace(/(?:%[0-9A-Fa-f]{2})+/g, (run) => {
+      try { return decodeURIComponent(run); } catch { return run; }
+    });
+  }
+}
 
 export const REDACTED = '[REDACTED]';
+
+function redactPlain(text: string): string {
+  if (!MIGHT_MATCH.test(text)) return text;
+  let out = text;
+  for (const p of PATTERNS) {
+    out = out.replace(p.re, (m: string, ...groups: unknown[]) => (p.replace ? p.replace(m, ...(groups as string[])) : `[REDACTED:${p.label}]`));
+  }
+  return out;
+}
 
 export class Redactor {
   private readonly paths: string[][];
@@ -56,19 +108,15 @@ export class Redactor {
 
   /** Replaces secrets and personal data found anywhere inside a free-text string. */
   redactText(text: string): string {
-    if (!MIGHT_MATCH.test(text)) return text;
-    let out = text;
-    for (const p of PATTERNS) {
-      out = out.replace(p.re, (m) => {
-        if (p.check && !p.check(m)) return m;
-        if (p.keepPrefix) {
-          const sep = m.search(/[:=]/);
-          return `${m.slice(0, sep + 1)}[REDACTED:${p.label}]`;
-        }
-        return `[REDACTED:${p.label}]`;
-      });
+    // Percent-encoded secrets (`Bearer%20...`, `jane%40corp.example`) are matched after decoding.
+    if (PERCENT.test(text)) {
+      const decoded = percentDecode(text);
+      if (decoded !== text) {
+        const out = redactPlain(decoded);
+        if (out !== decoded) return out;
+      }
     }
-    return out;
+    return redactPlain(text);
   }
 
   /** Returns a redacted deep copy of a JSON-like value; never mutates its argument. */
@@ -97,7 +145,7 @@ export class Redactor {
           nextPos.push(pos + 1);
         } else nextPos.push(-1);
       }
-      const redacted = hit || (!isArray && SENSITIVE_KEY.test(key))
+      const redacted = hit || (!isArray && isSensitiveKey(key))
         ? REDACTED
         : this.walk(child, depth + 1, nextPos);
       if (isArray) (out as unknown[]).push(redacted);
@@ -106,3 +154,77 @@ export class Redactor {
     return out;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Whole events and request URLs: the one place every path (collector, ingest, API audit, policy
+// decisions) passes before the spool, a span, a metric label or a log.
+
+/** Join keys: redacting them must keep them joinable (same input, same output; distinct stay distinct). */
+const JOIN_KEYS = ['correlation_id', 'job_id', 'workflow_id', 'run_id'] as const;
+/** Structural fields: validated formats (ids, hex, numbers) that never carry free text. */
+const STRUCTURAL = new Set(['event_id', 'ts', 'kind', 'source', 'trace_id', 'span_id', 'attempt', 'duration_ms', 'input_digest', 'input', 'attrs', ...JOIN_KEYS]);
+/** Plain ULIDs, UUIDs and numbers pass unchanged (a numeric job ID is not a card number). */
+const PLAIN_ID = /^(?:\d+|[0-9A-HJKMNP-TV-Z]{26}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
+const DIGEST_SUFFIX = /~h:[0-9a-f]{12}$/;
+
+/**
+ * Redacts a join key (correlation ID, job ID, workflow/run ID) deterministically: a plain ID passes
+ * unchanged; one that carries a secret or personal data keeps its redacted text plus a short digest
+ * of the original (`bullmq:q:[REDACTED:email]~h:1a2b3c4d5e6f`), so two different keys stay different
+ * and every record of the same key still joins. Idempotent.
+ */
+export function redactJoinKey(value: string, redactor: Redactor): string {
+  if (PLAIN_ID.test(value) || DIGEST_SUFFIX.test(value)) return value;
+  const out = redactor.redactText(value);
+  return out === value ? value : `${out}~h:${sha256Hex(`warden-join-key\0${value}`).slice(0, 12)}`;
+}
+
+/**
+ * Returns a redacted copy of an event: every string field, `input` (paths, sensitive key names,
+ * patterns), every attrs key, and attrs values (a value under a sensitive key name is replaced
+ * whole). Join keys stay joinable (redactJoinKey). Deterministic and idempotent; never mutates
+ * its argument.
+ */
+export function redactEvent(ev: WardenEvent, redactor: Redactor = DEFAULT_REDACTOR): WardenEvent {
+  const out: Record<string, unknown> = { ...ev };
+  for (const [field, v] of Object.entries(ev)) {
+    if (typeof v === 'string' && !STRUCTURAL.has(field)) out[field] = redactor.redactText(v);
+  }
+  for (const k of JOIN_KEYS) if (typeof ev[k] === 'string') out[k] = redactJoinKey(ev[k] as string, redactor);
+  out.input = ev.input === null || ev.input === undefined ? null : redactor.redactValue(ev.input);
+  const attrs: EventAttrs = {};
+  for (const [k, v] of Object.entries(ev.attrs ?? {})) {
+    const key = redactor.redactText(k);
+    attrs[key] = isSensitiveKey(k) && v !== null ? REDACTED : typeof v === 'string' ? redactor.redactText(v) : v;
+  }
+  out.attrs = attrs;
+  return out as WardenEvent;
+}
+
+/**
+ * The record of a request URL: the path (redacted text) and every parameter name, never a
+ * secret-looking value. Values are percent-decoded before matching; a value under a sensitive
+ * parameter name is replaced whole; malformed encodings never throw.
+ */
+export function redactUrl(pathAndQuery: string, redactor: Redactor = DEFAULT_REDACTOR): string {
+  const q = pathAndQuery.indexOf('?');
+  const path = q < 0 ? pathAndQuery : pathAndQuery.slice(0, q);
+  const redactedPath = redactor.redactText(path);
+  if (q < 0) return redactedPath;
+  const params = pathAndQuery.slice(q + 1).split('&').map((pair) => {
+    if (pair === '') return pair;
+    const eq = pair.indexOf('=');
+    const rawName = eq < 0 ? pair : pair.slice(0, eq);
+    const name = percentDecode(rawName, true);
+    const shownName = redactor.redactText(name) === name ? rawName : redactor.redactText(name);
+    if (eq < 0) return shownName;
+    const raw = pair.slice(eq + 1);
+    if (isSensitiveKey(name)) return `${shownName}=${REDACTED}`;
+    const value = percentDecode(raw, true);
+    const redacted = redactor.redactText(value);
+    return `${shownName}=${redacted === value ? raw : redacted}`;
+  });
+  return `${redactedPath}?${params.join('&')}`;
+}
+
+const DEFAULT_REDACTOR = new Redactor();

@@ -72,7 +72,12 @@ export function checkRange(r: TimeRange): void {
       throw new InvalidFilterError(`filter.${key} must be epoch milliseconds (a whole number >= 0); use parseTimeArg for text like "2h" or an ISO date`);
     }
   }
+  if (r.since !== undefined && r.until !== undefined && r.until < r.since) {
+    throw new InvalidFilterError(`until (${isoOrMs(r.until)}) is before since (${isoOrMs(r.since)}): nothing can match; swap them`);
+  }
 }
+
+const isoOrMs = (ms: number) => (ms <= 8.64e15 ? new Date(ms).toISOString() : String(ms));
 
 export function checkCount(v: number | undefined, name: string): void {
   if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new InvalidFilterError(`filter.${name} must be a non-negative integer`);

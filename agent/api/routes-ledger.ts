@@ -35,7 +35,12 @@ export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | nu
   return [
     read('/v1/ledger/events', async ({ res, url }) => streamRecords(res, o.reader.events(filterFrom(url)), formatFrom(url))),
     read(/^\/v1\/ledger\/lineage\/(.*)$/, async ({ res, url, params }) => {
-      const cid = decodeURIComponent(params[0]);
+      let cid: string;
+      try {
+        cid = decodeURIComponent(params[0]);
+      } catch {
+        throw new ApiError(400, 'lineage path is not valid percent-encoding: /v1/ledger/lineage/<correlation-id, percent-encoded>');
+      }
       if (!cid) throw new ApiError(400, 'lineage needs a correlation ID: /v1/ledger/lineage/<correlation-id>');
       return streamRecords(res, toAsync(await o.reader.lineage(cid)), formatFrom(url));
     }),

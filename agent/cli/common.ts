@@ -1,6 +1,7 @@
 /** What every `warden` command shares: the global options, the config they select, output, argument parsers. */
 import type { KeyObject } from 'node:crypto';
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, statSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { loadConfig, type WardenConfig } from '../config.js';
 import { UsageError } from '../errors.js';
@@ -27,9 +28,13 @@ export function group(program: Command, name: string, description: string): Comm
 }
 
 export const formatOption = () => new Option('--format <format>', 'output format').choices(['table', 'jsonl', 'csv']).default('table');
+/** The largest count a flag takes (--limit, --page-size): the same bound as the API's limit parameter. */
+export const MAX_COUNT = 999_999_999;
 export const positiveInt = (v: string) => {
   const n = Number(v);
-  if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError('expected a positive whole number');
+  if (!/^\s*\d+\s*$/.test(v) || !Number.isSafeInteger(n) || n <= 0 || n > MAX_COUNT) {
+    throw new InvalidArgumentError(`expected a positive whole number from 1 to ${MAX_COUNT}`);
+  }
   return n;
 };
 export const sizeArg = (v: string) => {
@@ -51,12 +56,24 @@ export async function publicKeysFor(cfg: WardenConfig, given: string[] | undefin
 export function emitJson(doc: unknown, file: string | undefined, summary: string): void {
   const json = `${JSON.stringify(doc, null, 2)}\n`;
   if (file) {
-    writeFileSync(file, json);
+    checkOutFile(file);
+    try {
+      writeFileSync(file, json, { mode: 0o600 });
+    } catch (err) {
+      throw new UsageError(`--out ${file}: cannot write it (${(err as NodeJS.ErrnoException).code ?? (err as Error).message})`);
+    }
     out(`${summary}\nwrote ${file}\n`);
   } else {
     out(json);
     process.stderr.write(`${summary}\n`);
   }
+}
+
+/** An --out file must be a file in a folder that exists: a usage error (exit 2) naming it, never an uncaught exception. */
+export function checkOutFile(file: string): void {
+  if (existsSync(file) && statSync(file).isDirectory()) throw new UsageError(`--out ${file} is a directory: name a file`);
+  const dir = path.dirname(path.resolve(file));
+  if (!existsSync(dir) || !statSync(dir).isDirectory()) throw new UsageError(`--out ${file}: the folder ${dir} does not exist`);
 }
 
 /**

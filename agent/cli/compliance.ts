@@ -15,7 +15,7 @@ import {
 import { exportEvents, type ExportFormat } from '../../ledger/compliance/export.js';
 import { formatRows, progressBar, type OutputFormat } from '../../ledger/compliance/format.js';
 import { openStore, type LedgerStore } from '../../ledger/store/store.js';
-import { configFor, formatOption, group, out, positiveInt, provenanceOptions, requireLedgerTable } from './common.js';
+import { checkOutFile, configFor, formatOption, group, out, positiveInt, provenanceOptions, requireLedgerTable } from './common.js';
 
 interface ComplianceStoreOpts {
   clickhouseUrl?: string;
@@ -144,6 +144,7 @@ export function registerComplianceCommands(program: Command): void {
           lastAt = Date.now();
         }
       };
+      checkOutFile(o.out);
       await withComplianceStore(cfg, o, async (store) => {
         const file = createWriteStream(o.out);
         const failed = new Promise<never>((_, reject) => file.once('error', reject));

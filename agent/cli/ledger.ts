@@ -2,6 +2,7 @@
  * `warden ledger verify|prove|schema|verify-proof|consistency|query|lineage`: read the spool, verify it
  * (or the rows shipped to ClickHouse) against the signed checkpoints, and prove inclusion and consistency.
  */
+import { isoTime } from '../../core/time.js';
 import { readFileSync } from 'node:fs';
 import { Option, type Command } from 'commander';
 import { EXIT } from '../../core/errors.js';
@@ -13,7 +14,7 @@ import {
 } from '../../ledger/index.js';
 import { RecordWriter, type OutputFormat } from '../../ledger/compliance/format.js';
 import { openStore } from '../../ledger/store/store.js';
-import { configFor, emitJson, formatOption, group, out, positiveInt, provenanceOptions, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
+import { checkOutFile, configFor, emitJson, formatOption, group, out, positiveInt, provenanceOptions, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
 
 interface VerifyOpts {
   publicKey?: string[];
@@ -132,6 +133,7 @@ export function registerLedgerCommands(program: Command): void {
   ledger.command('prove').argument('<event-id>').description('a self-contained inclusion proof of one record against the latest signed checkpoint (JSON)')
     .option('--out <file>', 'write the proof to a file instead of stdout')
     .action(async (eventId: string, o: { out?: string }, cmd: Command) => {
+      if (o.out) checkOutFile(o.out);
       const cfg = configFor(cmd);
       const proof = await proveInclusion(cfg.dataDir, eventId);
       emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
@@ -174,7 +176,7 @@ export function registerLedgerCommands(program: Command): void {
         return;
       }
       const e = v.record.event;
-      out(`proof valid: event ${e.event_id} (${e.kind}, ${new Date(e.ts).toISOString()}) is record seq ${v.seq} of the ledger signed at ${new Date(v.checkpoint.ts).toISOString()}\n`);
+      out(`proof valid: event ${e.event_id} (${e.kind}, ${isoTime(e.ts)}) is record seq ${v.seq} of the ledger signed at ${isoTime(v.checkpoint.ts)}\n`);
     });
 
   ledger.command('consistency').description('prove and check that the log only grew between two sizes (default: the first and the last checkpoint)')
@@ -183,6 +185,7 @@ export function registerLedgerCommands(program: Command): void {
     .option('--public-key <pem>', 'check the cited checkpoints\' signatures with this key (default: <data-dir>/keys/ledger-ed25519.pub.pem)')
     .option('--out <file>', 'write the proof to a file instead of stdout')
     .action(async (o: { from?: number; to?: number; publicKey?: string; out?: string }, cmd: Command) => {
+      if (o.out) checkOutFile(o.out); // before any work: a bad --out is a usage error, not a lost proof
       const cfg = configFor(cmd);
       const proof = await proveConsistency(cfg.dataDir, { from: o.from, to: o.to });
       const [key] = await publicKeysFor(cfg, o.publicKey ? [o.publicKey] : undefined);

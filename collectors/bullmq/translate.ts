@@ -11,7 +11,7 @@ import { makeEvent, type EventKind, type WardenEvent } from '../../core/event.js
 import { sha256Hex } from '../../core/hash.js';
 import { stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput, type InputLimits } from '../../core/input.js';
-import type { Redactor } from '../../core/redact.js';
+import { redactEvent, redactJoinKey, type Redactor } from '../../core/redact.js';
 import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
 import { snapshotKey } from './job-snapshot.js';
 import { extractMeta, extractOutputs, parseTraceparent, type JobMeta, type MetadataPaths, type OutputPaths } from './metadata.js';
@@ -270,7 +270,8 @@ export class QueueTranslator {
   }
 
   private ids(jobId: string, meta: JobMeta, snap: JobSnapshot | null): JobIds {
-    const correlation = this.opts.redactor.redactText(meta.correlation_id ?? `bullmq:${this.opts.queue}:${jobId}`);
+    // A join key: redacted deterministically, so every record of the job still joins.
+    const correlation = redactJoinKey(meta.correlation_id ?? `bullmq:${this.opts.queue}:${jobId}`, this.opts.redactor);
     const parent = parseTraceparent(meta.traceparent);
     return {
       correlation,
@@ -284,7 +285,8 @@ export class QueueTranslator {
     const q = this.opts.queue;
     const { meta, ids } = track;
     const attempt = extra.attempt ?? null;
-    return makeEvent({
+    // Redaction at the source: every string field and attrs key/value (a job ID with an email included).
+    return redactEvent(makeEvent({
       ts: streamIdMs(entry.id),
       kind,
       source: 'bullmq',
@@ -305,7 +307,7 @@ export class QueueTranslator {
         ...(ids.parentSpanId ? { parent_span_id: ids.parentSpanId } : {}),
         ...(extra.attrs ?? {}),
       },
-    });
+    }), this.opts.redactor);
   }
 }
 

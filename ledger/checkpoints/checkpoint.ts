@@ -23,7 +23,7 @@ import { LeafTail } from './leaves.js';
 import { keyIdOf } from './keys.js';
 import { MerkleFrontier, leafHash } from './merkle.js';
 import { serializeRecord, type LedgerRecord } from '../spool/record.js';
-import { replaceFile, writeAll } from '../../core/files.js';
+import { PRIVATE_FILE_MODE, replaceFile, writeAll } from '../../core/files.js';
 
 export const CHECKPOINTS_FILE = 'checkpoints.jsonl';
 export const CHECKPOINT_STATE_FILE = 'checkpoints.state';
@@ -272,8 +272,9 @@ export class Checkpointer {
       check(tree.size);
     }
     if (tree.size !== opts.lastSeq) throw new CheckpointError(`read ${tree.size} records back from the spool, expected ${opts.lastSeq}`);
-    const fh = await fs.open(file, 'a');
+    const fh = await fs.open(file, 'a', PRIVATE_FILE_MODE);
     try {
+      await fh.chmod(PRIVATE_FILE_MODE);
       return new Checkpointer(opts, tree, tail, fh, read.goodBytes, last, tree.size - from);
     } catch (err) {
       await fh.close();

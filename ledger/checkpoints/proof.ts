@@ -11,6 +11,7 @@
  * Proofs are built in one streaming pass over the spool (O(log n) memory), and refused when the spool
  * does not reproduce the checkpoint they would cite.
  */
+import { isoTime } from '../../core/time.js';
 import type { KeyObject } from 'node:crypto';
 import { checkpointShapeProblem, checkpointSignatureProblem, checkpointsPath, readCheckpointFile, type Checkpoint } from './checkpoint.js';
 import { CheckpointError } from './errors.js';
@@ -70,7 +71,7 @@ export async function proveInclusion(dir: string, eventId: string, sources: Proo
   if (!cp) throw new CheckpointError(`the ledger at ${dir} has no signed checkpoint yet, so there is no root to prove inclusion in`, { code: 'WARDEN_NOT_FOUND' });
   if (cp.size < record.seq) {
     throw new CheckpointError(
-      `record seq ${record.seq} (event ${eventId}) is newer than the latest checkpoint (size ${cp.size}, signed ${new Date(cp.ts).toISOString()}); ` +
+      `record seq ${record.seq} (event ${eventId}) is newer than the latest checkpoint (size ${cp.size}, signed ${isoTime(cp.ts)}); ` +
       'a proof is possible once the next checkpoint covers it (the agent writes one every ledger.checkpointEvery records or ledger.checkpointIntervalMs)',
       { code: 'WARDEN_CONFLICT' },
     );
@@ -117,8 +118,8 @@ export function verifyInclusionProof(proof: unknown, publicKey: KeyObject): Proo
   const index = p.leaf_index as number;
 
   const sig = checkpointSignatureProblem(cp, publicKey);
-  if (sig) return fail('signature', `the checkpoint (size ${cp.size}, signed ${new Date(cp.ts).toISOString()}) is not authentic: ${sig}`);
-  steps.push(`signature ok: key ${cp.key_id} signed root ${cp.root} for size ${cp.size} at ${new Date(cp.ts).toISOString()}`);
+  if (sig) return fail('signature', `the checkpoint (size ${cp.size}, signed ${isoTime(cp.ts)}) is not authentic: ${sig}`);
+  steps.push(`signature ok: key ${cp.key_id} signed root ${cp.root} for size ${cp.size} at ${isoTime(cp.ts)}`);
 
   const root = rootFromInclusionProof(leafHash(p.record), index, cp.size, p.audit_path.map((h) => Buffer.from(h, 'hex')));
   if (root === null) return fail('inclusion', `an audit path of ${p.audit_path.length} hashes cannot lead from leaf ${index} to the root of a tree of size ${cp.size}`);

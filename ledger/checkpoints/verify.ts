@@ -14,6 +14,7 @@
  * The hash chain itself is verifyLedger's job; run both (the CLI does). This catches what the chain
  * cannot: a spool rewritten with every hash recomputed.
  */
+import { isoTime } from '../../core/time.js';
 import type { KeyObject } from 'node:crypto';
 import { checkpointSignatureProblem, checkpointsPath, readCheckpointFile, type Checkpoint } from './checkpoint.js';
 import { readLeafLines } from './leaves.js';
@@ -57,7 +58,7 @@ export interface VerifyCheckpointsOptions {
   file?: string;
 }
 
-const iso = (ts: number) => new Date(ts).toISOString();
+const iso = isoTime;
 const describe = (line: number, cp: Checkpoint) => `checkpoint line ${line} (size ${cp.size}, signed ${iso(cp.ts)})`;
 
 export async function verifyCheckpoints(

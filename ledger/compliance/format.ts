@@ -4,6 +4,7 @@
  * the export's progress line. Pure text: the caller (the CLI, the HTTP API, the export) decides where
  * it goes. It lives in ledger/ because ledger/ may not import agent/, and both use it.
  */
+import { isoTime } from '../../core/time.js';
 import type { WardenEvent } from '../../core/event.js';
 import type { LedgerRecord } from '../spool/record.js';
 
@@ -71,7 +72,7 @@ function detail(ev: WardenEvent): string {
 
 function tableCells(rec: LedgerRecord): string[] {
   const ev = rec.event;
-  return [String(rec.seq), new Date(ev.ts).toISOString(), ev.kind, ev.queue ?? ev.workflow_id ?? '', ev.job_id ?? ev.activity_type ?? '',
+  return [String(rec.seq), isoTime(ev.ts), ev.kind, ev.queue ?? ev.workflow_id ?? '', ev.job_id ?? ev.activity_type ?? '',
     ev.attempt === null ? '' : String(ev.attempt), ev.correlation_id ?? '', ev.model_version ?? '', detail(ev)];
 }
 
@@ -110,7 +111,7 @@ const TIME_COLUMNS = new Set(['ts_ms', 'required_at', 'completed_at', 'first_gra
 /** A table cell: one line, control characters shown as escapes, capped, so hostile values cannot redraw the terminal. */
 function tableCell(column: string, v: unknown): string {
   if (v === null || v === undefined) return '-';
-  if (TIME_COLUMNS.has(column) && typeof v === 'number') return new Date(v).toISOString();
+  if (TIME_COLUMNS.has(column) && typeof v === 'number') return isoTime(v);
   // eslint-disable-next-line no-control-regex
   const s = String(v).replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
   return s.length > 60 ? `${s.slice(0, 57)}...` : s;

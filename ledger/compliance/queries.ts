@@ -73,6 +73,13 @@ export const REQUIRE_APPROVAL = 'require_approval';
 const TS_MAX_S = Math.floor(TS_MAX_MS / 1000);
 
 /**
+ * A record stored twice (a repeated insert; `warden ledger verify --store` fails on it) is still
+ * counted and listed once: counts are uniqExact(event_id), lists keep the first row of each event_id.
+ * Both run on ClickHouse 18.16 and on current engines (chdb).
+ */
+const ONCE_PER_EVENT = 'LIMIT 1 BY event_id';
+
+/**
  * The time conditions: exact on ts_ms, plus the same bound in whole seconds on `ts` (what the sort key
  * and the partitions are on). Seconds are clamped to what a DateTime holds; ts_ms stays exact.
  */
@@ -212,8 +219,8 @@ function approvalConditions(f: ApprovalFilter): string[] {
 /** Approvals granted or denied, by actor and time range, in time order. */
 export function approvalsSql(f: ApprovalFilter = {}): string {
   return (
-    `SELECT ${APPROVAL_COLUMNS.join(', ')}\nFROM ${LEDGER_TABLE}\n${where(approvalConditions(f))}` +
-    `ORDER BY ts_ms, seq${limitClause(f.limit)}`
+    `SELECT ${APPROVAL_COLUMNS.join(', ')}, event_id\nFROM ${LEDGER_TABLE}\n${where(approvalConditions(f))}` +
+    `ORDER BY ts_ms, seq\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
   );
 }
 
@@ -246,7 +253,7 @@ export const APPROVALS_PER_DAY_COLUMNS = ['day', 'actor', 'granted', 'denied'] a
 /** Approvals per actor per (UTC) day. */
 export function approvalsPerDaySql(f: Omit<ApprovalFilter, 'limit'> = {}): string {
   return (
-    `SELECT toDate(ts) AS day, actor, countIf(kind = 'approval.granted') AS granted, countIf(kind = 'approval.denied') AS denied\n` +
+    `SELECT toDate(ts) AS day, actor, uniqExactIf(event_id, kind = 'approval.granted') AS granted, uniqExactIf(event_id, kind = 'approval.denied') AS denied\n` +
     `FROM ${LEDGER_TABLE}\n${where(approvalConditions(f))}GROUP BY day, actor\nORDER BY day, actor`
   );
 }
@@ -293,7 +300,7 @@ export function versionsSql(f: VersionFilter = {}): string {
   const conditions = [...eq('queue', f.queue), ...timeConditions(f), '(model IS NOT NULL OR policy IS NOT NULL)'];
   return (
     `SELECT toDate(ts) AS day, queue, workflow_id, activity_type, model, model_version, policy, policy_version,\n` +
-    `  count() AS events, countIf(kind IN ${list(RUN_KINDS)}) AS runs, uniqExact(correlation_id) AS correlations\n` +
+    `  uniqExact(event_id) AS events, uniqExactIf(event_id, kind IN ${list(RUN_KINDS)}) AS runs, uniqExact(correlation_id) AS correlations\n` +
     `FROM ${LEDGER_TABLE}\n${where(conditions)}GROUP BY ${VERSION_KEY}\nORDER BY ${VERSION_KEY}`
   );
 }
@@ -366,11 +373,11 @@ export function unapprovedSql(f: UnapprovedFilter = {}): string {
     `  argMinIf(queue, (ts_ms, seq), is_completion) AS completed_queue,`,
     `  argMinIf(job_id, (ts_ms, seq), is_completion) AS completed_job_id,`,
     `  argMinIf(workflow_id, (ts_ms, seq), is_completion) AS completed_workflow_id,`,
-    `  countIf(kind = 'approval.granted') AS granted,`,
+    `  uniqExactIf(event_id, kind = 'approval.granted') AS granted,`,
     `  minIf(ts_ms, kind = 'approval.granted') AS first_granted_at,`,
-    `  countIf(kind = 'approval.denied') AS denied`,
+    `  uniqExactIf(event_id, kind = 'approval.denied') AS denied`,
     `FROM (`,
-    `  SELECT correlation_id, ts_ms, seq, kind, queue, job_id, workflow_id, policy, policy_version,`,
+    `  SELECT event_id, correlation_id, ts_ms, seq, kind, queue, job_id, workflow_id, policy, policy_version,`,
     `    ${required} AS is_required,`,
     `    ${completion} AS is_completion`,
     `  FROM ${LEDGER_TABLE}`,
@@ -427,8 +434,8 @@ function decisionConditions(f: DecisionFilter): string[] {
 /** Policy decisions in a time range, in time order. */
 export function decisionsSql(f: DecisionFilter = {}): string {
   return (
-    `SELECT ${DECISION_COLUMNS.join(', ')}\nFROM ${LEDGER_TABLE}\n${where(decisionConditions(f))}` +
-    `ORDER BY ts_ms, seq${limitClause(f.limit)}`
+    `SELECT ${DECISION_COLUMNS.join(', ')}, event_id\nFROM ${LEDGER_TABLE}\n${where(decisionConditions(f))}` +
+    `ORDER BY ts_ms, seq\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
   );
 }
 
@@ -458,7 +465,7 @@ export const DECISION_COUNT_COLUMNS = ['policy', 'policy_version', 'decision', '
 /** Decisions per policy, policy version and decision. */
 export function decisionCountsSql(f: Omit<DecisionFilter, 'limit'> = {}): string {
   return (
-    `SELECT policy, policy_version, decision, count() AS decisions\nFROM ${LEDGER_TABLE}\n${where(decisionConditions(f))}` +
+    `SELECT policy, policy_version, decision, uniqExact(event_id) AS decisions\nFROM ${LEDGER_TABLE}\n${where(decisionConditions(f))}` +
     `GROUP BY policy, policy_version, decision\nORDER BY policy, policy_version, decision`
   );
 }

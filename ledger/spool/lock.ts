@@ -11,7 +11,7 @@ const heldHere = new Set<string>();
 export async function acquireLock(lockPath: string): Promise<void> {
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
-      await fs.writeFile(lockPath, `${process.pid}\n`, { flag: 'wx' });
+      await fs.writeFile(lockPath, `${process.pid}\n`, { flag: 'wx', mode: 0o600 });
       heldHere.add(lockPath);
       return;
     } catch (err) {

@@ -122,7 +122,7 @@ async function quarantine(ledgerDir: string, seg: SegmentInfo, from: number): Pr
   }
   const name = `torn-${seg.name.replace(/\.jsonl$/, '')}-at-${from}-${Date.now()}.bin`;
   const target = path.join(ledgerDir, name);
-  const out = await fs.open(target, 'wx');
+  const out = await fs.open(target, 'wx', 0o600);
   try {
     await out.writeFile(bytes);
     await out.sync();

@@ -15,7 +15,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { WardenEvent } from '../../core/event.js';
 import { NotJsonError, canonicalJson } from '../../core/canonical.js';
-import { writeAll } from '../../core/files.js';
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, writeAll } from '../../core/files.js';
 import { InvalidEventError, SpoolClosedError, SpoolFailedError, SpoolWriteError } from '../errors.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { encodeRecord, eventShapeProblem, type LedgerRecord } from './record.js';
@@ -115,11 +115,14 @@ export class Spool {
     const options = checkOptions(opts);
     const dir = path.resolve(opts.dir);
     const ledgerDir = ledgerDirOf(dir);
-    await fs.mkdir(ledgerDir, { recursive: true });
+    await fs.mkdir(ledgerDir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // Records are private to Warden's user (also for a data dir made by an older version, or by hand).
+    for (const d of [dir, ledgerDir]) await fs.chmod(d, PRIVATE_DIR_MODE).catch(() => undefined);
     const lockPath = path.join(ledgerDir, 'LOCK');
     await acquireLock(lockPath);
     try {
       let segments = await listSegments(ledgerDir);
+      for (const seg of segments) await fs.chmod(seg.path, PRIVATE_FILE_MODE).catch(() => undefined);
       if (segments.length === 0) {
         await (await createSegment(ledgerDir, 1)).close();
         await syncDir(dir);
@@ -361,7 +364,7 @@ function encodeEvent(event: WardenEvent, index: number): string {
 /** Creates a segment file and makes its directory entry durable before anything is acknowledged in it. */
 async function createSegment(ledgerDir: string, firstSeq: number): Promise<fs.FileHandle> {
   const file = path.join(ledgerDir, segmentName(firstSeq));
-  const fh = await fs.open(file, 'wx');
+  const fh = await fs.open(file, 'wx', PRIVATE_FILE_MODE);
   try {
     await syncDir(ledgerDir);
   } catch (err) {

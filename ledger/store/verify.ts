@@ -17,6 +17,7 @@
  * "not yet shipped" (a warning), unless `expectComplete` is set, or the shipper's own mark
  * (`<dataDir>/shipper.json`) says those records were stored: then the missing tail is truncation.
  */
+import { isoTime } from '../../core/time.js';
 import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -31,7 +32,7 @@ import { sqlNumber } from './sql.js';
 import type { LedgerStore } from './store.js';
 
 export type StoreProblemKind =
-  | 'modified' | 'missing' | 'reordered' | 'inserted' | 'unreadable'
+  | 'modified' | 'missing' | 'reordered' | 'inserted' | 'duplicated' | 'unreadable'
   | 'checkpoint-malformed' | 'checkpoint-signature' | 'checkpoint-order' | 'checkpoint-fork'
   | 'mismatch' | 'truncated';
 
@@ -72,7 +73,7 @@ export interface StoreVerifyResult {
   };
   /** `committed` from `<dataDir>/shipper.json`, when present. */
   shipperCommitted: number | null;
-  /** Not tampering, but worth saying (rows not yet shipped, identical duplicate rows). */
+  /** Not tampering, but worth saying (rows not yet shipped). */
   warnings: string[];
   problem?: StoreVerifyProblem;
   elapsedMs: number;
@@ -184,7 +185,7 @@ function groupBySeq(rows: Record<string, unknown>[]): Group[] {
   return out;
 }
 
-const iso = (ts: number) => new Date(ts).toISOString();
+const iso = isoTime;
 const describeCp = (line: number, cp: Checkpoint) => `checkpoint line ${line} (size ${cp.size}, signed ${iso(cp.ts)})`;
 const short = (h: string) => h.slice(0, 16);
 
@@ -296,10 +297,17 @@ export async function verifyStore(store: LedgerStore, opts: StoreVerifyOptions):
     if (rows.length > 1) {
       const distinctRows = new Map<string, Record<string, unknown>>();
       for (const r of rows) distinctRows.set(JSON.stringify(r), r);
-      if (distinctRows.size < rows.length) {
-        result.warnings.push(`seq ${g.seq} is stored ${rows.length} times${distinctRows.size === 1 ? ' in identical rows' : ''} (a repeated insert); identical copies are counted once`);
-      }
       rows = [...distinctRows.values()];
+      if (rows.length === 1) {
+        // Identical copies: the chain holds, but every count over the table (approvals, decisions) would
+        // count the record twice, so the store does not verify.
+        syncRows();
+        return finish({
+          kind: 'duplicated', seq: g.seq,
+          message: `seq ${g.seq} is stored ${g.rows.length} times in identical rows in ${LEDGER_TABLE} (a repeated insert): counts over the table would count it ${g.rows.length} times; ` +
+            `remove the extra copies (e.g. OPTIMIZE TABLE ... DEDUPLICATE) and verify again`,
+        });
+      }
     }
     if (rows.length > 1) {
       syncRows();

@@ -172,13 +172,14 @@ describe.each([
     expect(r.problem!.message).toContain(`the other (hash ${forged.hash.slice(0, 16)}…) is a forged or spliced-in record`);
   });
 
-  it('an identical repeated row is a warning, not tampering', async () => {
+  it('an identical repeated row fails, naming its seq (issue 12: counts over the table would double it)', async () => {
     await fresh();
     await store.insert([records[41]]);
     const r = await verify();
-    expect(r.ok).toBe(true);
-    expect(r.rows).toBe(N + 1);
-    expect(r.warnings).toEqual(['seq 42 is stored 2 times in identical rows (a repeated insert); identical copies are counted once']);
+    expect(r.ok).toBe(false);
+    expect(r.problem).toMatchObject({ kind: 'duplicated', seq: 42 });
+    expect(r.problem!.message).toMatch(/^seq 42 is stored 2 times in identical rows/);
+    expect(r.records).toBe(41);
   });
 
   it('reordering: two rows swapped with their content', async () => {
