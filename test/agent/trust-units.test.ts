@@ -139,7 +139,7 @@ describe('provenance filter', () => {
     expect(await seqs({ receivedVia: 'none' })).toEqual([1]);
     expect(await seqs({ receivedVia: 'http:pipeline' })).toEqual([2]);
     expect(await seqs({ source: 'temporal' })).toEqual([3]);
-    await expect(seqs({ source: 'kafka' })).rejects.toThrow(/unknown source "celery"/);
+    await expect(seqs({ source: 'kafka' })).rejects.toThrow(/unknown source "kafka"/);
     await expect(seqs({ receivedVia: 'pipeline' })).rejects.toThrow(/received_via must be/);
     expect(eventsSql({ source: 'bullmq', receivedVia: 'none' })).toContain(`source = 'bullmq'\n  AND visitParamExtractString(attrs, 'received_via') = ''`);
     expect(approvalsSql({ receivedVia: "http:o'brien" })).toContain(`visitParamExtractString(attrs, 'received_via') = 'http:o\\'brien'`);
