@@ -26,7 +26,7 @@ import { lineage } from '../../ledger/spool/query.js';
 import { ensurePyVenv, PY_PINS, startNats, startOtlpReceiver, startRedis, startTemporal, tempDir, until, type NatsServer, type OtlpReceiver, type PyVenv, type RedisServer, type TemporalServer, type TempDir } from '../harness/index.js';
 import { runPython, startCeleryWorker, type CeleryWorker } from '../harness/celery.js';
 import { connectionFor } from '../harness/bullmq.js';
-import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
+import { startSidecarProcess, sumMetric, type SidecarProcess } from '../harness/sidecar.js';
 import { installOtel } from '../harness/temporal/helpers.js';
 
 const CLI = resolve('dist/agent/cli.js');
@@ -157,6 +157,13 @@ print(json.dumps({'id': r.id, 'value': r.get(timeout=90)}))
   await until(() => ['job orders', 'process orders', 'workflow orderWorkflow', 'activity enqueueShipment', `send ${BULL_QUEUE}`, `job ${BULL_QUEUE}`, `process ${BULL_QUEUE}`]
     .every((n) => named(n).length > 0), 30_000, 'spans of all three systems at the receiver')
     .catch((err) => { throw new Error(`${(err as Error).message}: ${otlp.spans.map((s) => `${s.traceId.slice(0, 6)} ${s.name}`).join(', ')}`); });
+
+  // Metrics: the same families for the three systems (the SRE dashboard's `system` variable is label_values(warden_jobs_total, system)).
+  const metrics = await sidecar.metrics();
+  expect(sumMetric(metrics, 'warden_jobs_total', { system: 'celery', queue: CELERY_QUEUE, outcome: 'completed' })).toBe(1);
+  expect(sumMetric(metrics, 'warden_jobs_total', { system: 'temporal', outcome: 'completed' })).toBeGreaterThanOrEqual(1);
+  expect(sumMetric(metrics, 'warden_jobs_total', { system: 'bullmq', queue: BULL_QUEUE, outcome: 'completed' })).toBe(1);
+  expect(sumMetric(metrics, 'warden_job_duration_seconds_count', { system: 'celery', queue: CELERY_QUEUE })).toBe(1);
 
   // The whole story is stable once the sidecar stops: the CLI reads its data dir.
   await sidecar.proc.stop();
