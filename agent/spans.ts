@@ -55,7 +55,9 @@ export class EventSpanBuilder {
         const started = ev.attempt !== null ? job.attempts.get(ev.attempt) : undefined;
         if (!instrumented && ev.attempt !== null && (started !== undefined || ev.duration_ms !== null)) {
           const startMs = started ?? ev.ts - (ev.duration_ms ?? 0);
-          this.emit(ev, `process ${ev.queue}`, SpanKind.CONSUMER, stableSpanId(ev.source, ev.queue, ev.job_id, ev.attempt), jobSpanId, startMs, ev.ts, {
+          // Celery attempts keep the span ID the worker hook ran them under (the event's span_id).
+          const attemptSpanId = ev.source === 'celery' && ev.span_id ? ev.span_id : stableSpanId(ev.source, ev.queue, ev.job_id, ev.attempt);
+          this.emit(ev, `process ${ev.queue}`, SpanKind.CONSUMER, attemptSpanId, jobSpanId, startMs, ev.ts, {
             [sc.MESSAGING_OPERATION_TYPE]: 'process',
             [sc.MESSAGING_OPERATION_NAME]: 'process',
             [sc.WARDEN_ATTEMPT]: ev.attempt,

@@ -23,7 +23,7 @@ import { traceIdForCorrelation, stableSpanId } from '../../core/ids.js';
 import { normalizeInput, type InputLimits } from '../../core/input.js';
 import type { Redactor } from '../../core/redact.js';
 import type { CeleryEvent } from './envelope.js';
-import { celeryEventId } from './ids.js';
+import { celeryEventId, celeryTaskSpanId } from './ids.js';
 import { at, type CeleryMetadataPaths } from './metadata.js';
 import { reprValue } from './pyrepr.js';
 
@@ -247,7 +247,9 @@ export class CeleryTranslator {
       source: 'celery',
       correlation_id: correlation,
       trace_id: traceIdForCorrelation(correlation),
-      span_id: attempt !== null ? stableSpanId('celery', id, attempt) : stableSpanId('celery', id),
+      // An attempt's span is the one the worker hook (warden_celery) runs the task under:
+      // stableSpanId('celery', 'task', task_id, retries), so work started inside hangs under the rebuilt span.
+      span_id: attempt !== null ? celeryTaskSpanId(id, attempt - 1) : stableSpanId('celery', id),
       queue: t.queue,
       job_id: id,
       job_name: t.name,

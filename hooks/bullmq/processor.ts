@@ -173,7 +173,8 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
           ...(stamp?.model_version ? { [sc.WARDEN_MODEL_VERSION]: stamp.model_version } : {}),
         },
       }, parent);
-      markInstrumented(job as Job);
+      // Only a recording span is a trace of the attempt: without an OTel SDK the sidecar rebuilds it.
+      if (span.isRecording()) markInstrumented(job as Job);
     } catch {
       // Telemetry must never stop the job from running.
       return fn(job, token);

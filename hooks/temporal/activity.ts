@@ -165,7 +165,10 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
         in_process_span: recording, ...(info.isLocal ? { local: true } : {}),
       },
     };
-    const attempt = new Attempt(r, info, span, trace.setSpan(parent, span), cid, base);
+    // Work started inside the attempt (a BullMQ job, a child) hangs under the attempt's span: without
+    // an SDK that is the stable span ID the sidecar rebuilds, not the no-op span's (its parent's) IDs.
+    const inner = recording ? trace.setSpan(parent, span) : trace.setSpanContext(parent, { traceId: parentSpan.traceId, spanId, traceFlags: parentSpan.traceFlags, isRemote: false });
+    const attempt = new Attempt(r, info, span, inner, cid, base);
 
     const breaker = this.breakerFor(info, meta.model);
     if (breaker) {

@@ -74,6 +74,10 @@ describe('grafana dashboards are structurally valid', () => {
   it('the SRE dashboard has system, queue and name variables and covers the issue\'s panels', () => {
     const sre = dashboards.find((d) => d.file === 'warden-sre.json')!.dashboard;
     expect(sre.templating.list.filter((v) => v.type === 'query').map((v) => v.name)).toEqual(['system', 'queue', 'name']);
+    // The system variable lists every system that has job metrics (bullmq, temporal, celery), not a fixed list.
+    const system = sre.templating.list.find((v) => v.name === 'system') as unknown as { definition: string; includeAll: boolean };
+    expect(system.definition).toBe('label_values(warden_jobs_total, system)');
+    expect(system.includeAll).toBe(true);
     const text = JSON.stringify(sre);
     for (const metric of ['warden_jobs_total', 'warden_job_duration_seconds_bucket', 'warden_job_wait_seconds_bucket', 'warden_queue_jobs', 'warden_breaker_state',
       'warden_retry_ratio', 'warden_retry_budget_ratio', 'warden_ledger_backlog_events', 'warden_ledger_ship_errors_total', 'warden_collector_gaps_total',

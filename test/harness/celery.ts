@@ -96,3 +96,44 @@ def storm(self, n):
         raise self.retry(countdown=0.2, exc=RuntimeError(f'storm {n}'))
     return n
 `;
+
+export interface FlowerProcess {
+  readonly url: string;
+  log(): string;
+  /** SIGTERM (Flower saves nothing with --persistent=False), then SIGKILL after a grace period. */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/**
+ * Flower (PyPI flower, PY_PINS.celery) on the app's broker: `celery -A <app> --broker=<url> flower
+ * --port=<port> --persistent=False`, its API open without auth (FLOWER_UNAUTHENTICATED_API), ready once
+ * /healthcheck answers.
+ */
+export async function startFlower(o: { venv: PyVenv; dir: string; port: number; broker: string; env: Record<string, string>; app?: string; name?: string }): Promise<FlowerProcess> {
+  const logFile = join(o.dir, `flower-${o.name ?? o.port}.log`);
+  const fd = openSync(logFile, 'a');
+  const child = spawn(o.venv.bin('celery'), ['-A', o.app ?? 'tasks', `--broker=${o.broker}`, 'flower', `--port=${o.port}`, '--address=127.0.0.1', '--persistent=False'], {
+    cwd: o.dir, env: { PATH: process.env.PATH, HOME: o.dir, PYTHONUNBUFFERED: '1', FLOWER_UNAUTHENTICATED_API: 'true', ...o.env }, stdio: ['ignore', fd, fd], detached: true,
+  });
+  const pid = child.pid!;
+  const url = `http://127.0.0.1:${o.port}`;
+  const log = () => { try { return readFileSync(logFile, 'utf8'); } catch { return ''; } };
+  const group = (sig: NodeJS.Signals) => { try { process.kill(-pid, sig); } catch { /* gone */ } };
+  const onExit = () => group('SIGKILL');
+  process.once('exit', onExit);
+  await waitFor(async () => {
+    if (child.exitCode !== null) return true;
+    try { return (await fetch(`${url}/healthcheck`)).ok; } catch { return false; }
+  }, { timeoutMs: 60_000, intervalMs: 200, what: 'flower ready' });
+  if (child.exitCode !== null) throw new Error(`flower exited: ${log().slice(-2000)}`);
+  return {
+    url, log,
+    async stop(graceMs = 5_000) {
+      group('SIGTERM');
+      const t = setTimeout(() => group('SIGKILL'), graceMs);
+      await exited(child);
+      clearTimeout(t);
+      process.removeListener('exit', onExit);
+    },
+  };
+}
