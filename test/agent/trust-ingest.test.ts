@@ -151,7 +151,7 @@ describe('what an ingest token cannot do', () => {
     expect(events.status).toBe(200);
     expect(events.text).toContain('loan-7');
     expect((await get('/v1/ledger/events?received_via=mallory')).status).toBe(400);
-    expect((await get('/v1/ledger/events?source=celery')).status).toBe(400);
+    expect((await get('/v1/ledger/events?source=kafka')).status).toBe(400);
   });
 
   it('(scopes) a scoped token may send only for its systems and queues (400 naming the scope)', async () => {
