@@ -11,7 +11,7 @@
 import type { WardenEvent } from '../core/event.js';
 import { capInput, DEFAULT_INPUT_LIMITS, type InputLimits } from '../core/input.js';
 import { RECEIVED_VIA } from '../core/kinds.js';
-import type { Redactor } from '../core/redact.js';
+import { redactEvent, type Redactor } from '../core/redact.js';
 import type { LedgerRecord } from '../ledger/spool/record.js';
 import type { WardenMetrics } from './metrics.js';
 
@@ -112,7 +112,8 @@ export class EventIngest {
     for (const ev of events) {
       if (this.p.ids.has(ev.event_id) || inBatch.has(ev.event_id) || skip?.(ev)) continue;
       inBatch.add(ev.event_id);
-      const capped = this.cap(this.redact(ev));
+      // Redacted first (the pipeline redacts again, idempotently), so the capped preview holds no secret.
+      const capped = this.cap(redactEvent(ev, this.p.redactor));
       fresh.push(from.via === null ? capped : this.provenance(capped, from.via));
     }
     if (fresh.length > 0) await this.p.record(fresh);
@@ -131,21 +132,10 @@ export class EventIngest {
   /** The collector's input cap, applied to claims too (a marked preview past it). */
   private cap(ev: WardenEvent): WardenEvent {
     if (ev.input === null || ev.input === undefined) return ev;
-    // Redaction itself happened in redact() (before this): only the cap here.
+    // Redaction itself happened before this (redactEvent): only the cap here.
     return { ...ev, input: capInput(ev.input, IDENTITY, this.p.inputLimits ?? DEFAULT_INPUT_LIMITS) };
   }
 
-  private redact(ev: WardenEvent): WardenEvent {
-    const r = this.p.redactor;
-    if (!r) return ev;
-    return {
-      ...ev,
-      input: ev.input === null || ev.input === undefined ? null : r.redactValue(ev.input),
-      reason: ev.reason === null ? null : r.redactText(ev.reason),
-      error: ev.error === null ? null : r.redactText(ev.error),
-      attrs: Object.fromEntries(Object.entries(ev.attrs).map(([k, v]) => [k, typeof v === 'string' ? r.redactText(v) : v])),
-    };
-  }
 }
 
 /** capInput without a second redaction pass. */
