@@ -84,6 +84,7 @@ export function newCeleryCollector(config: WardenConfig, p: CeleryParts): Celery
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
     reconcileIntervalMs: c.reconcileIntervalMs,
     reconcileGraceMs: c.reconcileGraceMs,
+    amqp: c.amqp,
     lastSeenMs: p.index.lastSeenMs,
     hasTerminal: (id) => p.index.hasTerminal(id),
     sink,

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
+  BullMQQueueActions, CeleryQueueActions, controlChannelFor, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode,
 } from '../policies/index.js';
 import type { WardenEvent } from '../core/event.js';
 import type { WardenConfig } from './config.js';
@@ -35,11 +35,11 @@ export async function startPolicies(
   if (!file) return null;
   const loaded = loadPolicyFile(file);
   const queues = new BullMQQueueActions({ redisUrl: config.redis.url, prefix: config.bullmq.prefix });
-  // Celery breakers act through the broker's own control channel (Redis brokers; AMQP needs amqplib, not in this build).
-  const celeryBroker = config.celery.brokerUrl && /^rediss?:/.test(config.celery.brokerUrl) ? config.celery.brokerUrl : null;
+  // Celery breakers act through the broker's own control channel (the pidbox over Redis or AMQP).
+  const celeryBroker = config.celery.brokerUrl ?? null;
   const celery = celeryBroker
     ? new CeleryQueueActions({
-      control: new RedisControlChannel(celeryBroker), tasksOf: celeryTasks, reassertMs: config.celery.controlReassertMs,
+      control: controlChannelFor(celeryBroker), tasksOf: celeryTasks, reassertMs: config.celery.controlReassertMs,
       onError: (err) => logger.warn({ err: err.message }, 'celery control command failed (re-sent on the next round)'),
     })
     : null;

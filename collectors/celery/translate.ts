@@ -11,7 +11,9 @@
  * queue = the routing queue (from task-sent, which alone names it; or the result backend), job_id =
  * task id, job_name = task name, correlation_id = root_id (or a configured path), parent_id in attrs.
  * Worker events (online/heartbeat/offline) make no ledger records; the collector uses them to find
- * what it missed. Event IDs are deterministic (task id, event, attempt), and a task's terminal record
+ * what it missed. Event IDs are deterministic (task id, event, and the Celery event's own timestamp
+ * and sender, never a number the translator inferred: a message redelivered after a restart, when
+ * the task's earlier events are no longer tracked, gets the same IDs), and a task's terminal record
  * is named by the task alone, so a redelivered event or a reconciled outcome is recognised downstream.
  *
  * Ordering: the next attempt's task-received can arrive before the previous attempt's task-retried
@@ -70,6 +72,11 @@ export interface TaskMetaRecord {
   parent_id?: string | null;
 }
 
+/** What names one Celery event independently of translator state: its sender, timestamp (full precision) and clock. */
+function eventKey(ev: CeleryEvent): string {
+  return `${ev.hostname ?? ''}\0${ev.timestamp ?? ''}\0${ev.clock ?? ''}`;
+}
+
 export const TERMINAL_STATUSES = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 const MAX_TEXT = 2000;
 
@@ -113,7 +120,7 @@ export class CeleryTranslator {
       case 'task-started': {
         const attempt = t.retries + 1;
         t.open.set(attempt, ts);
-        return [this.event(id, t, ts, 'job.started', attempt, celeryEventId(ts, id, 'started', attempt), { input: !t.added, hostname: ev.hostname })];
+        return [this.event(id, t, ts, 'job.started', attempt, celeryEventId(ts, id, 'started', eventKey(ev)), { input: !t.added, hostname: ev.hostname })];
       }
       case 'task-retried':
       case 'task-succeeded':
@@ -123,7 +130,7 @@ export class CeleryTranslator {
         t.open.delete(attempt);
         const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : started !== undefined ? Math.max(0, ts - started) : null;
         if (ev.type === 'task-retried') {
-          return [this.event(id, t, ts, 'job.attempt_failed', attempt, celeryEventId(ts, id, 'retried', attempt), { duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname })];
+          return [this.event(id, t, ts, 'job.attempt_failed', attempt, celeryEventId(ts, id, 'retried', eventKey(ev)), { duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname })];
         }
         const ok = ev.type === 'task-succeeded';
         const out = this.event(id, t, ts, ok ? 'job.completed' : 'job.failed', attempt, celeryEventId(ts, id, 'terminal'), {
