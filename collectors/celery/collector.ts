@@ -15,7 +15,7 @@ import type { CeleryMetadataPaths } from './metadata.js';
 import { scanTerminal } from './result-backend.js';
 import type { AmqpEventSourceOptions } from './amqp.js';
 import { sourceFor, type CeleryEventSource } from './source.js';
-import { CeleryTranslator } from './translate.js';
+import { CeleryTranslator, type PriorTask } from './translate.js';
 
 export interface CeleryCollectorObserver {
   onGap?(event: WardenEvent): void;
@@ -38,6 +38,8 @@ export interface CeleryCollectorOptions {
   lastSeenMs: number | null;
   /** Whether the ledger already holds this task's terminal record. */
   hasTerminal(taskId: string): boolean;
+  /** What the ledger holds of a task not done yet (a previous run's records). */
+  prior?: (taskId: string) => PriorTask | undefined;
   /** Must resolve only when the events are durable (and deduplicate by event ID and terminal task). */
   sink(events: WardenEvent[]): Promise<void>;
   observer?: CeleryCollectorObserver;
@@ -66,7 +68,7 @@ export class CeleryCollector {
   private pendingGap: string | null = null;
 
   constructor(private readonly o: CeleryCollectorOptions) {
-    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata });
+    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata, prior: o.prior });
     this.source = o.source ?? sourceFor(o.brokerUrl, o.amqp);
     this.sinceMs = o.lastSeenMs !== null ? o.lastSeenMs - RESTART_MARGIN_MS : Date.now();
   }
