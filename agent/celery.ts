@@ -7,6 +7,7 @@
  */
 import type { Logger } from 'pino';
 import { CeleryCollector } from '../collectors/celery/collector.js';
+import type { PriorTask } from '../collectors/celery/translate.js';
 import type { WardenEvent } from '../core/event.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
 import type { Redactor } from '../core/redact.js';
@@ -17,22 +18,47 @@ import type { WardenMetrics } from './metrics.js';
 
 const TERMINAL = new Set(['job.completed', 'job.failed']);
 
-/** Celery task IDs with a terminal record in the ledger (bounded, oldest forgotten), and the newest Celery event time. */
+/**
+ * Celery task IDs with a terminal record in the ledger (bounded, oldest forgotten), the newest Celery
+ * event time, and what the ledger holds of tasks not done yet (attempts started and failed), so a
+ * restarted sidecar continues their attempt numbers instead of guessing them.
+ */
 export class CeleryLedgerIndex {
   private readonly terminals = new Set<string>();
+  private readonly open = new Map<string, PriorTask>();
   lastSeenMs: number | null = null;
 
-  constructor(private readonly max = 500_000) {}
+  constructor(private readonly max = 500_000, private readonly maxOpen = 200_000) {}
 
   hasTerminal(taskId: string): boolean { return this.terminals.has(taskId); }
+
+  /** The ledger's records of a task without a terminal record. */
+  prior(taskId: string): PriorTask | undefined { return this.open.get(taskId); }
 
   observe(ev: WardenEvent): void {
     if (ev.source !== 'celery') return;
     if (this.lastSeenMs === null || ev.ts > this.lastSeenMs) this.lastSeenMs = ev.ts;
-    if (TERMINAL.has(ev.kind) && ev.job_id && !this.terminals.has(ev.job_id)) {
-      this.terminals.add(ev.job_id);
-      if (this.terminals.size > this.max) this.terminals.delete(this.terminals.values().next().value!);
+    if (!ev.job_id) return;
+    if (TERMINAL.has(ev.kind)) {
+      this.open.delete(ev.job_id);
+      if (!this.terminals.has(ev.job_id)) {
+        this.terminals.add(ev.job_id);
+        if (this.terminals.size > this.max) this.terminals.delete(this.terminals.values().next().value!);
+      }
+      return;
     }
+    if (this.terminals.has(ev.job_id) || !['job.added', 'job.started', 'job.attempt_failed'].includes(ev.kind)) return;
+    let p = this.open.get(ev.job_id);
+    if (!p) {
+      p = { queue: null, name: null, added: false, started: new Map(), failed: new Set(), recorded: new Map() };
+      this.open.set(ev.job_id, p);
+      if (this.open.size > this.maxOpen) this.open.delete(this.open.keys().next().value!);
+    }
+    p.queue ??= ev.queue;
+    p.name ??= ev.job_name;
+    if (ev.kind === 'job.added') p.added = true;
+    else if (ev.attempt !== null && ev.kind === 'job.started') { p.started.set(ev.attempt, ev.ts); p.recorded.set(ev.event_id, ev.attempt); }
+    else if (ev.attempt !== null) { p.failed.add(ev.attempt); p.recorded.set(ev.event_id, ev.attempt); }
   }
 }
 
@@ -84,8 +110,10 @@ export function newCeleryCollector(config: WardenConfig, p: CeleryParts): Celery
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
     reconcileIntervalMs: c.reconcileIntervalMs,
     reconcileGraceMs: c.reconcileGraceMs,
+    amqp: c.amqp,
     lastSeenMs: p.index.lastSeenMs,
     hasTerminal: (id) => p.index.hasTerminal(id),
+    prior: (id) => p.index.prior(id),
     sink,
     observer: {
       onGap: (ev) => p.logger.warn({ gap: ev.attrs }, ev.reason ?? 'celery gap'),

@@ -88,6 +88,17 @@ export const ConfigSchema = z.strictObject({
     reconcileGraceMs: z.number().int().min(0).default(5000),
     /** How often a breaker's pause or rate limit is re-sent to the workers (workers started since get it). */
     controlReassertMs: z.number().int().min(100).default(5000),
+    /** AMQP brokers (RabbitMQ): the durable queue bound to `celeryev` that keeps events while the sidecar is away. */
+    amqp: z.strictObject({
+      /** Queue name (durable, bound to the `celeryev` topic exchange with `#`). One sidecar per queue. */
+      queue: z.string().regex(/^[\w.:-]{1,200}$/, 'expected a queue name (letters, digits, . _ : -)').default('warden.celeryev'),
+      /** `x-max-length`: the oldest event messages are dropped beyond this many (recorded as a gap). */
+      maxLength: z.number().int().min(1).default(1_000_000),
+      /** `x-message-ttl`: event messages older than this are dropped unread (recorded as a gap). */
+      messageTtlMs: z.number().int().min(1000).default(86_400_000),
+      /** Unacked messages in flight (each is acked once its events are durable in the ledger). */
+      prefetch: z.number().int().min(1).max(10_000).default(256),
+    }).prefault({}),
   }).prefault({}),
   policies: z.strictObject({
     /** The policy file (YAML); unset: no policies, no breakers. Reloaded when it changes. */
@@ -227,6 +238,7 @@ export const ENV_VARS = {
   WARDEN_TEMPORAL_NAMESPACES: 'temporal.namespaces',
   WARDEN_CELERY_BROKER_URL: 'celery.brokerUrl',
   WARDEN_CELERY_RESULT_BACKEND: 'celery.resultBackend',
+  WARDEN_CELERY_AMQP_QUEUE: 'celery.amqp.queue',
   /** `name:role:token` entries, comma-separated; an ingest token may end in `:systems=a,b;queues=c,d`. */
   WARDEN_API_TOKENS: 'api.tokens',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',

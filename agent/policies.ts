@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import {
-  BullMQQueueActions, CeleryQueueActions, KvBreakerPublisher, RedisControlChannel, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode, type ScopeExplanation,
+  BullMQQueueActions, CeleryQueueActions, controlChannelFor, KvBreakerPublisher, loadPolicyFile, PolicyEngine, PolicyFileWatcher, type BreakerState, type ForceMode, type ScopeExplanation,
 } from '../policies/index.js';
 import type { BreakerScope } from '../core/breakers.js';
 import { Redis } from 'ioredis';
@@ -40,11 +40,11 @@ export async function startPolicies(
   if (!file) return null;
   const loaded = loadPolicyFile(file);
   const queues = new BullMQQueueActions({ redisUrl: config.redis.url, prefix: config.bullmq.prefix });
-  // Celery breakers act through the broker's own control channel (Redis brokers; AMQP needs amqplib, not in this build).
-  const celeryBroker = config.celery.brokerUrl && /^rediss?:/.test(config.celery.brokerUrl) ? config.celery.brokerUrl : null;
+  // Celery breakers act through the broker's own control channel (the pidbox over Redis or AMQP).
+  const celeryBroker = config.celery.brokerUrl ?? null;
   const celery = celeryBroker
     ? new CeleryQueueActions({
-      control: new RedisControlChannel(celeryBroker), tasksOf: celeryTasks, reassertMs: config.celery.controlReassertMs,
+      control: controlChannelFor(celeryBroker), tasksOf: celeryTasks, reassertMs: config.celery.controlReassertMs,
       onError: (err) => logger.warn({ err: err.message }, 'celery control command failed (re-sent on the next round)'),
     })
     : null;
@@ -104,11 +104,16 @@ export async function startPolicies(
 
 /**
  * Scopes the sidecar collects itself: its BullMQ collector reads every queue under the prefix (or the
- * configured list) from the Redis the breakers act on, so claims about them never move a breaker.
+ * configured list) from the Redis the breakers act on, and its Celery collector every task event of
+ * its broker, so claims about them never move a breaker.
  * The live engine and `warden policy backtest` use the same answer.
  */
 export function collectedScopes(config: WardenConfig): (scope: BreakerScope) => boolean {
-  return (scope) => scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name));
+  const celery = Boolean(config.celery.brokerUrl);
+  return (scope) =>
+    (scope.system === 'bullmq' && (config.bullmq.queues.length === 0 || config.bullmq.queues.includes(scope.name))) ||
+    // The Celery collector reads every task event of the broker it is given.
+    (scope.system === 'celery' && celery);
 }
 
 /**

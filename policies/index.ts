@@ -3,7 +3,7 @@ export { PolicyFileError, loadPolicyFile, parsePolicies, type LoadedPolicies } f
 export { PolicyFileWatcher } from './reload.js';
 export { PolicyEngine, BreakerRequestError, type ForceMode, type ScopeExplanation, type PolicyObserver, type EngineOptions } from './engine.js';
 export { BullMQQueueActions, type QueueActions } from './act/bullmq.js';
-export { CeleryQueueActions, RedisControlChannel, type ControlChannel } from './act/celery.js';
+export { AmqpControlChannel, CeleryQueueActions, controlChannelFor, RedisControlChannel, type ControlChannel } from './act/celery.js';
 export { KvBreakerPublisher, type BreakerPublisher } from './act/kv.js';
 export type { BreakerState } from './detect/breaker.js';
 export { Decider, type Output as PolicyOutput } from './detect/decider.js';

@@ -13,8 +13,9 @@ import type { Redactor } from '../../core/redact.js';
 import type { CeleryEvent } from './envelope.js';
 import type { CeleryMetadataPaths } from './metadata.js';
 import { scanTerminal } from './result-backend.js';
+import type { AmqpEventSourceOptions } from './amqp.js';
 import { sourceFor, type CeleryEventSource } from './source.js';
-import { CeleryTranslator } from './translate.js';
+import { CeleryTranslator, type PriorTask } from './translate.js';
 
 export interface CeleryCollectorObserver {
   onGap?(event: WardenEvent): void;
@@ -37,9 +38,13 @@ export interface CeleryCollectorOptions {
   lastSeenMs: number | null;
   /** Whether the ledger already holds this task's terminal record. */
   hasTerminal(taskId: string): boolean;
+  /** What the ledger holds of a task not done yet (a previous run's records). */
+  prior?: (taskId: string) => PriorTask | undefined;
   /** Must resolve only when the events are durable (and deduplicate by event ID and terminal task). */
   sink(events: WardenEvent[]): Promise<void>;
   observer?: CeleryCollectorObserver;
+  /** The durable queue on an AMQP broker (defaults: `warden.celeryev`, 1 M messages, 24 h). */
+  amqp?: AmqpEventSourceOptions;
   /** For tests: an event source other than the broker URL's. */
   source?: CeleryEventSource;
 }
@@ -63,8 +68,8 @@ export class CeleryCollector {
   private pendingGap: string | null = null;
 
   constructor(private readonly o: CeleryCollectorOptions) {
-    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata });
-    this.source = o.source ?? sourceFor(o.brokerUrl);
+    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata, prior: o.prior });
+    this.source = o.source ?? sourceFor(o.brokerUrl, o.amqp);
     this.sinceMs = o.lastSeenMs !== null ? o.lastSeenMs - RESTART_MARGIN_MS : Date.now();
   }
 
@@ -86,10 +91,28 @@ export class CeleryCollector {
     if (this.o.lastSeenMs !== null && !this.source.durable) {
       this.gap(`the sidecar was not subscribed to Celery's events from ${new Date(this.o.lastSeenMs).toISOString()} until it restarted; Redis pub/sub keeps nothing for an absent subscriber`);
     }
+    // Durable, but only for so long: events older than the queue's TTL were dropped unread.
+    const keeps = this.source.retentionMs;
+    if (this.o.lastSeenMs !== null && this.source.durable && keeps !== undefined && Date.now() - this.o.lastSeenMs > keeps) {
+      this.gap(`the sidecar was away from ${new Date(this.o.lastSeenMs).toISOString()}, longer than the durable event queue keeps messages (${keeps} ms); older events were dropped by the broker`);
+    }
     if (this.backend) {
-      this.timer = setInterval(() => { if (this.running) void this.enqueue(() => this.reconcile(null)); }, this.o.reconcileIntervalMs);
+      this.timer = setInterval(() => { if (this.running) void this.periodic(); }, this.o.reconcileIntervalMs);
       this.timer.unref();
     }
+  }
+
+  /**
+   * The periodic scan for outcomes whose event never came. From a durable queue, events still
+   * waiting in it are on their way: the scan waits until the queue is drained (every delivered
+   * message is already queued ahead of the scan), else it would rebuild what the backlog holds.
+   */
+  private async periodic(): Promise<void> {
+    if (this.source.durable && this.source.backlog) {
+      const waiting = await this.source.backlog();
+      if (waiting === null || waiting > 0) return;
+    }
+    if (this.running) await this.enqueue(() => this.reconcile(null));
   }
 
   async stop(): Promise<void> {

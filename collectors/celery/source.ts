@@ -3,10 +3,10 @@
  * - Redis: pub/sub on `/{db}.celeryev/*`. Nothing is kept for an absent (or disconnected, or too slow)
  *   subscriber; the source reports each (re)subscription so the collector can reconcile what it missed.
  * - AMQP (RabbitMQ): a durable queue bound to the `celeryev` topic exchange keeps events while the
- *   sidecar is down; a message is acked only after its events are durable in the ledger. That source
- *   needs the `amqplib` package, which this build does not include (see README "Celery").
+ *   sidecar is down; a message is acked only after its events are durable in the ledger (amqp.ts).
  */
 import { Redis } from 'ioredis';
+import { AmqpEventSource, type AmqpEventSourceOptions } from './amqp.js';
 import { decodeEnvelope, type CeleryEvent } from './envelope.js';
 
 export interface SourceHandlers {
@@ -21,6 +21,10 @@ export interface CeleryEventSource {
   /** True when the broker keeps events for the sidecar while it is away (AMQP durable queue). */
   readonly durable: boolean;
   readonly connected: boolean;
+  /** How long the broker keeps an event for an absent sidecar (durable sources), in ms. */
+  readonly retentionMs?: number;
+  /** Messages waiting in the broker for this source (durable sources); null when not known (not connected). */
+  backlog?(): Promise<number | null>;
   start(h: SourceHandlers): Promise<void>;
   stop(): Promise<void>;
 }
@@ -117,11 +121,11 @@ export class RedisEventSource implements CeleryEventSource {
   }
 }
 
-/** The event source for a broker URL: Redis now; AMQP needs the amqplib package (not installed). */
-export function sourceFor(brokerUrl: string): CeleryEventSource {
+export const DEFAULT_AMQP_SOURCE: AmqpEventSourceOptions = { queue: 'warden.celeryev', maxLength: 1_000_000, messageTtlMs: 86_400_000, prefetch: 256 };
+
+/** The event source for a broker URL: Redis pub/sub, or the durable AMQP queue. */
+export function sourceFor(brokerUrl: string, amqpOptions: AmqpEventSourceOptions = DEFAULT_AMQP_SOURCE): CeleryEventSource {
   if (/^rediss?:/.test(brokerUrl)) return new RedisEventSource(brokerUrl);
-  if (/^(amqp|amqps|pyamqp):/.test(brokerUrl)) {
-    throw new UnsupportedBrokerError('celery.brokerUrl is an AMQP broker; the durable AMQP event source needs the amqplib package, which this build does not include');
-  }
+  if (/^(amqp|amqps|pyamqp):/.test(brokerUrl)) return new AmqpEventSource(brokerUrl, amqpOptions);
   throw new UnsupportedBrokerError(`celery.brokerUrl: unsupported broker scheme ${brokerUrl.split(':')[0]} (expected redis://, rediss:// or amqp://)`);
 }

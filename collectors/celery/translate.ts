@@ -11,7 +11,9 @@
  * queue = the routing queue (from task-sent, which alone names it; or the result backend), job_id =
  * task id, job_name = task name, correlation_id = root_id (or a configured path), parent_id in attrs.
  * Worker events (online/heartbeat/offline) make no ledger records; the collector uses them to find
- * what it missed. Event IDs are deterministic (task id, event, attempt), and a task's terminal record
+ * what it missed. Event IDs are deterministic (task id, event, and the Celery event's own timestamp
+ * and sender, never a number the translator inferred: a message redelivered after a restart, when
+ * the task's earlier events are no longer tracked, gets the same IDs), and a task's terminal record
  * is named by the task alone, so a redelivered event or a reconciled outcome is recognised downstream.
  *
  * Ordering: the next attempt's task-received can arrive before the previous attempt's task-retried
@@ -36,12 +38,34 @@ interface TaskTrack {
   retries: number;
   /** A task-received was seen (else the attempt number is a guess: the collector asks the result backend). */
   retriesKnown: boolean;
+  /** `retries` of task-received events not yet paired with their task-started. */
+  pending: Set<number>;
   /** Open attempts: attempt number -> start time (ms). */
   open: Map<number, number>;
   meta: TaskMeta;
   added: boolean;
   /** Args/kwargs, kept until the first event that carries input is made. */
   input: { args: unknown; kwargs: unknown } | null;
+  /** Highest attempt started (this run, or the ledger's records of a previous one). */
+  highest: number | null;
+  /** Seeded: attempt of each job.started / job.attempt_failed the ledger holds, by event ID (a redelivered event keeps its number). */
+  recorded: Map<string, number> | null;
+}
+
+/**
+ * What the ledger already holds for a task without a terminal record (written by a previous run):
+ * after a restart the translator continues the task's attempts from there instead of guessing.
+ */
+export interface PriorTask {
+  queue: string | null;
+  name: string | null;
+  added: boolean;
+  /** Attempt -> start time (ms) of the job.started records. */
+  started: Map<number, number>;
+  /** Attempts with a job.attempt_failed record. */
+  failed: Set<number>;
+  /** Attempt of each job.started / job.attempt_failed record, by event ID. */
+  recorded: Map<string, number>;
 }
 
 interface TaskMeta { correlation_id: string | null; model: string | null; model_version: string | null; policy: string | null; policy_version: string | null }
@@ -52,6 +76,8 @@ export interface CeleryTranslateOptions {
   metadata: CeleryMetadataPaths;
   /** Tasks tracked at once; the oldest are forgotten first. */
   maxTrackedTasks?: number;
+  /** The ledger's records of a task not tracked yet (a previous run's), if any. */
+  prior?: (taskId: string) => PriorTask | undefined;
 }
 
 /** A task's final state as the result backend holds it (`celery-task-meta-<id>`, result_extended). */
@@ -68,6 +94,11 @@ export interface TaskMetaRecord {
   retries?: number | null;
   queue?: string | null;
   parent_id?: string | null;
+}
+
+/** What names one Celery event independently of translator state: its sender, timestamp (full precision) and clock. */
+function eventKey(ev: CeleryEvent): string {
+  return `${ev.hostname ?? ''}\0${ev.timestamp ?? ''}\0${ev.clock ?? ''}`;
 }
 
 export const TERMINAL_STATUSES = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
@@ -109,21 +140,37 @@ export class CeleryTranslator {
       case 'task-received':
         t.retries = Math.max(t.retries, ev.retries ?? 0);
         t.retriesKnown = true;
+        // Paired with the next task-started, unless that attempt already started (a redelivered event).
+        if (t.highest === null || (ev.retries ?? 0) + 1 > t.highest) t.pending.add(ev.retries ?? 0);
         return [];
       case 'task-started': {
-        const attempt = t.retries + 1;
+        const eventId = celeryEventId(ts, id, 'started', eventKey(ev));
+        const again = t.recorded?.get(eventId);
+        if (again !== undefined) {
+          // Redelivered after a restart: the ledger holds it (the sink drops it); the state stays as recorded.
+          t.pending.delete(again - 1);
+          t.highest = Math.max(t.highest ?? 0, again);
+          return [this.event(id, t, ts, 'job.started', again, eventId, { hostname: ev.hostname })];
+        }
+        const attempt = this.startAttempt(t);
         t.open.set(attempt, ts);
-        return [this.event(id, t, ts, 'job.started', attempt, celeryEventId(ts, id, 'started', attempt), { input: !t.added, hostname: ev.hostname })];
+        return [this.event(id, t, ts, 'job.started', attempt, eventId, { input: !t.added, hostname: ev.hostname })];
       }
       case 'task-retried':
       case 'task-succeeded':
       case 'task-failed': {
+        const retriedId = ev.type === 'task-retried' ? celeryEventId(ts, id, 'retried', eventKey(ev)) : '';
+        const again = t.recorded?.get(retriedId);
+        if (again !== undefined) {
+          t.open.delete(again);
+          return [this.event(id, t, ts, 'job.attempt_failed', again, retriedId, { error: ev.exception, hostname: ev.hostname })];
+        }
         const attempt = this.closeAttempt(t);
         const started = t.open.get(attempt);
         t.open.delete(attempt);
         const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : started !== undefined ? Math.max(0, ts - started) : null;
         if (ev.type === 'task-retried') {
-          return [this.event(id, t, ts, 'job.attempt_failed', attempt, celeryEventId(ts, id, 'retried', attempt), { duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname })];
+          return [this.event(id, t, ts, 'job.attempt_failed', attempt, retriedId, { duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname })];
         }
         const ok = ev.type === 'task-succeeded';
         const out = this.event(id, t, ts, ok ? 'job.completed' : 'job.failed', attempt, celeryEventId(ts, id, 'terminal'), {
@@ -173,13 +220,29 @@ export class CeleryTranslator {
   }
 
   private fresh(): TaskTrack {
-    return { queue: null, name: null, root: null, parent: null, retries: 0, retriesKnown: false, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null };
+    return { queue: null, name: null, root: null, parent: null, retries: 0, retriesKnown: false, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null, highest: null, recorded: null, pending: new Set() };
+  }
+
+  /** Continues a task from the ledger's records: open attempts, the next attempt number, queue and name. */
+  private seed(t: TaskTrack, p: PriorTask): void {
+    t.queue = p.queue;
+    t.name = p.name;
+    t.added = p.added;
+    for (const [a, ts] of p.started) if (!p.failed.has(a)) t.open.set(a, ts);
+    t.recorded = p.recorded;
+    const highest = Math.max(0, ...p.started.keys(), ...p.failed);
+    if (highest === 0) return;
+    t.highest = highest;
+    t.retries = t.open.has(highest) ? highest - 1 : highest;
+    t.retriesKnown = true;
   }
 
   private track(id: string, ev: CeleryEvent): TaskTrack {
     let t = this.tasks.get(id);
     if (!t) {
       t = this.fresh();
+      const prior = this.o.prior?.(id);
+      if (prior) this.seed(t, prior);
       this.tasks.set(id, t);
       if (this.tasks.size > this.max) this.tasks.delete(this.tasks.keys().next().value!);
     }
@@ -206,6 +269,27 @@ export class CeleryTranslator {
     return { correlation_id: at(root, p.correlation_id), model: at(root, p.model), model_version: at(root, p.model_version), policy: at(root, p.policy), policy_version: at(root, p.policy_version) };
   }
 
+  /**
+   * The attempt a task-started begins: the one after the oldest task-received not yet paired. Not
+   * the newest `retries`: the worker sends task-started when the pool reports the task accepted,
+   * which can be after the attempt already failed and its retry was received (seen over RabbitMQ,
+   * Celery 5.7: received(3) before the started of attempt 3). Without a task-received (missed, or
+   * a restart), the attempt after the highest one started (ledger or this run); else a guess.
+   */
+  private startAttempt(t: TaskTrack): number {
+    let attempt: number;
+    if (t.pending.size > 0) {
+      const r = Math.min(...t.pending);
+      t.pending.delete(r);
+      attempt = r + 1;
+    } else {
+      attempt = t.highest !== null ? t.highest + 1 : t.retries + 1;
+    }
+    t.highest = Math.max(t.highest ?? 0, attempt);
+    return attempt;
+  }
+
+  /** The attempt an outcome ends: the lowest still open (outcomes follow their own start). */
   private closeAttempt(t: TaskTrack): number {
     if (t.open.size === 0) return t.retries + 1;
     return Math.min(...t.open.keys());

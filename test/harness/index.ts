@@ -39,3 +39,4 @@ export { sumMetric } from './metrics-text.js';
 export { until } from './until.js';
 export { ensurePyVenv, PY_PINS, PyVenvError, type PyVenv } from './pyvenv.js';
 export { startTemporal, type TemporalServer, type TemporalOptions } from './temporal.js';
+export { startRabbitMq, amqpReady, type RabbitMqServer, type RabbitMqOptions } from './rabbitmq.js';

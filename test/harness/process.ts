@@ -21,6 +21,12 @@ export interface ManagedProcessOptions {
   stopGraceMs?: number;
   /** Other log files the server writes itself, included in error messages. */
   extraLogFiles?: readonly string[];
+  /**
+   * Start the server in its own process group and signal the whole group (stop, kill9, orphan
+   * protection): for servers started through a wrapper script that forks the real process
+   * (rabbitmq-server runs the Erlang VM as a child of a shell).
+   */
+  processGroup?: boolean;
 }
 
 export interface ExitInfo {
@@ -85,6 +91,7 @@ export async function waitFor<T>(
 // Every live child is killed when this process exits or gets SIGINT/SIGTERM; the watchdog covers
 // the case where this process is SIGKILLed and no hook runs.
 
+/** Live children by the PID to signal (negative: a process group). */
 const live = new Map<number, ChildProcess>();
 let hooksInstalled = false;
 
@@ -164,7 +171,7 @@ export class ManagedProcess {
     const fd = fs.openSync(this.logFile, 'a');
     let child: ChildProcess;
     try {
-      child = spawn(command, [...args], { cwd: cwd ?? dir, env: env ?? process.env, stdio: ['ignore', fd, fd] });
+      child = spawn(command, [...args], { cwd: cwd ?? dir, env: env ?? process.env, stdio: ['ignore', fd, fd], detached: this.options.processGroup === true });
     } finally {
       fs.closeSync(fd); // the child has its own copy
     }
@@ -173,8 +180,10 @@ export class ManagedProcess {
     this.exitPromise = new Promise<ExitInfo>((resolve) => {
       const done = (info: ExitInfo): void => {
         if (child.pid !== undefined) {
-          live.delete(child.pid);
-          unwatchPid(child.pid);
+          const target = this.target(child.pid);
+          if (this.options.processGroup) signal(target, 'SIGKILL'); // what the group leader left behind
+          live.delete(target);
+          unwatchPid(target);
         }
         if (this.child === child) this.exitInfo = info;
         resolve(info);
@@ -183,11 +192,16 @@ export class ManagedProcess {
       child.once('error', (error) => done({ code: null, signal: null, error }));
     });
     if (child.pid !== undefined) {
-      live.set(child.pid, child);
-      watchPid(child.pid);
+      live.set(this.target(child.pid), child);
+      watchPid(this.target(child.pid));
     }
     await this.waitReady(started);
     this.lastStartMs = Date.now() - started;
+  }
+
+  /** What signals go to: the PID, or its process group (negative) with `processGroup`. */
+  private target(pid: number): number {
+    return this.options.processGroup ? -pid : pid;
   }
 
   private async waitReady(started: number): Promise<void> {
@@ -223,12 +237,12 @@ export class ManagedProcess {
   async stop(): Promise<void> {
     const child = this.child;
     if (!child || !this.running || child.pid === undefined) return;
-    signal(child.pid, 'SIGTERM');
+    signal(this.target(child.pid), 'SIGTERM');
     const grace = timer(this.options.stopGraceMs ?? 10_000, undefined);
     const graceful = await Promise.race([this.exitPromise!, grace.promise]);
     grace.cancel();
     if (!graceful) {
-      signal(child.pid, 'SIGKILL');
+      signal(this.target(child.pid), 'SIGKILL');
       await this.exitPromise;
     }
   }
@@ -237,7 +251,7 @@ export class ManagedProcess {
   async kill9(): Promise<void> {
     const child = this.child;
     if (!child || !this.running || child.pid === undefined) return;
-    signal(child.pid, 'SIGKILL');
+    signal(this.target(child.pid), 'SIGKILL');
     await this.exitPromise;
   }
 

@@ -91,3 +91,41 @@ describe('celery events -> WardenEvents', () => {
     expect(ours.properties.delivery_info).toEqual(theirs.properties.delivery_info);
   });
 });
+
+describe('attempt numbers under the orderings seen over RabbitMQ and after a restart', () => {
+  // Arrival (clock) order of one task's events from a Celery 5.7 worker on RabbitMQ: attempt 3 failed
+  // so fast that the worker's task-started for it came after the retry's task-received(3).
+  const seq: [string, number | null][] = [
+    ['task-received', 0], ['task-started', null], ['task-received', 1], ['task-retried', null],
+    ['task-started', null], ['task-retried', null], ['task-received', 2], ['task-received', 3],
+    ['task-started', null], ['task-retried', null], ['task-started', null], ['task-failed', null],
+  ];
+  const evs = seq.map(([type, retries], i): CeleryEvent => ({ type, uuid: 't-1', hostname: 'w1', timestamp: 100 + i / 10, clock: i + 1, ...(retries !== null ? { retries } : {}) }));
+
+  it('pairs each task-started with the oldest unpaired task-received', () => {
+    const out = evs.flatMap((e) => translator().translate(e));
+    const tr = translator();
+    const got = evs.flatMap((e) => tr.translate(e)).map((e) => `${e.kind}:${e.attempt}`);
+    expect(out.length).toBe(got.length);
+    expect(got).toEqual(['job.started:1', 'job.attempt_failed:1', 'job.started:2', 'job.attempt_failed:2', 'job.started:3', 'job.attempt_failed:3', 'job.started:4', 'job.failed:4']);
+  });
+
+  it('continues from the ledger after a restart: redelivered events keep their IDs and numbers, new ones follow', () => {
+    const first = translator();
+    const before = evs.slice(0, 6).flatMap((e) => first.translate(e)); // written, then the sidecar died
+    const prior = { queue: 'q1', name: 'tasks.flaky', added: false, started: new Map<number, number>(), failed: new Set<number>(), recorded: new Map<string, number>() };
+    for (const e of before) {
+      prior.recorded.set(e.event_id, e.attempt!);
+      if (e.kind === 'job.started') prior.started.set(e.attempt!, e.ts);
+      else prior.failed.add(e.attempt!);
+    }
+    const tr = new CeleryTranslator({ redactor: new Redactor(), inputLimits: DEFAULT_INPUT_LIMITS, metadata: {}, prior: (id) => (id === 't-1' ? prior : undefined) });
+    // The last unacked message (events 4..6) is redelivered, then the rest arrives.
+    const after = evs.slice(3).flatMap((e) => tr.translate(e));
+    const redelivered = after.filter((e) => prior.recorded.has(e.event_id));
+    expect(redelivered.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.attempt_failed:1', 'job.started:2', 'job.attempt_failed:2']);
+    const fresh = after.filter((e) => !prior.recorded.has(e.event_id));
+    expect(fresh.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.started:3', 'job.attempt_failed:3', 'job.started:4', 'job.failed:4']);
+    expect(fresh.every((e) => e.queue === 'q1' && e.attrs.attempt_inferred === undefined)).toBe(true);
+  });
+});
