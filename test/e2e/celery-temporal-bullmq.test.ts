@@ -10,7 +10,7 @@
  * data dir) returns the three systems' records under one correlation ID, and the receiver holds one
  * trace in which each span hangs under the one that started its work.
  */
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +70,6 @@ let env: Record<string, string>;
 const closers: (() => Promise<unknown>)[] = [];
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   [redis, nats, temporal, otlp, dir, venv] = await Promise.all([
     startRedis(), startNats(), startTemporal(), startOtlpReceiver(), tempDir('warden-e2e-ctb'),
     ensurePyVenv('celery-trace', PY_PINS.celeryHook, [`${resolve('hooks/celery')}[nats,temporal]`]),

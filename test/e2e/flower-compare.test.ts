@@ -7,7 +7,6 @@
  * states known and right, retries counted right, tasks left in RECEIVED/STARTED. The table goes to
  * stdout and to WARDEN_COMPARE_OUT (README "Warden and Flower on the same workload").
  */
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -29,7 +28,6 @@ let flowerPort: number;
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   [venv, redis, tmp] = await Promise.all([ensurePyVenv('celery', PY_PINS.celery), startRedis(), tempDir('flower-compare')]);
   writeFileSync(join(tmp.path, 'tasks.py'), TASKS_MODULE);
   env = { BROKER_URL: `${redis.url}/0`, RESULT_BACKEND: `${redis.url}/1` };

@@ -2,7 +2,6 @@
 // sidecar, which pauses the queue on the real worker through Celery's control channel
 // (cancel_consumer over the celery.pidbox fanout); once the storm stops, the half-open probe resumes
 // it (add_consumer), successes close the breaker, and the worker consumes the queue again.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -30,7 +29,6 @@ policies:
 `;
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   venv = await ensurePyVenv('celery', PY_PINS.celery);
   redis = await startRedis();
   tmp = await tempDir('celery-breaker');

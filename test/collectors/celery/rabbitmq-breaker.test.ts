@@ -3,7 +3,6 @@
 // on the real worker through Celery's control channel over AMQP (cancel_consumer published to the
 // celery.pidbox fanout exchange); once the storm stops, the half-open probe resumes it
 // (add_consumer), successes close the breaker, and the worker consumes the queue again.
-import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -32,7 +31,6 @@ policies:
 `;
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   venv = await ensurePyVenv('celery', PY_PINS.celery);
   [redis, rmq] = await Promise.all([startRedis(), startRabbitMq()]);
   tmp = await tempDir('celery-breaker-amqp');

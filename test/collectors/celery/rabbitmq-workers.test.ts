@@ -5,7 +5,6 @@
 // for it. Every task ends with exactly one terminal record whose attempt matches Celery's retries,
 // one attempt_failed record per retry, nothing reconciled and no gap (nothing was lost); metrics equal
 // Celery's own counts; the secret in the task kwargs never reaches the ledger or a label.
-import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import amqp from 'amqplib';
@@ -28,7 +27,6 @@ let venv: PyVenv;
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   venv = await ensurePyVenv('celery', PY_PINS.celery);
   [redis, rmq] = await Promise.all([startRedis(), startRabbitMq()]);
   tmp = await tempDir('celery-rabbitmq');

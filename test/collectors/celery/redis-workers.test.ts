@@ -3,7 +3,6 @@
 // retries, the sidecar killed -9 mid-run and restarted. Every task ends with exactly one terminal
 // ledger record whose attempt matches Celery's retries; the missed window is a collector.gap; metrics
 // equal Celery's own counts; the secret in the task kwargs never reaches the ledger or a label.
-import { execFileSync } from 'node:child_process';
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
@@ -22,7 +21,6 @@ let sidecar: SidecarProcess;
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  execFileSync('node', ['scripts/build.mjs'], { stdio: 'ignore' });
   const venv = await ensurePyVenv('celery', PY_PINS.celery);
   redis = await startRedis();
   tmp = await tempDir('celery-redis');
