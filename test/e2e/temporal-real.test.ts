@@ -189,6 +189,8 @@ describe('warden/temporal with a real Temporal server, a real worker and the rea
     const metrics = await sidecar.metrics();
     const wardenJobs = (name: string, outcome: string) => sumMetric(metrics, 'warden_jobs_total', { system: 'temporal', name, outcome });
     const ns = { namespace: temporalServer.namespace };
+    // The server reports its counters on a reporting interval: wait until they have caught up with the runs.
+    await until(async () => (await serverMetric('workflow_success', ns)) + (await serverMetric('workflow_continued_as_new', ns)) + (await serverMetric('workflow_failed', ns)) >= 4, 30_000, 'the server metrics to count the four closed runs');
     const success = await serverMetric('workflow_success', ns);
     const continued = await serverMetric('workflow_continued_as_new', ns);
     const failed = await serverMetric('workflow_failed', ns);
