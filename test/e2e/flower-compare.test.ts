@@ -9,12 +9,10 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { WardenEvent } from '../../core/event.js';
-import { Spool } from '../../ledger/index.js';
 import { ensurePyVenv, freePort, PY_PINS, startRedis, tempDir, until, type PyVenv, type RedisServer, type TempDir } from '../harness/index.js';
-import { runPython, startCeleryWorker, startFlower, TASKS_MODULE, type CeleryWorker, type FlowerProcess } from '../harness/celery.js';
+import { celeryTruth as celeryTruth_, ledgerEvents, producerScript, runPython, startCeleryWorker, startFlower, TASKS_MODULE, type CeleryWorker, type FlowerProcess } from '../harness/celery.js';
 import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 
 const TASKS = 300;
@@ -51,44 +49,13 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-const producer = (n: number, pauseS: number) => `
-import json, random, time, tasks
-random.seed(7)
-ids = []
-for i in range(${n}):
-    q = ['q1', 'q2', 'q3'][i % 3]
-    if i % 2:
-        r = tasks.flaky.apply_async((i,), {'p': 0.35}, queue=q)
-    else:
-        r = tasks.manual.apply_async((i,), {'fail_times': random.choice([0, 1, 2, 4])}, queue=q)
-    ids.append(r.id)
-    time.sleep(${pauseS})
-print(json.dumps(ids))
-`;
+const producer = (n: number, pauseS: number) => producerScript({ n, pauseS, p: 0.35, seed: 7 });
 
 interface Truth { status: string; retries: number }
 interface FlowerTask { state?: string; retries?: number | null }
 
-async function celeryTruth(ids: string[]): Promise<Map<string, Truth>> {
-  const r = new Redis(`${redis.url}/1`);
-  try {
-    const out = new Map<string, Truth>();
-    await until(async () => {
-      const vals = await r.mget(...ids.map((id) => `celery-task-meta-${id}`));
-      vals.forEach((v, i) => { if (v) { const m = JSON.parse(v) as Truth; if (m.status === 'SUCCESS' || m.status === 'FAILURE') out.set(ids[i], m); } });
-      return out.size === ids.length;
-    }, 120_000, 'every task finished in Celery');
-    return out;
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function ledger(): Promise<WardenEvent[]> {
-  const out: WardenEvent[] = [];
-  for await (const rec of Spool.read(join(tmp.path, 'warden', 'data'))) out.push(rec.event);
-  return out;
-}
+const celeryTruth = (ids: string[]): Promise<Map<string, Truth>> => celeryTruth_(`${redis.url}/1`, ids);
+const ledger = () => ledgerEvents(join(tmp.path, 'warden', 'data'));
 
 it('after both restart mid-run, Warden\'s ledger knows every task, its terminal state and retries; Flower\'s memory does not', async () => {
   const t0 = Date.now();

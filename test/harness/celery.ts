@@ -6,6 +6,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { openSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import type { WardenEvent } from '../../core/event.js';
+import { Spool } from '../../ledger/index.js';
 import type { PyVenv } from './pyvenv.js';
 import { waitFor } from './process.js';
 
@@ -136,4 +139,67 @@ export async function startFlower(o: { venv: PyVenv; dir: string; port: number; 
       process.removeListener('exit', onExit);
     },
   };
+}
+
+/**
+ * A producer script: `n` tasks from `start` over q1..q3, alternately `tasks.flaky` (autoretry_for,
+ * failing with probability `p`) and `tasks.manual` (self.retry 0, 1, 2 or 4 times), `pauseS` apart;
+ * prints the task ids as JSON. `kwargs` adds fixed keyword arguments (e.g. a secret that must never
+ * reach the ledger) and `seed` makes the retry counts repeatable.
+ */
+export function producerScript(o: { n: number; start?: number; pauseS: number; p?: number; kwargs?: Record<string, string>; modelVersions?: boolean; seed?: number }): string {
+  const start = o.start ?? 0;
+  const extra = Object.entries(o.kwargs ?? {}).map(([k, v]) => `, ${JSON.stringify(k)}: ${JSON.stringify(v)}`).join('');
+  const model = o.modelVersions ? ", 'model_version': 'm-%d' % (i % 2)" : '';
+  return `
+import json, random, time, tasks
+${o.seed === undefined ? '' : `random.seed(${o.seed})`}
+ids = []
+for i in range(${start}, ${start + o.n}):
+    q = ['q1', 'q2', 'q3'][i % 3]
+    if i % 2:
+        r = tasks.flaky.apply_async((i,), {'p': ${o.p ?? 0.3}${extra}${model}}, queue=q)
+    else:
+        r = tasks.manual.apply_async((i,), {'fail_times': random.choice([0, 1, 2, 4])${extra}}, queue=q)
+    ids.append(r.id)
+    time.sleep(${o.pauseS})
+print(json.dumps(ids))
+`;
+}
+
+/** What Celery itself says of a finished task (its result backend entry). */
+export interface CeleryTruth { status: string; retries: number; queue: string }
+
+/** Waits until every task is SUCCESS or FAILURE in the Redis result backend at `backendUrl`; returns Celery's own view. */
+export async function celeryTruth(backendUrl: string, ids: string[], timeoutMs = 120_000): Promise<Map<string, CeleryTruth>> {
+  const r = new Redis(backendUrl);
+  const out = new Map<string, CeleryTruth>();
+  try {
+    await waitFor(async () => {
+      const vals = await r.mget(...ids.map((id) => `celery-task-meta-${id}`));
+      vals.forEach((v, i) => { if (v) { const m = JSON.parse(v) as CeleryTruth; if (m.status === 'SUCCESS' || m.status === 'FAILURE') out.set(ids[i], m); } });
+      return out.size === ids.length;
+    }, { timeoutMs, intervalMs: 100, what: 'every task finished in Celery', retryErrors: false }).catch(async (err) => {
+      const missing = ids.filter((id) => !out.has(id));
+      const vals = missing.length ? await r.mget(...missing.slice(0, 5).map((id) => `celery-task-meta-${id}`)) : [];
+      throw new Error(`${(err as Error).message}: ${missing.length} unfinished, e.g. ${missing.slice(0, 5).join(',')} -> ${vals.map((v) => v?.slice(0, 200)).join(' | ')}`);
+    });
+    return out;
+  } finally {
+    r.disconnect();
+  }
+}
+
+/** Every event in the spool of a sidecar data dir, in seq order. */
+export async function ledgerEvents(dataDir: string): Promise<WardenEvent[]> {
+  const out: WardenEvent[] = [];
+  for await (const rec of Spool.read(dataDir)) out.push(rec.event);
+  return out;
+}
+
+/** Celery records of the given kinds, grouped by task id. */
+export function celeryByTask(events: WardenEvent[], kinds: readonly string[]): Map<string, WardenEvent[]> {
+  const m = new Map<string, WardenEvent[]>();
+  for (const e of events) if (e.source === 'celery' && kinds.includes(e.kind)) m.set(e.job_id!, [...(m.get(e.job_id!) ?? []), e]);
+  return m;
 }

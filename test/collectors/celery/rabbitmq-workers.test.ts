@@ -8,12 +8,10 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import amqp from 'amqplib';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensurePyVenv, PY_PINS, startRabbitMq, startRedis, sumMetric, tempDir, until, type PyVenv, type RabbitMqServer, type RedisServer, type TempDir } from '../../harness/index.js';
-import { runPython, startCeleryWorker, TASKS_MODULE, type CeleryWorker } from '../../harness/celery.js';
+import { celeryByTask, celeryTruth as celeryTruth_, ledgerEvents, producerScript, runPython, startCeleryWorker, TASKS_MODULE, type CeleryWorker } from '../../harness/celery.js';
 import { startSidecarProcess, type SidecarProcess } from '../../harness/sidecar.js';
-import { Spool } from '../../../ledger/index.js';
 import type { WardenEvent } from '../../../core/event.js';
 
 const SECRET = 'hunter2-celery-amqp-51c2';
@@ -49,48 +47,11 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-/** Sends `n` tasks over q1..q3 (flaky with autoretry_for, manual self.retry), `pauseS` apart; prints their ids. */
-const producer = (n: number, start: number, pauseS: number) => `
-import json, random, time, tasks
-ids = []
-for i in range(${start}, ${start + n}):
-    q = ['q1', 'q2', 'q3'][i % 3]
-    if i % 2:
-        r = tasks.flaky.apply_async((i,), {'p': 0.3, 'secret': '${SECRET}', 'model_version': 'm-%d' % (i % 2)}, queue=q)
-    else:
-        r = tasks.manual.apply_async((i,), {'fail_times': random.choice([0, 1, 2, 4]), 'secret': '${SECRET}'}, queue=q)
-    ids.append(r.id)
-    time.sleep(${pauseS})
-print(json.dumps(ids))
-`;
-
-interface Meta { status: string; retries: number; queue: string }
-async function celeryTruth(ids: string[]): Promise<Map<string, Meta>> {
-  const r = new Redis(`${redis.url}/1`);
-  try {
-    const out = new Map<string, Meta>();
-    await until(async () => {
-      const vals = await r.mget(...ids.map((id) => `celery-task-meta-${id}`));
-      vals.forEach((v, i) => { if (v) { const m = JSON.parse(v) as Meta; if (m.status === 'SUCCESS' || m.status === 'FAILURE') out.set(ids[i], m); } });
-      return out.size === ids.length;
-    }, 120_000, 'every task finished in Celery');
-    return out;
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function ledger(): Promise<WardenEvent[]> {
-  const out: WardenEvent[] = [];
-  for await (const rec of Spool.read(join(tmp.path, 'warden', 'data'))) out.push(rec.event);
-  return out;
-}
-
-function byTask(events: WardenEvent[], kinds: string[]): Map<string, WardenEvent[]> {
-  const m = new Map<string, WardenEvent[]>();
-  for (const e of events) if (e.source === 'celery' && kinds.includes(e.kind)) m.set(e.job_id!, [...(m.get(e.job_id!) ?? []), e]);
-  return m;
-}
+const producer = (n: number, start: number, pauseS: number) =>
+  producerScript({ n, start, pauseS, kwargs: { secret: SECRET }, modelVersions: true });
+const celeryTruth = (ids: string[]) => celeryTruth_(`${redis.url}/1`, ids);
+const ledger = () => ledgerEvents(join(tmp.path, 'warden', 'data'));
+const byTask = celeryByTask;
 
 /** Messages waiting in the sidecar's durable queue (asked of the broker). */
 async function queueDepth(): Promise<number> {

@@ -5,12 +5,10 @@
 // equal Celery's own counts; the secret in the task kwargs never reaches the ledger or a label.
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { ensurePyVenv, PY_PINS, startRedis, sumMetric, tempDir, until, type RedisServer, type TempDir } from '../../harness/index.js';
-import { runPython, startCeleryWorker, TASKS_MODULE, type CeleryWorker } from '../../harness/celery.js';
+import { celeryByTask, celeryTruth as celeryTruth_, ledgerEvents, producerScript, runPython, startCeleryWorker, TASKS_MODULE, type CeleryWorker } from '../../harness/celery.js';
 import { startSidecarProcess, type SidecarProcess } from '../../harness/sidecar.js';
-import { Spool } from '../../../ledger/index.js';
 import type { WardenEvent } from '../../../core/event.js';
 
 const SECRET = 'hunter2-celery-9f3a';
@@ -42,52 +40,11 @@ afterAll(async () => {
   await tmp?.cleanup();
 });
 
-/** Sends `n` tasks over q1..q3 (flaky with autoretry_for, manual self.retry), `pauseS` apart; prints their ids. */
-const producer = (n: number, start: number, pauseS: number) => `
-import json, random, time, tasks
-ids = []
-for i in range(${start}, ${start + n}):
-    q = ['q1', 'q2', 'q3'][i % 3]
-    if i % 2:
-        r = tasks.flaky.apply_async((i,), {'p': 0.3, 'secret': '${SECRET}', 'model_version': 'm-%d' % (i % 2)}, queue=q)
-    else:
-        r = tasks.manual.apply_async((i,), {'fail_times': random.choice([0, 1, 2, 4]), 'secret': '${SECRET}'}, queue=q)
-    ids.append(r.id)
-    time.sleep(${pauseS})
-print(json.dumps(ids))
-`;
-
-interface Meta { status: string; retries: number; queue: string }
-async function celeryTruth(ids: string[]): Promise<Map<string, Meta>> {
-  const r = new Redis(`${redis.url}/1`);
-  try {
-    const out = new Map<string, Meta>();
-    await until(async () => {
-      const vals = await r.mget(...ids.map((id) => `celery-task-meta-${id}`));
-      vals.forEach((v, i) => { if (v) { const m = JSON.parse(v) as Meta; if (m.status === 'SUCCESS' || m.status === 'FAILURE') out.set(ids[i], m); } });
-      return out.size === ids.length;
-    }, 120_000, 'every task finished in Celery').catch(async (err) => {
-      const missing = ids.filter((id) => !out.has(id));
-      const vals = await r.mget(...missing.slice(0, 5).map((id) => `celery-task-meta-${id}`));
-      throw new Error(`${(err as Error).message}: ${missing.length} unfinished, e.g. ${missing.slice(0, 5).join(',')} -> ${vals.map((v) => v?.slice(0, 200)).join(' | ')}`);
-    });
-    return out;
-  } finally {
-    r.disconnect();
-  }
-}
-
-async function ledger(): Promise<WardenEvent[]> {
-  const out: WardenEvent[] = [];
-  for await (const rec of Spool.read(join(tmp.path, 'warden', 'data'))) out.push(rec.event);
-  return out;
-}
-
-function terminalsByTask(events: WardenEvent[]): Map<string, WardenEvent[]> {
-  const m = new Map<string, WardenEvent[]>();
-  for (const e of events) if (e.source === 'celery' && (e.kind === 'job.completed' || e.kind === 'job.failed')) m.set(e.job_id!, [...(m.get(e.job_id!) ?? []), e]);
-  return m;
-}
+const producer = (n: number, start: number, pauseS: number) =>
+  producerScript({ n, start, pauseS, kwargs: { secret: SECRET }, modelVersions: true });
+const celeryTruth = (ids: string[]) => celeryTruth_(`${redis.url}/1`, ids);
+const ledger = () => ledgerEvents(join(tmp.path, 'warden', 'data'));
+const terminalsByTask = (events: WardenEvent[]) => celeryByTask(events, ['job.completed', 'job.failed']);
 
 it('kill -9 of the sidecar mid-run: every task has exactly one terminal record, attempts match Celery, the gap is recorded', async () => {
   const venv = (globalThis as { venv?: Parameters<typeof runPython>[0] }).venv!;
