@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import { z } from 'zod';
-import type { MetadataPaths as CollectorMetadataPaths } from '../collectors/bullmq/metadata.js';
+import type { MetadataPaths as CollectorMetadataPaths } from '../core/metadata-paths.js';
 import { EVENT_SOURCES } from '../core/event.js';
 import { isSensitiveKey } from '../core/redact.js';
 import { ConfigError } from './errors.js';
@@ -17,7 +17,7 @@ const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port, e.g.
 const celeryPath = z.string().regex(/^(args|kwargs|result)(\.[^.\s]+)+$/, 'expected a path starting with args., kwargs. or result.');
 const jsonPath = z.string().regex(/^(data|opts|returnvalue)(\.[^.\s]+)+$/, 'expected a path starting with data., opts. or returnvalue.');
 
-// Validates the collector's own MetadataPaths shape (defined once, in collectors/bullmq/metadata.ts).
+// Validates the collectors' MetadataPaths shape (defined once, in core/metadata-paths.ts).
 const MetadataPaths = z.strictObject({
   correlation_id: jsonPath.optional(),
   model: jsonPath.optional(),

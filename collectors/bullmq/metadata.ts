@@ -5,17 +5,9 @@
  */
 import { WARDEN_OPTS_KEY, type WardenJobStamp } from '../../core/bullmq-convention.js';
 import type { JobSnapshot } from './job-snapshot.js';
+import type { MetadataPaths } from '../../core/metadata-paths.js';
 
-export interface MetadataPaths {
-  correlation_id?: string;
-  model?: string;
-  model_version?: string;
-  policy?: string;
-  policy_version?: string;
-  /** Read from the job's return value (`returnvalue.<path>`) on completion: the model that actually answered. */
-  served_model?: string;
-  served_model_version?: string;
-}
+export type { MetadataPaths };
 
 /** Numeric outputs for drift detection: metric name -> `returnvalue.<path>` (e.g. score: returnvalue.eval.score). */
 export type OutputPaths = Record<string, string>;

@@ -3,15 +3,10 @@
  * arguments (`kwargs.model_version`, `args.0.model`) or, for served model and outputs, its result
  * (`result.model`), as `bullmq.metadata` reads a BullMQ job's data.
  */
-export interface CeleryMetadataPaths {
-  correlation_id?: string;
-  model?: string;
-  model_version?: string;
-  policy?: string;
-  policy_version?: string;
-  served_model?: string;
-  served_model_version?: string;
-}
+import type { MetadataPaths } from '../../core/metadata-paths.js';
+
+/** Celery reads the same fields as every collector (`kwargs.<path>`, `args.<i>`, `result.<path>`). */
+export type CeleryMetadataPaths = MetadataPaths;
 
 export const CELERY_PATH = /^(args|kwargs|result)(\.[^.\s]+)+$/;
 
