@@ -176,7 +176,8 @@ export class BullMQCollector {
    */
   private async leaseRound(): Promise<void> {
     const leases = this.leases!;
-    this.nextLeaseAt = performance.now() + Math.max(100, Math.floor(this.opts.fleet!.leaseMs / 3));
+    // A third of the lease (renewal), at most 5 s (so a newcomer gets its share soon even with a long lease).
+    this.nextLeaseAt = performance.now() + Math.max(100, Math.min(5000, Math.floor(this.opts.fleet!.leaseMs / 3)));
     const r: LeaseRound = await leases.round([...this.candidates]);
     for (const q of r.lost) this.loseQueue(q, r.members);
     for (const a of r.acquired) {
