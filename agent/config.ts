@@ -72,6 +72,17 @@ export const ConfigSchema = z.strictObject({
     /** Numeric outputs for drift policies: metric name -> path in the job's return value (`score: returnvalue.eval.score`). */
     outputs: z.record(z.string().regex(/^[\w.-]{1,64}$/, 'expected a metric name (letters, digits, . _ -)'), z.string().regex(/^returnvalue(\.[^.\s]+)+$/, 'expected a path starting with returnvalue.')).default({}),
   }).prefault({}),
+  /**
+   * Fleet mode (collectors/bullmq/lease.ts): several sidecars on one Redis, each BullMQ queue collected
+   * by one of them at a time under a lease in Redis; a dead holder's queues are taken over after leaseMs.
+   */
+  fleet: z.strictObject({
+    enabled: z.boolean().default(false),
+    /** A queue whose holder stopped renewing for this long is taken over by another sidecar (renewed every third of it). */
+    leaseMs: z.number().int().min(1000).max(600_000).default(15_000),
+    /** This sidecar's name in the fleet; unset: host, pid and a random suffix (unique per process). */
+    memberId: z.string().regex(/^[\w.:-]{1,128}$/, 'expected a short name (letters, digits, . _ : -)').optional(),
+  }).prefault({}),
   /** Celery (collectors/celery): task events from the broker, outcomes reconciled from the result backend. Unset brokerUrl: off. */
   celery: z.strictObject({
     brokerUrl: z.string().regex(/^(rediss?|amqps?|pyamqp):\/\//, 'expected a redis://, rediss:// or amqp:// URL').optional(),
@@ -139,12 +150,18 @@ export const ConfigSchema = z.strictObject({
   }).prefault({}),
   nats: z.strictObject({
     /** NATS server URL; set: every signed ledger checkpoint is also published to JetStream. */
-    url: z.string().regex(/^(nats|tls):\/\/\S+$/, 'expected a nats:// or tls:// URL').optional(),
+    url: z.string().regex(/^(nats|tls):\/\/[^\s,]+(,\s*(nats|tls):\/\/[^\s,]+)*$/, 'expected a nats:// or tls:// URL, or several of one cluster separated by commas').optional(),
     /** Subject the checkpoints are published on (stream WARDEN_CHECKPOINTS captures it). */
     checkpointSubject: z.string().regex(/^[^\s*>]+$/, 'expected a subject without wildcards').default('warden.ledger.checkpoints'),
     /** Hook events: the stream consumed (created if missing, subjects warden.events.>) and the durable consumer, shared by every sidecar that splits the work. */
     eventStream: z.string().regex(/^[\w-]+$/, 'expected a stream name (letters, digits, _ -)').default('WARDEN_EVENTS'),
     consumer: z.string().regex(/^[\w-]+$/, 'expected a consumer name (letters, digits, _ -)').default('warden-sidecar'),
+    /**
+     * JetStream replicas of the streams and the breaker KV bucket Warden creates (WARDEN_EVENTS,
+     * WARDEN_CHECKPOINTS, the breakers bucket): 3 on a three-node cluster survives the loss of one node.
+     * List every server of the cluster in nats.url (comma-separated).
+     */
+    replicas: z.number().int().min(1).max(5).default(1),
     /** Messages per batch appended to the spool (one fsync), and how long JetStream waits for the ack before redelivering. */
     batchSize: z.number().int().min(1).max(10_000).default(256),
     ackWaitMs: z.number().int().min(1000).default(30_000),
@@ -232,6 +249,11 @@ export const ENV_VARS = {
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
   WARDEN_NATS_URL: 'nats.url',
   WARDEN_NATS_CONSUMER: 'nats.consumer',
+  WARDEN_NATS_REPLICAS: 'nats.replicas',
+  /** `1`/`true`: fleet mode on. */
+  WARDEN_FLEET: 'fleet.enabled',
+  WARDEN_FLEET_LEASE_MS: 'fleet.leaseMs',
+  WARDEN_FLEET_MEMBER_ID: 'fleet.memberId',
   WARDEN_POLICY_FILE: 'policies.file',
   WARDEN_TEMPORAL_ADDRESS: 'temporal.address',
   /** Comma-separated. */
@@ -247,7 +269,9 @@ export const ENV_VARS = {
 
 const LIST_KEYS = new Set(['bullmq.queues', 'redaction.paths', 'temporal.namespaces']);
 /** Number-valued keys set from the environment: a number when the text is one, else left as text for the schema to name. */
-const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily', 'shutdownTimeoutMs']);
+const NUMBER_KEYS = new Set(['metrics.maxSeriesPerFamily', 'shutdownTimeoutMs', 'fleet.leaseMs', 'nats.replicas']);
+/** Boolean-valued keys set from the environment: 1/true/yes and 0/false/no; anything else is left as text for the schema to name. */
+const BOOLEAN_KEYS = new Set(['fleet.enabled']);
 
 export interface LoadOptions {
   file?: string;
@@ -269,7 +293,8 @@ export function loadConfig(opts: LoadOptions = {}): WardenConfig {
     if (value === undefined || value === '') continue;
     setPath(raw, key, key === 'api.tokens' ? parseTokens(value)
       : LIST_KEYS.has(key) ? value.split(',').map((s) => s.trim()).filter(Boolean)
-        : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value) : value);
+        : NUMBER_KEYS.has(key) && /^\d+$/.test(value.trim()) ? Number(value)
+          : BOOLEAN_KEYS.has(key) && /^(1|true|yes|0|false|no)$/i.test(value.trim()) ? /^(1|true|yes)$/i.test(value.trim()) : value);
     sources.push(name);
   }
   for (const [key, value] of Object.entries(opts.overrides ?? {})) {
@@ -363,6 +388,11 @@ export function maskUrlUserinfo(text: string): string {
     const colon = info.indexOf(':');
     return colon < 0 ? `${scheme}***@` : `${scheme}${info.slice(0, colon)}:***@`;
   });
+}
+
+/** `nats.url` may list the servers of one cluster, comma-separated: the list the NATS client takes. */
+export function natsServers(url: string): string[] {
+  return url.split(',').map((u) => u.trim()).filter(Boolean);
 }
 
 /** Splits `host:port` into what node:http's listen() takes. */

@@ -5,7 +5,7 @@
  */
 import type { Logger } from 'pino';
 import { NatsEventConsumer } from '../collectors/nats/consumer.js';
-import type { WardenConfig } from './config.js';
+import { maskUrlUserinfo, natsServers, type WardenConfig } from './config.js';
 import type { EventIngest } from './ingest.js';
 
 export function startNatsIngest(config: WardenConfig, ingest: EventIngest, logger: Logger): NatsEventConsumer | null {
@@ -13,7 +13,8 @@ export function startNatsIngest(config: WardenConfig, ingest: EventIngest, logge
   if (!n.url) return null;
   let lastLogged = 0;
   const consumer = new NatsEventConsumer({
-    url: n.url,
+    url: natsServers(n.url),
+    replicas: n.replicas,
     stream: n.eventStream,
     durable: n.consumer,
     batchSize: n.batchSize,
@@ -32,6 +33,6 @@ export function startNatsIngest(config: WardenConfig, ingest: EventIngest, logge
     },
   });
   consumer.start();
-  logger.info({ url: n.url.replace(/\/\/[^@]*@/, '//***@'), stream: n.eventStream, consumer: n.consumer }, 'consuming hook events from NATS JetStream');
+  logger.info({ url: maskUrlUserinfo(n.url), stream: n.eventStream, consumer: n.consumer }, 'consuming hook events from NATS JetStream');
   return consumer;
 }

@@ -48,6 +48,12 @@ export class WardenMetrics {
   readonly apiRefused = new Counter({ name: 'warden_api_refused_requests_total', help: 'API requests refused before reaching a route, by cause (unauthenticated: no or unknown token; rate_limited); summarized in the ledger once per interval, not one record each.', labelNames: ['cause'], registers: [this.registry] });
   readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
+  // Fleet mode (collectors/bullmq/lease.ts): queue leases this sidecar holds, takeovers, live members.
+  readonly fleetLeasesHeld = new Gauge({ name: 'warden_fleet_leases_held', help: 'BullMQ queues this sidecar collects under a fleet lease (fleet mode).', registers: [this.registry] });
+  readonly fleetTakeovers = new Counter({ name: 'warden_fleet_takeovers_total', help: 'Queue leases taken over from another sidecar of the fleet (its holder stopped renewing), by queue.', labelNames: ['queue'], registers: [this.registry] });
+  readonly fleetLeaseChanges = new Counter({ name: 'warden_fleet_lease_changes_total', help: 'Queue lease changes of this sidecar: acquired, takeover, lost (expired or fenced off), released (rebalanced or stopping).', labelNames: ['change'], registers: [this.registry] });
+  readonly fleetMembers = new Gauge({ name: 'warden_fleet_members', help: 'Live sidecars in the fleet (heartbeating on this Redis), as of the last lease round.', registers: [this.registry] });
+
   // Policies and breakers (policies/): state per breaker, decisions, drift scores, retry ratio vs budget.
   readonly breakerState = new Gauge({ name: 'warden_breaker_state', help: 'Circuit breaker state per policy and scope: 0 closed, 1 half-open, 2 open.', labelNames: ['policy', 'scope'], registers: [this.registry] });
   readonly policyDecisions = new Counter({ name: 'warden_policy_decisions_total', help: 'Policy decisions recorded in the ledger, by policy and decision (pause, probe, restore, require_approval, dry_run:<action>, ...).', labelNames: ['policy', 'decision'], registers: [this.registry] });
@@ -67,7 +73,7 @@ export class WardenMetrics {
     }
     const cap = opts.maxSeriesPerFamily ?? DEFAULT_MAX_SERIES_PER_FAMILY;
     for (const m of [this.jobs, this.duration, this.wait, this.queueJobs, this.queuePaused, this.ledgerEvents, this.checkpointPublishErrors, this.gaps,
-      this.streamEntries, this.collectorErrors, this.collectorLag, this.ingestEvents, this.breakerState, this.policyDecisions, this.driftScore,
+      this.streamEntries, this.collectorErrors, this.collectorLag, this.fleetTakeovers, this.ingestEvents, this.breakerState, this.policyDecisions, this.driftScore,
       this.retryRatio, this.retryBudgetRatio]) capSeries(m, cap, (family) => this.labelOverflow.inc({ family }));
   }
 

@@ -11,7 +11,7 @@ import type { BreakerScope } from '../core/breakers.js';
 import { Redis } from 'ioredis';
 import type { WardenEvent } from '../core/event.js';
 import { WardenError } from '../core/errors.js';
-import type { WardenConfig } from './config.js';
+import { natsServers, type WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
 
 const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
@@ -49,7 +49,7 @@ export async function startPolicies(
     })
     : null;
   const kv = config.nats.url
-    ? new KvBreakerPublisher({ url: config.nats.url, onError: (err) => logger.warn({ err: err.message }, 'publishing breaker state to NATS KV failed (retrying)') })
+    ? new KvBreakerPublisher({ url: natsServers(config.nats.url), replicas: config.nats.replicas, onError: (err) => logger.warn({ err: err.message }, 'publishing breaker state to NATS KV failed (retrying)') })
     : null;
   const engine = await PolicyEngine.open({
     dataDir: config.dataDir,

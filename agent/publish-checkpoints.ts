@@ -12,14 +12,16 @@ import type { Logger } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
 import { checkpointsPath, readCheckpointFile, type Checkpoint, type Checkpointer } from '../ledger/checkpoints/checkpoint.js';
-import type { WardenConfig } from './config.js';
+import { maskUrlUserinfo, natsServers, type WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
 
 export const CHECKPOINT_STREAM = 'WARDEN_CHECKPOINTS';
 
 export interface CheckpointPublisherOptions {
-  url: string;
+  url: string | string[];
   subject: string;
+  /** JetStream replicas of the checkpoint stream if this publisher creates it (default 1). */
+  replicas?: number;
   /** The data directory holding `checkpoints.jsonl` (the catch-up source). */
   dataDir: string;
   stream?: string;
@@ -188,7 +190,7 @@ export class CheckpointPublisher {
       await jsm.streams.info(this.stream);
     } catch (err) {
       if (!/stream not found/i.test((err as Error).message)) throw err;
-      await jsm.streams.add({ name: this.stream, subjects: [subject], storage: StorageType.File });
+      await jsm.streams.add({ name: this.stream, subjects: [subject], storage: StorageType.File, num_replicas: this.opts.replicas ?? 1 });
     }
     const last = await jsm.streams.getMessage(this.stream, { last_by_subj: subject }).catch((err: Error) => {
       if (/no message found|not found/i.test(err.message)) return null;
@@ -228,7 +230,8 @@ export function startCheckpointPublishing(config: WardenConfig, checkpointer: Ch
   if (!n.url) return null;
   let lastLogged = 0;
   const publisher = new CheckpointPublisher({
-    url: n.url,
+    url: natsServers(n.url),
+    replicas: n.replicas,
     subject: n.checkpointSubject,
     dataDir: config.dataDir,
     onError: (where, err) => {
@@ -240,6 +243,6 @@ export function startCheckpointPublishing(config: WardenConfig, checkpointer: Ch
     },
   });
   publisher.attach(checkpointer);
-  logger.info({ url: n.url.replace(/\/\/[^@]*@/, '//***@'), subject: n.checkpointSubject, stream: CHECKPOINT_STREAM }, 'publishing ledger checkpoints to NATS JetStream');
+  logger.info({ url: maskUrlUserinfo(n.url), subject: n.checkpointSubject, stream: CHECKPOINT_STREAM }, 'publishing ledger checkpoints to NATS JetStream');
   return publisher;
 }

@@ -6,7 +6,8 @@
  * checkpoint is written before shipping and publishing stop. A part that fails to start stops the ones
  * before it and the error goes to the CLI (its exit code).
  */
-import { createPublicKey } from 'node:crypto';
+import { createPublicKey, randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import { BullMQCollector, type BullMQCollectorOptions } from '../collectors/bullmq/collector.js';
@@ -363,7 +364,7 @@ function newCollector(
   o: { redactor: Redactor; restored: Awaited<ReturnType<PositionStore['restore']>>; metrics: WardenMetrics; logger: Logger; sink: BullMQCollectorOptions['sink'] },
 ): BullMQCollector {
   const { restored, metrics, logger } = o;
-  return new BullMQCollector({
+  const collector: BullMQCollector = new BullMQCollector({
     redisUrl: config.redis.url,
     prefix: config.bullmq.prefix,
     queues: config.bullmq.queues,
@@ -375,6 +376,10 @@ function newCollector(
     metadata: config.bullmq.metadata,
     queueMetadata: config.bullmq.queueMetadata,
     outputs: config.bullmq.outputs,
+    // Fleet mode: only the queues this sidecar holds a lease on (WARDEN_FLEET=1; see collectors/bullmq/lease.ts).
+    fleet: config.fleet.enabled
+      ? { memberId: config.fleet.memberId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, leaseMs: config.fleet.leaseMs }
+      : undefined,
     redactor: o.redactor,
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },
     positions: restored.positions,
@@ -384,6 +389,14 @@ function newCollector(
     seedJob: (q, id) => restored.jobStates.get(q, redactJoinKey(id, o.redactor)),
     observer: {
       onQueue: (queue) => logger.info({ queue }, 'watching queue'),
+      onLease: (queue, what, info) => {
+        metrics.fleetLeaseChanges.inc({ change: what });
+        if (what === 'takeover') metrics.fleetTakeovers.inc({ queue });
+        if (info.members !== undefined) metrics.fleetMembers.set(info.members);
+        metrics.fleetLeasesHeld.set(collector.leases?.heldQueues.length ?? 0);
+        const log = what === 'lost' ? logger.warn.bind(logger) : logger.info.bind(logger);
+        log({ queue, lease: what, ...info }, `fleet lease ${what}`);
+      },
       onGap: (queue, ev) => logger.warn({ queue, gap: ev.attrs }, ev.reason ?? 'stream gap'),
       onError: (where, err) => {
         metrics.collectorErrors.inc({ where: where.split(' ')[0] });
@@ -395,6 +408,7 @@ function newCollector(
       },
     },
   });
+  return collector;
 }
 
 async function openCheckpointer(config: WardenConfig, spool: Spool, logger: Logger): Promise<Checkpointer> {

@@ -10,7 +10,7 @@ export const EVENT_STREAM = 'WARDEN_EVENTS';
 export const EVENT_SUBJECT_PREFIX = 'warden.events';
 
 /** The stream both sides ensure: the workers before publishing, the sidecar before consuming. */
-export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; maxAgeMs?: number; timeoutMs?: number } = {}): Promise<void> {
+export async function ensureEventStream(nc: NatsConnection, o: { stream?: string; subjectPrefix?: string; duplicateWindowMs?: number; maxAgeMs?: number; timeoutMs?: number; replicas?: number } = {}): Promise<void> {
   const name = o.stream ?? EVENT_STREAM;
   const jsm = await jetstreamManager(nc, { timeout: o.timeoutMs ?? 5000 });
   try {
@@ -28,6 +28,9 @@ export async function ensureEventStream(nc: NatsConnection, o: { stream?: string
       // Transit, not storage: acknowledged events live in the sidecar's ledger. A sidecar away
       // longer than this loses the oldest unconsumed ones.
       max_age: nanos(o.maxAgeMs ?? 7 * 24 * 3600_000),
+      // 3 on a three-node cluster: every acknowledged publish is on two nodes at least, and the stream
+      // (and its consumers, which inherit it) survives the loss of one node.
+      num_replicas: o.replicas ?? 1,
     });
   } catch (err) {
     // Another worker or sidecar created it in the meantime.

@@ -12,6 +12,7 @@ import { fetchSnapshots, snapshotKey, type SnapshotRequest } from './job-snapsho
 import { compareStreamIds, eventsKey, queueFromMetaKey, queueKey, streamIdMs } from './keys.js';
 import type { MetadataPaths } from './metadata.js';
 import { finishedInWindow } from './reconcile.js';
+import { laterPosition, QueueLeases, type LeaseRound } from './lease.js';
 import { readStreams, type StreamEntry, type StreamRead } from './stream-read.js';
 import { QueueTranslator, type JobSeed } from './translate.js';
 
@@ -33,6 +34,16 @@ export interface CollectorObserver {
   onError?(where: string, err: Error): void;
   onQueue?(queue: string): void;
   onCounts?(queue: string, counts: Record<QueueState, number>, paused: boolean): void;
+  /** Fleet mode: a lease was taken (`takeover`: from another sidecar), lost (expired or fenced off) or given back. */
+  onLease?(queue: string, what: 'acquired' | 'takeover' | 'lost' | 'released', info: { token?: string; from?: string; previousHolder?: string; members?: number }): void;
+}
+
+/** Fleet mode (lease.ts): queues are shared with other sidecars on the same Redis, one holder each. */
+export interface FleetOptions {
+  /** This sidecar's unique name in the fleet. */
+  memberId: string;
+  /** A queue whose holder stopped renewing for this long is taken over by another sidecar. */
+  leaseMs: number;
 }
 
 export interface BullMQCollectorOptions {
@@ -60,6 +71,8 @@ export interface BullMQCollectorOptions {
   /** Whether a terminal record for this job is already durable (used when reconciling a gap). */
   hasTerminal: (queue: string, jobId: string) => boolean;
   observer?: CollectorObserver;
+  /** Set: collect only the queues this sidecar holds a lease on (see lease.ts). */
+  fleet?: FleetOptions;
 }
 
 interface QueueCursor {
@@ -87,6 +100,12 @@ export class BullMQCollector {
   private inflight: Promise<void> = Promise.resolve();
   private signalStop!: () => void;
   private readonly stopSignal = new Promise<void>((resolve) => { this.signalStop = resolve; });
+  /** Fleet mode: the leases, the queues this sidecar could collect, and when the next lease round is due. */
+  readonly leases: QueueLeases | null = null;
+  private readonly candidates = new Set<string>();
+  private nextLeaseAt = 0;
+  /** Durable positions of queues no longer held (a later re-acquisition starts from the newer of these and the fleet's). */
+  private readonly released = new Map<string, string>();
 
   constructor(private readonly opts: BullMQCollectorOptions) {
     // Commands queue while Redis is away and run when it is back: the collector waits, never crashes.
@@ -94,6 +113,7 @@ export class BullMQCollector {
     this.cmd = new Redis(opts.redisUrl, common);
     this.block = new Redis(opts.redisUrl, { ...common, connectionName: 'warden-collector-block' });
     for (const c of [this.cmd, this.block]) c.on('error', (err) => this.report('redis', err));
+    if (opts.fleet) this.leases = new QueueLeases(this.cmd, { prefix: opts.prefix, memberId: opts.fleet.memberId, leaseMs: opts.fleet.leaseMs });
   }
 
   get connected(): boolean { return this.cmd.status === 'ready'; }
@@ -109,6 +129,8 @@ export class BullMQCollector {
     // ioredis never settles commands queued while it reconnects if disconnect() is called then, so a
     // stop() during an outage at start must not wait on discovery.
     await Promise.race([this.discover(), this.stopSignal]);
+    if (!this.running) return;
+    if (this.leases) await Promise.race([this.leaseRound(), this.stopSignal]);
     if (!this.running) return;
     if (this.opts.queues.length === 0) {
       this.timers.push(setInterval(() => void this.discover().catch((e) => this.report('discover', e)), this.opts.discoverIntervalMs));
@@ -126,6 +148,8 @@ export class BullMQCollector {
     this.block.disconnect(); // interrupts a blocking XREAD
     await this.loop;
     await this.inflight.catch(() => undefined);
+    // Fleet: the batches are durable and the positions advanced; the other sidecars take over at once.
+    if (this.leases && this.cmd.status === 'ready') await this.leases.leave().catch(() => undefined);
     this.cmd.disconnect();
   }
 
@@ -142,11 +166,53 @@ export class BullMQCollector {
         }
       } while (cursor !== '0');
     }
+    if (this.leases) { for (const q of names) this.candidates.add(q); return; }
     for (const q of names) if (!this.cursors.has(q)) await this.addQueue(q);
   }
 
-  private async addQueue(queue: string): Promise<void> {
-    const restored = this.opts.positions.get(queue);
+  /**
+   * Fleet mode: heartbeat, renew, take free queues up to this sidecar's share, give back the surplus.
+   * Runs in the read loop between rounds, so it never races a round over the cursors.
+   */
+  private async leaseRound(): Promise<void> {
+    const leases = this.leases!;
+    // A third of the lease (renewal), at most 5 s (so a newcomer gets its share soon even with a long lease).
+    this.nextLeaseAt = performance.now() + Math.max(100, Math.min(5000, Math.floor(this.opts.fleet!.leaseMs / 3)));
+    const r: LeaseRound = await leases.round([...this.candidates]);
+    for (const q of r.lost) this.loseQueue(q, r.members);
+    for (const a of r.acquired) {
+      const from = laterPosition(a.position, this.released.get(a.queue) ?? this.opts.positions.get(a.queue));
+      await this.addQueue(a.queue, from);
+      this.opts.observer?.onLease?.(a.queue, a.takeover ? 'takeover' : 'acquired', { token: a.token, from: from ?? START, previousHolder: a.previousHolder || undefined, members: r.members });
+    }
+    if (r.surplus.length > 0) {
+      for (const q of r.surplus) this.forget(q);
+      // The batch in flight may hold their entries: durable (and the fleet position advanced) before the lease goes back.
+      await this.inflight.catch(() => undefined);
+      for (const q of r.surplus) {
+        await leases.release(q);
+        this.opts.observer?.onLease?.(q, 'released', { members: r.members });
+      }
+    }
+  }
+
+  /** Stops reading a queue now (its lease is gone); its last durable position is kept for a later re-acquisition. */
+  private loseQueue(queue: string, members?: number): void {
+    this.forget(queue);
+    this.leases?.drop(queue);
+    this.opts.observer?.onLease?.(queue, 'lost', { members });
+  }
+
+  private forget(queue: string): void {
+    const c = this.cursors.get(queue);
+    if (!c) return;
+    this.cursors.delete(queue);
+    const prev = this.released.get(queue);
+    this.released.set(queue, laterPosition(c.position === START ? undefined : c.position, prev) ?? START);
+  }
+
+  private async addQueue(queue: string, fleetPosition?: string): Promise<void> {
+    const restored = this.leases ? fleetPosition : this.opts.positions.get(queue);
     let position = restored ?? START;
     if (!restored && this.opts.startFrom === 'latest') {
       const last = await this.cmd.xrevrange(eventsKey(this.opts.prefix, queue), '+', '-', 'COUNT', 1);
@@ -187,6 +253,7 @@ export class BullMQCollector {
   private async run(): Promise<void> {
     while (this.running) {
       try {
+        if (this.leases && performance.now() >= this.nextLeaseAt) await this.leaseRound();
         const moved = await this.round();
         if (!moved && this.running) await this.waitForEntries();
       } catch (err) {
@@ -253,14 +320,51 @@ export class BullMQCollector {
       cursor.known = true;
     }
     await this.settle(); // keep batches in order: one in flight at a time
-    this.inflight = this.opts.sink(batches).then(() => {
-      for (const b of batches) {
+    const toAppend = this.leases ? await this.fence(batches) : batches;
+    if (toAppend.length === 0) return true;
+    this.inflight = this.opts.sink(toAppend).then(async () => {
+      for (const b of toAppend) {
         const c = this.cursors.get(b.queue);
         if (c) c.position = b.position;
       }
+      if (this.leases) await this.advanceFleet(toAppend);
     });
     this.inflight.catch(() => undefined); // observed by settle(); not an unhandled rejection
     return true;
+  }
+
+  /**
+   * The fence before an append: only batches of queues whose lease Redis confirms (this holder, this
+   * token) and whose lease cannot have expired by the local clock are appended; a queue that fails
+   * either is no longer collected here (its lease lapsed, e.g. this process was paused, or was taken).
+   */
+  private async fence(batches: CollectedBatch[]): Promise<CollectedBatch[]> {
+    const leases = this.leases!;
+    let ok: Set<string>;
+    try {
+      ok = await leases.confirm(batches.map((b) => b.queue));
+    } catch (err) {
+      this.report('lease', err as Error);
+      ok = new Set();
+    }
+    const kept: CollectedBatch[] = [];
+    for (const b of batches) {
+      if (ok.has(b.queue) && leases.valid(b.queue) && this.cursors.has(b.queue)) kept.push(b);
+      // Not appended: the cursor goes (its read position ran ahead); a re-acquisition starts from the durable position.
+      else if (this.cursors.has(b.queue)) this.loseQueue(b.queue);
+    }
+    return kept;
+  }
+
+  /** Records the durable positions as the fleet's (fenced); a queue whose advance is refused was lost. */
+  private async advanceFleet(batches: CollectedBatch[]): Promise<void> {
+    try {
+      const lost = await this.leases!.advance(batches.map((b) => ({ queue: b.queue, position: b.position })));
+      for (const q of lost) this.loseQueue(q);
+    } catch (err) {
+      // The records are durable here; the fleet's position lags until the next advance (a takeover would re-read, deduplicated by event ID).
+      this.report('lease', err as Error);
+    }
   }
 
   /**

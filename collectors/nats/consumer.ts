@@ -20,6 +20,8 @@ export interface NatsEventConsumerOptions {
   subjectPrefix?: string;
   /** Durable consumer name, shared by every sidecar that should split the work (default warden-sidecar). */
   durable?: string;
+  /** JetStream replicas of the stream if this consumer creates it (default 1). */
+  replicas?: number;
   /** Messages per batch handed to the sink (default 256). */
   batchSize?: number;
   /** How long JetStream waits for an ack before redelivering (default 30 000 ms). */
@@ -90,7 +92,7 @@ export class NatsEventConsumer {
     const stream = this.o.stream ?? EVENT_STREAM;
     const durable = this.o.durable ?? DEFAULT_DURABLE;
     const prefix = this.o.subjectPrefix ?? EVENT_SUBJECT_PREFIX;
-    await ensureEventStream(nc, { stream, subjectPrefix: prefix });
+    await ensureEventStream(nc, { stream, subjectPrefix: prefix, replicas: this.o.replicas });
     const jsm = await jetstreamManager(nc);
     const config = {
       durable_name: durable,

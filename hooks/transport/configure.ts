@@ -15,7 +15,7 @@ import { Outbox, type OutboxOptions, type OutboxStats, type Transport } from './
 import { WardenError } from '../../core/errors.js';
 
 export interface ConfigureWardenOptions {
-  nats?: { url?: string | string[]; connection?: NatsConnection; stream?: string; subjectPrefix?: string; timeoutMs?: number };
+  nats?: { url?: string | string[]; connection?: NatsConnection; stream?: string; subjectPrefix?: string; timeoutMs?: number; replicas?: number };
   ingest?: { url?: string; token?: string; timeoutMs?: number };
   outbox?: OutboxOptions;
   /** Where WARDEN_NATS_URL, WARDEN_INGEST_URL and WARDEN_INGEST_TOKEN are read (default process.env). */
@@ -47,7 +47,10 @@ export function createTransport(opts: ConfigureWardenOptions = {}): Transport {
     for (const u of [natsUrl ?? []].flat()) {
       if (!/^(nats|tls|wss?):\/\/\S+$/.test(u)) throw new WardenTransportConfigError(`nats.url (or WARDEN_NATS_URL) must be a nats:// or tls:// URL, not ${JSON.stringify(u)}`);
     }
-    return new NatsTransport({ url: natsUrl, connection: opts.nats?.connection, stream: opts.nats?.stream, subjectPrefix: opts.nats?.subjectPrefix, timeoutMs: opts.nats?.timeoutMs });
+    // WARDEN_NATS_REPLICAS: the stream's replicas if this worker is the one creating it (3 on a three-node cluster).
+    const envReplicas = Number(env.WARDEN_NATS_REPLICAS);
+    const replicas = opts.nats?.replicas ?? (Number.isInteger(envReplicas) && envReplicas >= 1 ? envReplicas : undefined);
+    return new NatsTransport({ url: natsUrl, connection: opts.nats?.connection, stream: opts.nats?.stream, subjectPrefix: opts.nats?.subjectPrefix, timeoutMs: opts.nats?.timeoutMs, replicas });
   }
   const url = opts.ingest?.url ?? (env.WARDEN_INGEST_URL || undefined);
   if (url) {

@@ -21,6 +21,8 @@ export interface NatsTransportOptions {
   duplicateWindowMs?: number;
   /** How long the stream keeps events when this transport creates it (default 7 days): the ledger, not the stream, is the record. */
   maxAgeMs?: number;
+  /** JetStream replicas when this transport creates the stream (default 1; 3 on a three-node cluster). */
+  replicas?: number;
   /** Timeout of one publish acknowledgement, and of connecting (default 5000 ms). */
   timeoutMs?: number;
 }
@@ -81,7 +83,7 @@ export class NatsTransport implements Transport {
       nc = await connect({ servers: this.o.url!, name: 'warden-hooks', timeout: this.timeoutMs, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
       this.nc = nc;
     }
-    await ensureEventStream(nc, { stream: this.o.stream, subjectPrefix: this.prefix, duplicateWindowMs: this.o.duplicateWindowMs, maxAgeMs: this.o.maxAgeMs, timeoutMs: this.timeoutMs });
+    await ensureEventStream(nc, { stream: this.o.stream, subjectPrefix: this.prefix, duplicateWindowMs: this.o.duplicateWindowMs, maxAgeMs: this.o.maxAgeMs, timeoutMs: this.timeoutMs, replicas: this.o.replicas });
     this.js = jetstream(nc, { timeout: this.timeoutMs });
     return this.js;
   }

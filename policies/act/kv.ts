@@ -25,7 +25,8 @@ export class KvBreakerPublisher implements BreakerPublisher {
   /** Puts acknowledged (for tests and status). */
   published = 0;
 
-  constructor(private readonly o: { url: string; bucket?: string; timeoutMs?: number; onError?: (err: Error) => void }) {
+  /** `replicas`: of the bucket if this publisher creates it (3 on a three-node cluster survives losing a node). */
+  constructor(private readonly o: { url: string | string[]; bucket?: string; replicas?: number; timeoutMs?: number; onError?: (err: Error) => void }) {
     this.loop = this.run();
   }
 
@@ -65,7 +66,7 @@ export class KvBreakerPublisher implements BreakerPublisher {
     if (this.nc && !this.nc.isClosed() && this.kv) return;
     const nc = await connect({ servers: this.o.url, name: 'warden-breakers', timeout: this.o.timeoutMs ?? 3000, reconnect: true, maxReconnectAttempts: -1, reconnectTimeWait: 250 });
     this.nc = nc;
-    this.kv = await new Kvm(nc).create(this.o.bucket ?? BREAKER_BUCKET, { history: 5 });
+    this.kv = await new Kvm(nc).create(this.o.bucket ?? BREAKER_BUCKET, { history: 5, replicas: this.o.replicas ?? 1 });
     void (async () => {
       for await (const s of nc.status()) {
         if (s.type === 'reconnect') { for (const k of this.latest.keys()) this.pending.add(k); this.wake?.(); }

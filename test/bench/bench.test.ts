@@ -72,6 +72,20 @@ describe('bench scenarios at tiny sizes', () => {
     expect(r.figures.records).toBe(2000);
   });
 
+  it('fleet: one sidecar holds all four queues, two split them 2/2, and both read every stream entry', async () => {
+    const { run: scenario } = await import('../../bench/fleet.js');
+    const o = tiny(0.02);
+    const r = await scenario(o);
+    expectShape(r, o.lines);
+    const one = r.figures.one as { leasesHeld: number[]; entries: number; entriesPerSec: number };
+    const two = r.figures.two as { leasesHeld: number[]; entries: number; entriesPerSec: number };
+    expect(one.leasesHeld).toEqual([4]);
+    expect(two.leasesHeld).toEqual([2, 2]);
+    expect(one.entries).toBeGreaterThanOrEqual(4 * 100 * 4); // added, waiting, active, completed per job
+    expect(two.entries).toBe(one.entries);
+    expect(r.targets?.[0].target).toMatch(/1\.7x/);
+  }, 180_000);
+
   it('outage: the backlog reaches its target with ClickHouse down, then drains to zero', async () => {
     const { run: scenario } = await import('../../bench/outage.js');
     const o = tiny(0.003);

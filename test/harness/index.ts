@@ -18,7 +18,7 @@ export {
 export { tcpExchange, httpGet } from './probe.js';
 export type { ServerControl } from './server.js';
 export { startRedis, redisPing, type RedisServer, type RedisOptions } from './redis.js';
-export { startNats, natsInfo, type NatsServer, type NatsOptions, type NatsInfo } from './nats.js';
+export { startNats, startNatsCluster, natsInfo, type NatsServer, type NatsOptions, type NatsInfo, type NatsCluster, type NatsClusterNode } from './nats.js';
 export { startClickHouse, ClickHouseQueryError, type ClickHouseServer, type ClickHouseOptions } from './clickhouse.js';
 export {
   startPrometheus,
