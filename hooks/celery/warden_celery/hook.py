@@ -38,7 +38,7 @@ from .context import CORRELATION_BAGGAGE_KEY, METADATA_KEYS, Scope, _pop, _push,
 from .event import make_event
 from .ids import format_traceparent, parse_traceparent, stable_span_id, trace_id_for_correlation
 from .outbox import Outbox, Transport
-from .redact import Redactor
+from .redact import Redactor, redact_event
 from .transport import HttpTransport, NatsLink, NatsTransport
 
 log = logging.getLogger("warden_celery")
@@ -133,8 +133,10 @@ class WardenCelery:
         return ok
 
     def emit(self, event: dict[str, Any]) -> None:
+        """Sends an event redacted as the sidecar redacts it (redact_event: every string field, attrs,
+        input; join keys such as the correlation ID keep a digest so they still join)."""
         try:
-            self.emitter.emit(event)
+            self.emitter.emit(redact_event(event, self.redactor))
         except Exception:
             pass
 

@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from typing import Any, Protocol
 
 from .event import make_event
+from .redact import redact_event
 
 log = logging.getLogger("warden_celery")
 
@@ -342,6 +343,7 @@ class Outbox:
             "first_drop_ts": g.first_drop, "last_drop_ts": g.last_drop, "down_from_ts": g.down_since,
             "down_to_ts": (g.down_to or _now_ms()) if g.down_since is not None else None,
         })
+        ev = redact_event(ev)  # a transport error can carry a URL with a password
         text = json.dumps(ev, ensure_ascii=False, separators=(",", ":"))
         return OutboxItem(ev["event_id"], source, text, len(text.encode("utf-8")))
 
