@@ -4,6 +4,7 @@
  * link template) and `GET /v1/overview` (per system and queue, from the sidecar's own metrics
  * registry: agent/overview.ts). Both for compliance and admin; neither reads the ledger.
  */
+import { EVENT_KINDS, EVENT_SOURCES } from '../../core/event.js';
 import type { Overview } from '../overview.js';
 import { ApiError } from './errors.js';
 import { sendJson } from './respond.js';
@@ -25,7 +26,7 @@ export function consoleRoutes(o: { console?: ConsoleInfo; overview?: () => Promi
       method: 'GET', path: '/v1/console', roles: READ_ROLES,
       handle: async ({ res, caller }) => {
         const info = o.console ?? { traceUrlTemplate: null, store: false, breakers: false };
-        sendJson(res, 200, { name: caller.name, role: caller.role, can_act: caller.role === 'admin', ...info });
+        sendJson(res, 200, { name: caller.name, role: caller.role, can_act: caller.role === 'admin', ...info, kinds: EVENT_KINDS, sources: EVENT_SOURCES });
         return 0;
       },
     },
