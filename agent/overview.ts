@@ -98,6 +98,7 @@ export async function overviewOf(metrics: WardenMetrics): Promise<Overview> {
     at: Date.now(),
     queues: [...rows.values()].sort((a, b) => a.system.localeCompare(b.system) || a.queue.localeCompare(b.queue)),
     retry,
-    self_verify: { ok: ok ? ok.value === 1 : null, last_run_ms: last && last.value > 0 ? Math.round(last.value * 1000) : null },
+    // An unlabelled gauge reads 0 before it is ever set: without a run there is no verdict.
+    self_verify: last && last.value > 0 ? { ok: ok?.value === 1, last_run_ms: Math.round(last.value * 1000) } : { ok: null, last_run_ms: null },
   };
 }

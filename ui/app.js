@@ -33,6 +33,8 @@ function h(tag, attrs = {}, ...children) {
 }
 
 const main = () => document.getElementById('main');
+/** replaceChildren without the DOM's habit of writing null as the text "null". */
+const put = (el, ...children) => el.replaceChildren(...children.flat(Infinity).filter((c) => c !== null && c !== undefined && c !== false));
 const token = () => sessionStorage.getItem(TOKEN_KEY);
 
 class ApiFailure extends Error {
@@ -114,7 +116,7 @@ function showLogin(message) {
   h('p', {}, 'Enter an API token (role compliance to read, admin to also act). It is kept in this browser tab only (sessionStorage).'),
   message ? h('p', { class: 'error', role: 'alert' }, message) : null,
   input, h('button', { type: 'submit', 'data-testid': 'login' }, 'Log in'));
-  main().replaceChildren(form);
+  put(main(), form);
   input.focus();
 }
 
@@ -152,14 +154,14 @@ function route() {
   const arg = rest.length ? decodeURIComponent(rest.join('/')) : '';
   for (const a of document.querySelectorAll('#nav a')) a.classList.toggle('active', a.dataset.view === name);
   const view = VIEWS[name] ?? overview;
-  main().replaceChildren(h('p', { class: 'muted' }, 'Loading…'));
-  view(arg).catch((err) => main().replaceChildren(errorBox(err)));
+  put(main(), h('p', { class: 'muted' }, 'Loading…'));
+  view(arg).catch((err) => put(main(), errorBox(err)));
 }
 
 // Overview (SRE): per system and queue, retries vs budget, breakers with evidence; admins force them.
 async function overview() {
   const root = h('div', { 'data-testid': 'overview' });
-  main().replaceChildren(root);
+  put(main(), root);
   const actor = h('input', { id: 'actor', value: info.name, size: 14, 'data-testid': 'actor' });
   const reason = h('input', { id: 'reason', placeholder: 'reason (recorded in the ledger)', size: 36, 'data-testid': 'reason' });
   const status = h('p', { class: 'muted', 'data-testid': 'force-status' });
@@ -170,7 +172,7 @@ async function overview() {
       ov = await api('/v1/overview');
       if (info.breakers) breakers = (await api('/v1/breakers')).breakers;
     } catch (err) {
-      root.replaceChildren(errorBox(err));
+      put(root, errorBox(err));
       return;
     }
     const prev = lastOverview;
@@ -208,8 +210,8 @@ async function overview() {
     const evidence = (key, cell) => async () => {
       try {
         const ex = await api(`/v1/breakers/${encodeURIComponent(key)}/explain`);
-        cell.replaceChildren(h('pre', { class: 'evidence', 'data-testid': 'evidence' }, JSON.stringify(ex.policies, null, 1)));
-      } catch (err) { cell.replaceChildren(errorBox(err)); }
+        put(cell, h('pre', { class: 'evidence', 'data-testid': 'evidence' }, JSON.stringify(ex.policies, null, 1)));
+      } catch (err) { put(cell, errorBox(err)); }
     };
     const rows = breakers.map((b) => {
       const evCell = h('td', { colspan: 7 });
@@ -232,7 +234,7 @@ async function overview() {
       : rows.length ? h('table', {}, h('thead', {}, h('tr', {}, ['scope', 'policy', 'state', 'since', 'held by', 'reason', ''].map((c) => h('th', {}, c)))), h('tbody', {}, rows))
         : h('p', { class: 'muted' }, 'No breaker has seen events yet.');
     const sv = ov.self_verify;
-    root.replaceChildren(
+    put(root, 
       h('p', { class: 'muted' }, `Sidecar metrics at ${iso(ov.at)} (refreshed every 5 s). Ledger self-verify: `,
         h('span', { class: sv.ok === false ? 'bad' : sv.ok ? 'good' : 'muted' }, sv.ok === null ? 'not run yet' : sv.ok ? 'ok' : 'FAILED'), sv.last_run_ms ? ` at ${iso(sv.last_run_ms)}` : ''),
       section('Queues', queues),
@@ -266,7 +268,7 @@ async function ledger() {
     try {
       const recs = await apiLines(`${from}${qs({ ...params(), limit: pageSize, after_seq: afterSeq || undefined, format: 'jsonl' })}`);
       const last = recs.length ? recs[recs.length - 1].seq : afterSeq;
-      results.replaceChildren(
+      put(results, 
         h('p', { class: 'muted' }, `${recs.length} record(s) from the ${info.store ? 'store' : 'spool'}, after seq ${afterSeq || 0}`),
         table(recs, ['seq', 'time', 'kind', 'source', 'queue', 'job / workflow', 'correlation', 'actor', 'model', 'decision', 'via', ''], (r, c) => {
           switch (c) {
@@ -282,13 +284,13 @@ async function ledger() {
         h('div', { class: 'pager' },
           h('button', { type: 'button', disabled: pages.length === 0, onclick: () => load(pages.pop()) }, '← previous'),
           h('button', { type: 'button', disabled: recs.length < pageSize, 'data-testid': 'next', onclick: () => { pages.push(afterSeq); void load(last); } }, 'next →')));
-    } catch (err) { results.replaceChildren(errorBox(err)); }
+    } catch (err) { put(results, errorBox(err)); }
   };
   const exportAs = (format) => async () => {
     try {
       const text = await api(`${from}${qs({ ...params(), format })}`);
       download(`warden-ledger.${format}`, typeof text === 'string' ? text : JSON.stringify(text), format === 'csv' ? 'text/csv' : 'application/x-ndjson');
-    } catch (err) { results.replaceChildren(errorBox(err)); }
+    } catch (err) { put(results, errorBox(err)); }
   };
   const form = h('form', { class: 'search', 'data-testid': 'search', onsubmit: (e) => {
     e.preventDefault();
@@ -305,7 +307,7 @@ async function ledger() {
     PAGE_SIZES.map((n) => h('option', { value: n, selected: n === pageSize }, n)))),
   h('div', { class: 'buttons' }, h('button', { type: 'submit' }, 'Search'),
     h('button', { type: 'button', onclick: exportAs('jsonl') }, 'Export JSONL'), h('button', { type: 'button', onclick: exportAs('csv') }, 'Export CSV')));
-  main().replaceChildren(h('div', { 'data-testid': 'ledger' }, section('Ledger explorer', form, results)));
+  put(main(), h('div', { 'data-testid': 'ledger' }, section('Ledger explorer', form, results)));
   await load(0);
 }
 
@@ -315,7 +317,7 @@ async function lineage(cid) {
   const form = h('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); location.hash = `#/lineage/${encodeURIComponent(input.value.trim())}`; } },
     input, h('button', { type: 'submit', 'data-testid': 'find-lineage' }, 'Show lineage'));
   const root = h('div', { 'data-testid': 'lineage' }, section('Lineage', form));
-  main().replaceChildren(root);
+  put(main(), root);
   if (!cid) return;
   const recs = await apiLines(`/v1/ledger/lineage/${encodeURIComponent(cid)}?format=jsonl`);
   if (!recs.length) { root.append(h('p', { class: 'muted' }, `No record has correlation ID ${cid}.`)); return; }
@@ -368,8 +370,8 @@ async function integrity(eventId) {
   const showPin = async () => {
     try {
       const k = await pinnedKey();
-      pinState.replaceChildren(k ? h('span', {}, 'Pinned key id ', h('code', { 'data-testid': 'pinned-id' }, k.keyId), ' (kept in this browser)') : h('span', { class: 'bad' }, 'No key pinned: paste or load the ledger\'s public key to verify.'));
-    } catch (err) { pinState.replaceChildren(errorBox(err)); }
+      put(pinState, k ? h('span', {}, 'Pinned key id ', h('code', { 'data-testid': 'pinned-id' }, k.keyId), ' (kept in this browser)') : h('span', { class: 'bad' }, 'No key pinned: paste or load the ledger\'s public key to verify.'));
+    } catch (err) { put(pinState, errorBox(err)); }
   };
   const pin = async () => {
     try {
@@ -379,7 +381,7 @@ async function integrity(eventId) {
       await showPin();
       await showCheckpoint();
       if (idInput.value) await prove();
-    } catch (err) { pinState.replaceChildren(errorBox(err)); }
+    } catch (err) { put(pinState, errorBox(err)); }
   };
   const showCheckpoint = async () => {
     try {
@@ -388,7 +390,7 @@ async function integrity(eventId) {
       const k = await pinnedKey();
       const sig = cp && k ? await checkpointSignatureProblem(cp, k) : null;
       const sv = doc.self_verify;
-      cpBox.replaceChildren(
+      put(cpBox, 
         cp ? h('dl', { class: 'summary' },
           h('dt', {}, 'size'), h('dd', {}, cp.size), h('dt', {}, 'root'), h('dd', {}, h('code', {}, cp.root)),
           h('dt', {}, 'signed'), h('dd', {}, iso(cp.ts)), h('dt', {}, 'key id'), h('dd', {}, h('code', {}, cp.key_id)),
@@ -397,29 +399,29 @@ async function integrity(eventId) {
           : h('p', { class: 'muted' }, 'No signed checkpoint yet.'),
         h('p', { 'data-testid': 'self-verify' }, 'Sidecar self-verify (the server\'s own word): ', !sv ? 'not run yet'
           : h('span', { class: sv.ok ? 'good' : 'bad' }, `${sv.ok ? 'ok' : 'FAILED'} (${sv.mode}, ${sv.records} records, at ${iso(sv.at)})${sv.problem ? `: ${sv.problem}` : ''}`)));
-    } catch (err) { cpBox.replaceChildren(errorBox(err)); }
+    } catch (err) { put(cpBox, errorBox(err)); }
   };
   const prove = async () => {
     const id = idInput.value.trim();
     if (!id) return;
-    verdict.replaceChildren(h('p', { class: 'muted' }, 'Fetching the proof…'));
+    put(verdict, h('p', { class: 'muted' }, 'Fetching the proof…'));
     try {
       const k = await pinnedKey();
       const doc = await api(`/v1/ledger/proof/${encodeURIComponent(id)}`, { accept409: true });
-      if (!k) { verdict.replaceChildren(h('p', { class: 'bad' }, 'Pin the ledger\'s public key first: a proof is only as good as the key it is checked against.')); return; }
+      if (!k) { put(verdict, h('p', { class: 'bad' }, 'Pin the ledger\'s public key first: a proof is only as good as the key it is checked against.')); return; }
       const v = await verifyInclusionProof(doc.proof, k);
       let rec = null;
       try { rec = JSON.parse(doc.proof.record).event; } catch { /* shown as failing below */ }
-      verdict.replaceChildren(
+      put(verdict, 
         h('p', { class: `verdict ${v.ok ? 'ok' : 'fail'}`, 'data-testid': 'verdict' }, v.ok ? `VERIFIED in this browser: record seq ${v.seq} is in the ledger signed by key ${k.keyId}, unaltered.` : `FAILED (${v.step}): ${v.message}`),
         h('ul', { class: 'steps' }, v.steps.map((s) => h('li', {}, s))),
         doc.spool_reproduces_checkpoint ? null : h('p', { class: 'bad' }, 'The server also reports that its spool no longer reproduces the signed checkpoint.'),
         rec ? h('p', {}, `${rec.kind} · ${rec.source} · ${rec.queue ?? ''} ${rec.job_id ?? rec.workflow_id ?? ''} · `, lineageLink(rec.correlation_id)) : null,
         h('button', { type: 'button', onclick: () => download(`proof-${id}.json`, `${JSON.stringify(doc.proof, null, 2)}\n`, 'application/json') }, 'Download proof (check offline: warden ledger verify-proof)'));
-    } catch (err) { verdict.replaceChildren(errorBox(err)); }
+    } catch (err) { put(verdict, errorBox(err)); }
   };
 
-  main().replaceChildren(h('div', { 'data-testid': 'integrity' },
+  put(main(), h('div', { 'data-testid': 'integrity' },
     section('Pinned public key', h('p', { class: 'muted' }, 'Proofs and checkpoints are checked in this browser (WebCrypto Ed25519 and SHA-256) against this key, not the server\'s word.'),
       pinState, pemBox, h('div', {}, file, h('button', { type: 'button', onclick: pin, 'data-testid': 'pin' }, 'Pin key'))),
     section('Latest signed checkpoint', cpBox),
@@ -435,7 +437,7 @@ async function approvals() {
   const since = h('input', { name: 'since', value: '7d', size: 8 });
   const out = h('div');
   const load = async () => {
-    if (!info.store) { out.replaceChildren(h('p', { class: 'muted' }, 'These reads query the ledger store (clickhouse.mode off here).')); return; }
+    if (!info.store) { put(out, h('p', { class: 'muted' }, 'These reads query the ledger store (clickhouse.mode off here).')); return; }
     const p = qs({ since: since.value });
     try {
       const [perDay, recent, versions, unapproved] = await Promise.all([
@@ -444,14 +446,14 @@ async function approvals() {
       ]);
       const cols = (rows) => (rows.length ? Object.keys(rows[0]) : ['—']);
       const fmt = (r, c) => (c === 'ts_ms' ? iso(r[c]) : c === 'correlation_id' ? lineageLink(r[c]) : r[c] ?? '');
-      out.replaceChildren(
+      put(out, 
         section('Approvals per day and actor', table(perDay, cols(perDay))),
         section('Approvals and denials', table(recent, cols(recent), fmt)),
         section('Model and policy versions per work', table(versions, cols(versions), fmt)),
         section('Work completed without a required approval', h('div', { 'data-testid': 'unapproved' }, table(unapproved, cols(unapproved), fmt))));
-    } catch (err) { out.replaceChildren(errorBox(err)); }
+    } catch (err) { put(out, errorBox(err)); }
   };
-  main().replaceChildren(h('div', { 'data-testid': 'approvals' },
+  put(main(), h('div', { 'data-testid': 'approvals' },
     h('form', { class: 'inline', onsubmit: (e) => { e.preventDefault(); void load(); } }, h('label', {}, 'since ', since), h('button', { type: 'submit' }, 'Show')), out));
   await load();
 }

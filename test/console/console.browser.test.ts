@@ -55,7 +55,7 @@ async function login(token: string): Promise<Page> {
   return page;
 }
 
-const shot = (page: Page, name: string) => page.screenshot({ path: join(shots, `console-${name}.png`), fullPage: false });
+const shot = (page: Page, name: string, fullPage = false) => page.screenshot({ path: join(shots, `console-${name}.png`), fullPage });
 
 beforeAll(async () => {
   const executablePath = await ensureBinary('chromium', DEBIAN_PACKAGES.chromium);
@@ -139,7 +139,8 @@ describe('the console in a browser', () => {
     await page.getByTestId('pin').click();
     await expect.poll(() => page.getByTestId('verdict').textContent(), { timeout: 20_000 }).toMatch(/^VERIFIED in this browser: record seq \d+/);
     expect(await page.getByTestId('checkpoint-signature').textContent()).toMatch(/valid: signed by the pinned key/);
-    await shot(page, 'integrity');
+    expect(await page.getByTestId('proof-verdict').textContent()).not.toMatch(/null|undefined/);
+    await shot(page, 'integrity', true);
     await page.close();
   });
 
@@ -192,33 +193,6 @@ describe('the console in a browser', () => {
     expect(reads.some((r) => r.startsWith('GET /v1/ledger/approvals?'))).toBe(true);
   });
 
-  it('a record altered on disk fails verification in the page', async () => {
-    const recs = lines((await call('/v1/ledger/lineage/demo-doc-1', COMPLIANCE)).body);
-    const victim = recs.find((e) => e.kind === 'job.completed' && e.queue === 'demo-ingest')!;
-    // Same length, in place (the sidecar keeps appending to the segment): demo-ingest -> Demo-ingest.
-    let done = false;
-    for (const file of await segmentFiles(dataDir)) {
-      const buf = await fs.readFile(file);
-      const at = buf.indexOf(`"event_id":"${victim.event_id}"`);
-      if (at < 0) continue;
-      const start = buf.lastIndexOf(10, at) + 1;
-      const q = buf.indexOf('"queue":"demo-ingest"', start);
-      expect(q).toBeGreaterThan(start);
-      expect(q).toBeLessThan(buf.indexOf(10, at));
-      const fh = await fs.open(file, 'r+');
-      await fh.write(Buffer.from('D'), 0, 1, q + '"queue":"'.length);
-      await fh.close();
-      done = true;
-    }
-    expect(done).toBe(true);
-    const page = await login(COMPLIANCE);
-    await page.evaluate((key) => localStorage.setItem('warden.console.pinnedKey', key), pem);
-    await page.goto(`${sidecar.url}/ui/#/integrity/${victim.event_id}`);
-    await expect.poll(() => page.getByTestId('verdict').textContent(), { timeout: 20_000 }).toMatch(/^FAILED \(inclusion\): .*not to the signed root/);
-    await shot(page, 'integrity-tampered');
-    await page.close();
-  });
-
   it('a compliance token sees no admin controls, and the API refuses its attempt (403)', async () => {
     const page = await login(COMPLIANCE);
     await page.locator('[data-testid=breaker]').first().waitFor();
@@ -257,6 +231,33 @@ describe('the console in a browser', () => {
     const decisions = lines((await call(`/v1/ledger/events?kind=policy.decision&actor=ops`, COMPLIANCE)).body);
     expect(decisions.some((e) => e.decision === 'force_open' && e.attrs['evidence.note'] === 'incident 42: provider outage' && e.attrs['evidence.via_token'] === 'ops')).toBe(true);
     expect(decisions.some((e) => e.decision === 'force_closed')).toBe(true);
+  });
+
+  it('a record altered on disk fails verification in the page', async () => {
+    const recs = lines((await call('/v1/ledger/lineage/demo-doc-1', COMPLIANCE)).body);
+    const victim = recs.find((e) => e.kind === 'job.completed' && e.queue === 'demo-ingest')!;
+    // Same length, in place (the sidecar keeps appending to the segment): demo-ingest -> Demo-ingest.
+    let done = false;
+    for (const file of await segmentFiles(dataDir)) {
+      const buf = await fs.readFile(file);
+      const at = buf.indexOf(`"event_id":"${victim.event_id}"`);
+      if (at < 0) continue;
+      const start = buf.lastIndexOf(10, at) + 1;
+      const q = buf.indexOf('"queue":"demo-ingest"', start);
+      expect(q).toBeGreaterThan(start);
+      expect(q).toBeLessThan(buf.indexOf(10, at));
+      const fh = await fs.open(file, 'r+');
+      await fh.write(Buffer.from('D'), 0, 1, q + '"queue":"'.length);
+      await fh.close();
+      done = true;
+    }
+    expect(done).toBe(true);
+    const page = await login(COMPLIANCE);
+    await page.evaluate((key) => localStorage.setItem('warden.console.pinnedKey', key), pem);
+    await page.goto(`${sidecar.url}/ui/#/integrity/${victim.event_id}`);
+    await expect.poll(() => page.getByTestId('verdict').textContent(), { timeout: 20_000 }).toMatch(/^FAILED \(inclusion\): .*not to the signed root/);
+    await shot(page, 'integrity-tampered', true);
+    await page.close();
   });
 
   it('no page raised a script error', () => {
