@@ -408,6 +408,8 @@ async function integrity(eventId) {
     try {
       const k = await pinnedKey();
       const doc = await api(`/v1/ledger/proof/${encodeURIComponent(id)}`, { accept409: true });
+      // A 409 without a document: the record is newer than the latest checkpoint (the message says so).
+      if (!doc?.proof) throw new ApiFailure(409, `409: ${doc?.error ?? 'no proof document'}`, doc);
       if (!k) { put(verdict, h('p', { class: 'bad' }, 'Pin the ledger\'s public key first: a proof is only as good as the key it is checked against.')); return; }
       const v = await verifyInclusionProof(doc.proof, k);
       let rec = null;
