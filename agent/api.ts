@@ -20,6 +20,8 @@ import { errorReply } from './api/errors.js';
 import { checkDeclaredSizes, drainBody } from './api/limits.js';
 import { Router } from './api/router.js';
 import { breakerRoutes } from './api/routes-breakers.js';
+import { consoleRoutes, type ConsoleInfo } from './api/routes-console.js';
+import type { Overview } from './overview.js';
 import { ingestRoutes } from './api/routes-ingest.js';
 import { ledgerRoutes, type LedgerReader } from './api/routes-ledger.js';
 
@@ -48,6 +50,10 @@ export interface ApiOptions {
   refusedSummaryIntervalMs?: number;
   /** Counts each request refused with 401 (unauthenticated) or 429 (rate_limited). */
   onRefused?(cause: RefusalCause): void;
+  /** What the console (/ui) is told about this sidecar (GET /v1/console). */
+  console?: ConsoleInfo;
+  /** The Overview snapshot of the metrics registry (GET /v1/overview). */
+  overview?(): Promise<Overview>;
 }
 
 export class ComplianceApi {
@@ -60,7 +66,7 @@ export class ComplianceApi {
     this.refused = new RefusalSummary({ record: o.record, intervalMs: o.refusedSummaryIntervalMs ?? 60_000, onRefused: o.onRefused });
     this.auth = new TokenAuth(o.tokens);
     this.limiter = new RateLimiter(o.ratePerMinute);
-    this.router = new Router([...ledgerRoutes(o), ...breakerRoutes(o.breakers), ...ingestRoutes(o)]);
+    this.router = new Router([...ledgerRoutes(o), ...breakerRoutes(o.breakers), ...consoleRoutes(o), ...ingestRoutes(o)]);
   }
 
   /** Writes the pending summary of refused requests and stops its timer. */

@@ -203,6 +203,12 @@ export const ConfigSchema = z.strictObject({
     /** Requests refused with 401 or 429 are counted, and summarized in one ledger record per cause this often. */
     refusedSummaryIntervalMs: z.number().int().min(100).default(60_000),
   }).prefault({}),
+  /** The console served at /ui on the API's port (agent/api/routes-ui.ts; same tokens and roles as the API). */
+  ui: z.strictObject({
+    enabled: z.boolean().default(true),
+    /** Link from a lineage to its trace in a trace UI: an http(s) URL with `{trace_id}`, e.g. `http://tempo:3200/trace/{trace_id}`. */
+    traceUrlTemplate: z.string().regex(/^https?:\/\/\S*\{trace_id\}\S*$/, 'expected an http(s) URL containing {trace_id}, e.g. http://tempo:3200/trace/{trace_id}').optional(),
+  }).prefault({}),
   /** Service level objectives; `warden slo generate` turns them into Prometheus rules (agent/slo.ts). */
   slos: SloList.default([]),
   log: z.strictObject({
@@ -263,6 +269,7 @@ export const ENV_VARS = {
   WARDEN_CELERY_AMQP_QUEUE: 'celery.amqp.queue',
   /** `name:role:token` entries, comma-separated; an ingest token may end in `:systems=a,b;queues=c,d`. */
   WARDEN_API_TOKENS: 'api.tokens',
+  WARDEN_UI_TRACE_URL_TEMPLATE: 'ui.traceUrlTemplate',
   OTEL_EXPORTER_OTLP_ENDPOINT: 'tracing.endpoint',
   OTEL_SERVICE_NAME: 'tracing.serviceName',
 } as const;

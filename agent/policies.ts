@@ -19,7 +19,7 @@ const PHASE_VALUE = { closed: 0, half_open: 1, open: 2 } as const;
 /** What the HTTP API needs to list and force breakers. */
 export interface BreakerAdmin {
   list(): BreakerState[];
-  force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]>;
+  force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string, note?: string): Promise<BreakerState[]>;
   /** Window counts, budget, baseline and the signal closest to tripping, per policy covering the scope. */
   explain(key: string): ScopeExplanation[];
 }
@@ -86,10 +86,10 @@ export async function startPolicies(
     admin: {
       list: () => engine.list(),
       explain: (key) => engine.explain(key),
-      force: async (key, mode, actor, policy, via) => {
+      force: async (key, mode, actor, policy, via, note) => {
         // A BullMQ queue nobody created is refused before anything touches Redis (forcing it would create its keys).
         if (!engine.list().some((b) => b.key === key)) await requireBullmqQueue(key, config);
-        return engine.force(key, mode, actor, policy, via);
+        return engine.force(key, mode, actor, policy, via, note);
       },
     },
     async stop() {

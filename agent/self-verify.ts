@@ -49,6 +49,8 @@ export class LedgerSelfVerifier {
   private timer: NodeJS.Timeout | null = null;
   private current: Promise<unknown> = Promise.resolve();
   private stopped = false;
+  /** The last run's result and when it finished (epoch ms); null before the first. */
+  last: (SelfVerifyResult & { at: number }) | null = null;
 
   constructor(private readonly o: SelfVerifyOptions) {}
 
@@ -72,6 +74,7 @@ export class LedgerSelfVerifier {
     this.runs++;
     const fromSeq = this.verifiedSeq + 1;
     const result = full ? await this.full() : await this.incremental();
+    this.last = { ...result, at: Date.now() };
     this.o.metrics.verifyOk.set(result.ok ? 1 : 0);
     this.o.metrics.verifyLastRun.set(Date.now() / 1000);
     if (!result.ok) this.o.logger.error({ problem: result.problem, mode: result.mode }, 'ledger self-verify FAILED: the ledger does not verify');

@@ -1,4 +1,4 @@
-/** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive), `/readyz` (able to do its job), and the `/v1` API. */
+/** The sidecar's HTTP surface: `/metrics` for Prometheus, `/healthz` (alive), `/readyz` (able to do its job), the `/v1` API and the console's files under `/ui`. */
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { WardenError } from '../core/errors.js';
 import type { WardenMetrics } from './metrics.js';
@@ -7,12 +7,13 @@ export interface Readiness { ready: boolean; reasons: string[] }
 
 export interface HttpServer { server: Server; url: string; close(): Promise<void> }
 
-export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness; api?: { handle(req: IncomingMessage, res: ServerResponse): boolean } }): Promise<HttpServer> {
+export async function startHttpServer(opts: { host: string; port: number; metrics: WardenMetrics; readiness: () => Readiness; api?: { handle(req: IncomingMessage, res: ServerResponse): boolean }; ui?: { handle(req: IncomingMessage, res: ServerResponse): boolean } | null }): Promise<HttpServer> {
   const server = createServer((req, res) => {
     // Answers are never sniffed as another type, nor cached (ledger records, tokens' answers, metrics).
     res.setHeader('x-content-type-options', 'nosniff');
     res.setHeader('cache-control', 'no-store');
     if (opts.api?.handle(req, res)) return;
+    if (opts.ui?.handle(req, res)) return;
     const path = (req.url ?? '/').split('?')[0];
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end();
@@ -29,7 +30,7 @@ export async function startHttpServer(opts: { host: string; port: number; metric
       const r = opts.readiness();
       res.writeHead(r.ready ? 200 : 503, { 'content-type': 'application/json' }).end(`${JSON.stringify(r)}\n`);
     } else {
-      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz or /readyz\n');
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: try /metrics, /healthz, /readyz or /ui\n');
     }
   });
   await new Promise<void>((resolve, reject) => {

@@ -15,7 +15,9 @@ import { TemporalCollector } from '../collectors/temporal/collector.js';
 import { rememberTemporalRecords, TemporalLedgerIndex } from '../collectors/temporal/ledger-index.js';
 import { Redactor, redactJoinKey } from '../core/redact.js';
 import { DEFAULT_INPUT_LIMITS } from '../core/input.js';
-import { Checkpointer, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
+import { buildInclusionProof, Checkpointer, checkpointsPath, keyPaths, lineage, loadOrCreateSigningKey, queryLedger, readCheckpointFile, Spool, verifyCheckpoints, verifyLedger } from '../ledger/index.js';
+import { uiFiles } from './api/routes-ui.js';
+import { overviewOf } from './overview.js';
 import { ComplianceApi } from './api.js';
 import { EventIngest, RecentEventIds, rememberIds } from './ingest.js';
 import { startNatsIngest } from './ingest-nats.js';
@@ -244,6 +246,7 @@ export class Sidecar {
                 ...filter,
                 correlationId: filter.correlationId === undefined ? undefined : redactJoinKey(filter.correlationId, redactor),
                 jobId: filter.jobId === undefined ? undefined : redactJoinKey(filter.jobId, redactor),
+                workflowId: filter.workflowId === undefined ? undefined : redactJoinKey(filter.workflowId, redactor),
                 toSeq: spool.lastSeq,
               }),
               lineage: (cid) => lineage(config.dataDir, redactJoinKey(cid, redactor)),
@@ -251,10 +254,18 @@ export class Sidecar {
                 ...(await verifyLedger(config.dataDir)),
                 checkpoints: await verifyCheckpoints(config.dataDir, createPublicKey(await readFile(keyPaths(config.dataDir).publicFile))),
               }),
+              proof: (eventId) => buildInclusionProof(config.dataDir, eventId),
+              checkpoint: async () => {
+                const lines = (await readCheckpointFile(checkpointsPath(config.dataDir))).lines;
+                return { checkpoint: lines[lines.length - 1]?.checkpoint ?? null, checkpoints: lines.length, self_verify: selfVerify?.last ?? null };
+              },
             },
+            console: { traceUrlTemplate: config.ui.traceUrlTemplate ?? null, store: !!shipping?.store, breakers: !!policies },
+            overview: () => overviewOf(metrics),
           });
           const { host, port } = parseHostPort(config.metrics.addr);
-          http = await startHttpServer({ host, port, metrics, readiness, api });
+          const ui = config.ui.enabled ? uiFiles() : null;
+          http = await startHttpServer({ host, port, metrics, readiness, api, ui });
           logger.info({ url: http.url, tracing: traces.endpoint ?? 'off' }, 'serving /metrics, /healthz, /readyz');
           // The summary of refused requests is written before the spool closes.
           return async () => { await http.close(); await api.close(); };

@@ -47,8 +47,15 @@ export function matchesProvenance(e: { source: string; attrs: Record<string, unk
 
 export interface LedgerFilter extends TimeRange, ProvenanceFilter {
   correlationId?: string;
+  /** A BullMQ job ID or a Celery task ID. */
   jobId?: string;
+  /** A Temporal workflow ID. */
+  workflowId?: string;
   queue?: string;
+  /** Who approved, denied, forced or read (the event's `actor`). */
+  actor?: string;
+  /** The model version the work asked for or was served (the event's `model_version`). */
+  modelVersion?: string;
   /** One kind or any of several (core/event.ts EVENT_KINDS). */
   kind?: string | readonly string[];
   /** At most this many records, in seq order. */
@@ -99,7 +106,10 @@ export function checkKinds(kind: string | readonly string[] | undefined): string
 export function checkLedgerFilter(f: LedgerFilter): string[] | null {
   checkString(f.correlationId, 'correlationId');
   checkString(f.jobId, 'jobId');
+  checkString(f.workflowId, 'workflowId');
   checkString(f.queue, 'queue');
+  checkString(f.actor, 'actor');
+  checkString(f.modelVersion, 'modelVersion');
   checkProvenance(f);
   checkRange(f);
   checkCount(f.limit, 'limit');

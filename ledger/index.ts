@@ -24,7 +24,7 @@ export {
 export { loadOrCreateSigningKey, loadPublicKey, publicKeyFromPem, keyIdOf, keyPaths, type SigningKey } from './checkpoints/keys.js';
 export { verifyCheckpoints, type CheckpointVerifyResult, type CheckpointProblem, type CheckpointProblemKind } from './checkpoints/verify.js';
 export {
-  proveInclusion, verifyInclusionProof, proveConsistency, verifyConsistencyProof, type InclusionProof, type ConsistencyProof,
+  proveInclusion, buildInclusionProof, verifyInclusionProof, proveConsistency, verifyConsistencyProof, type InclusionProof, type ConsistencyProof,
   type ProofVerdict, type ProofStep,
 } from './checkpoints/proof.js';
 export { CheckpointError, CheckpointMismatchError } from './checkpoints/errors.js';

@@ -123,8 +123,8 @@ export class PolicyEngine {
   }
 
   /** `via`: the API token that asked (the actor is the person it names), kept beside the actor. */
-  async force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string): Promise<BreakerState[]> {
-    const outs = this.decider.force(key, mode, actor, this.clock(), { policy, via });
+  async force(key: string, mode: ForceMode, actor: string, policy?: string, via?: string, note?: string): Promise<BreakerState[]> {
+    const outs = this.decider.force(key, mode, actor, this.clock(), { policy, via, note });
     this.apply(outs);
     await this.idle();
     const names = [...new Set(outs.flatMap((o) => ('state' in o ? [o.state.policy] : [])))];

@@ -5,20 +5,26 @@ import { ApiError } from './errors.js';
 /** The spool filter of /v1/ledger/events and /v1/ledger/export. */
 export function filterFrom(url: URL): LedgerFilter {
   const p = url.searchParams;
-  const allowed = new Set(['correlation_id', 'job_id', 'queue', 'kind', 'source', 'received_via', 'since', 'until', 'limit', 'format']);
+  const allowed = new Set(['correlation_id', 'job_id', 'workflow_id', 'queue', 'kind', 'actor', 'model_version', 'source', 'received_via', 'since', 'until', 'limit', 'after_seq', 'format']);
   for (const key of p.keys()) if (!allowed.has(key)) throw new ApiError(400, `unknown filter "${key}": use ${[...allowed].join(', ')}`);
   const limit = p.get('limit');
   if (limit !== null && !/^[1-9]\d{0,8}$/.test(limit)) throw new ApiError(400, `limit must be a positive whole number, not ${JSON.stringify(limit)}`);
+  const afterSeq = p.get('after_seq');
+  if (afterSeq !== null && !/^\d{1,16}$/.test(afterSeq)) throw new ApiError(400, `after_seq must be a whole number (the last seq of the page before), not ${JSON.stringify(afterSeq)}`);
   const kinds = p.getAll('kind').flatMap((k) => k.split(',')).filter(Boolean);
   return {
     correlationId: p.get('correlation_id') ?? undefined,
     jobId: p.get('job_id') ?? undefined,
+    workflowId: p.get('workflow_id') ?? undefined,
     queue: p.get('queue') ?? undefined,
+    actor: p.get('actor') ?? undefined,
+    modelVersion: p.get('model_version') ?? undefined,
     kind: kinds.length ? kinds : undefined,
     ...provenanceFrom(url),
     since: p.get('since') ? parseTimeArg(p.get('since')!) : undefined,
     until: p.get('until') ? parseTimeArg(p.get('until')!) : undefined,
     limit: limit ? Number(limit) : undefined,
+    afterSeq: afterSeq ? Number(afterSeq) : undefined,
   };
 }
 

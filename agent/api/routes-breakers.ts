@@ -1,7 +1,7 @@
 /**
  * Circuit breakers (policies.file configured): `GET /v1/breakers` lists them (compliance and admin);
- * `POST /v1/breakers/<scope>/(open|close|auto)?actor=NAME[&policy=P]` forces one (admin only), recorded
- * with the actor and the token that asked. `GET /v1/breakers/<scope>/explain` (compliance and admin):
+ * `POST /v1/breakers/<scope>/(open|close|auto)?actor=NAME[&policy=P][&reason=TEXT]` forces one (admin
+ * only), recorded with the actor, the token that asked and the reason given (evidence `note`). `GET /v1/breakers/<scope>/explain` (compliance and admin):
  * what each policy covering the scope sees now (window counts, budget, baseline, each signal against
  * its threshold, the one closest to tripping).
  */
@@ -47,7 +47,9 @@ export function breakerRoutes(breakers: BreakerAdmin | null | undefined): Route[
         if (!/^[\w.@ -]{1,100}$/.test(actor)) throw new ApiError(400, 'actor must be a short name (letters, digits, . _ @ - and spaces)');
         let scope: string;
         try { scope = decodeURIComponent(rawScope); } catch { throw new ApiError(400, `the scope in ${path} is not valid percent-encoding`); }
-        const states = await b.force(scope, mode === 'close' ? 'closed' : mode as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined, caller.name);
+        const reason = url.searchParams.get('reason') ?? undefined;
+        if (reason !== undefined && (reason.length > 500 || /[\u0000-\u001f]/.test(reason))) throw new ApiError(400, 'reason must be one line of at most 500 characters');
+        const states = await b.force(scope, mode === 'close' ? 'closed' : mode as 'open' | 'auto', actor, url.searchParams.get('policy') ?? undefined, caller.name, reason || undefined);
         sendJson(res, 200, { breakers: states });
         return states.length;
       },

@@ -3,7 +3,7 @@
  * spool; approvals, versions, unapproved, decisions and export from the ClickHouse store the ledger is
  * shipped to (the same queries as the CLI).
  */
-import type { LedgerFilter, LedgerRecord, VerifyResult } from '../../ledger/index.js';
+import type { Checkpoint, InclusionProof, LedgerFilter, LedgerRecord, VerifyResult } from '../../ledger/index.js';
 import * as c from '../../ledger/compliance/queries.js';
 import { eventPages } from '../../ledger/compliance/export.js';
 import type { LedgerStore } from '../../ledger/store/index.js';
@@ -19,6 +19,13 @@ export interface LedgerReader {
   lineage(correlationId: string): Promise<LedgerRecord[]>;
   /** The hash chain, and (when there are any) the signed checkpoints against the spool. */
   verify(): Promise<VerifyResult & { checkpoints?: { ok: boolean } }>;
+  /**
+   * The inclusion proof document of one event against the latest signed checkpoint, as the spool
+   * gives it, and whether the spool reproduces the signed root (a verifier checks it either way).
+   */
+  proof?(eventId: string): Promise<{ proof: InclusionProof; reproduces: boolean }>;
+  /** The latest signed checkpoint (null before the first) and the last periodic self-verify. */
+  checkpoint?(): Promise<{ checkpoint: Checkpoint | null; checkpoints: number; self_verify: unknown }>;
 }
 
 /** Roles that may read the ledger: admin may do everything compliance may. */
@@ -50,6 +57,22 @@ export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | nu
       sendJson(res, ok ? 200 : 409, { ...r, ok });
       return r.records;
     }),
+    read(/^\/v1\/ledger\/proof\/([^/]+)$/, async ({ res, params }) => {
+      if (!o.reader.proof) throw new ApiError(503, 'inclusion proofs are not available from this reader');
+      const id = params[0];
+      if (!/^[0-7][0-9A-HJKMNP-TV-Z]{25}$/.test(id)) throw new ApiError(400, 'proof needs an event_id (a ULID): /v1/ledger/proof/<event_id>');
+      const { proof, reproduces } = await o.reader.proof(id);
+      // The document is served even when the spool no longer reproduces the signed root: the reader
+      // verifies it with the public key and sees the failure itself (the status says it too).
+      sendJson(res, reproduces ? 200 : 409, { proof, spool_reproduces_checkpoint: reproduces });
+      return 1;
+    }),
+    read('/v1/ledger/checkpoint', async ({ res }) => {
+      if (!o.reader.checkpoint) throw new ApiError(503, 'checkpoints are not available from this reader');
+      const doc = await o.reader.checkpoint();
+      sendJson(res, 200, doc);
+      return doc.checkpoint ? 1 : 0;
+    }),
     fromStore('/v1/ledger/approvals', async (store, { res, url }) => {
       const f = { ...timeFrom(url, ['actor', 'queue', 'limit', 'per_day', 'format', ...PROVENANCE_KEYS]), actor: str(url, 'actor'), queue: str(url, 'queue'), limit: num(url, 'limit'), ...provenanceFrom(url) };
       return url.searchParams.get('per_day') === '1'
@@ -73,7 +96,7 @@ export function ledgerRoutes(o: { reader: LedgerReader; store?: LedgerStore | nu
     }),
     // Any other ledger path: still GET-only and for readers (403/405 first), then a 404 naming the endpoints.
     read(/^\/v1\/ledger\/.*$/, async ({ path }) => {
-      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify, approvals, versions, unapproved, decisions, export)`);
+      throw new ApiError(404, `no such ledger endpoint: ${path} (events, lineage/<id>, verify, proof/<event_id>, checkpoint, approvals, versions, unapproved, decisions, export)`);
     }),
   ];
 }

@@ -57,6 +57,20 @@ async function checkpointsOf(dir: string, file?: string): Promise<Checkpoint[]> 
 
 /** The inclusion proof of the record whose event has this event_id, against the latest checkpoint. */
 export async function proveInclusion(dir: string, eventId: string, sources: ProofSources = {}): Promise<InclusionProof> {
+  const built = await buildInclusionProof(dir, eventId, sources);
+  if (!built.reproduces) {
+    throw new CheckpointError(`the spool at ${dir} does not reproduce the latest checkpoint (size ${built.proof.checkpoint.size}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
+  }
+  return built.proof;
+}
+
+/**
+ * The inclusion proof document as the spool gives it, and whether the spool reproduces the signed
+ * root. A spool altered after the checkpoint still yields a document (its line and path are what is on
+ * disk now), which an independent verifier then refuses: the console shows that failure computed in
+ * the browser rather than taking the server's word. proveInclusion refuses it here instead.
+ */
+export async function buildInclusionProof(dir: string, eventId: string, sources: ProofSources = {}): Promise<{ proof: InclusionProof; reproduces: boolean }> {
   const needle = `"event_id":${JSON.stringify(eventId)}`;
   let record: LedgerRecord | null = null;
   for await (const r of readRecords(dir, { prefilter: (line) => line.includes(needle) })) {
@@ -83,15 +97,18 @@ export async function proveInclusion(dir: string, eventId: string, sources: Proo
     if (collector.size === index) line = leaf.bytes.toString('utf8');
     collector.push(leafHash(leaf.bytes));
   }
-  if (collector.size !== cp.size || collector.frontier.root().toString('hex') !== cp.root || line === null) {
+  if (collector.size !== cp.size || line === null) {
     throw new CheckpointError(`the spool at ${dir} does not reproduce the latest checkpoint (size ${cp.size}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
   }
   return {
-    format: INCLUSION_PROOF_FORMAT,
-    record: line,
-    leaf_index: index,
-    checkpoint: cp,
-    audit_path: collector.inclusionProof(index, cp.size).map((h) => h.toString('hex')),
+    reproduces: collector.frontier.root().toString('hex') === cp.root,
+    proof: {
+      format: INCLUSION_PROOF_FORMAT,
+      record: line,
+      leaf_index: index,
+      checkpoint: cp,
+      audit_path: collector.inclusionProof(index, cp.size).map((h) => h.toString('hex')),
+    },
   };
 }
 

@@ -18,7 +18,10 @@ export async function* queryLedger(dir: string, filter: LedgerFilter = {}): Asyn
   const exact: [keyof LedgerRecord['event'], string][] = [];
   if (filter.correlationId !== undefined) exact.push(['correlation_id', filter.correlationId]);
   if (filter.jobId !== undefined) exact.push(['job_id', filter.jobId]);
+  if (filter.workflowId !== undefined) exact.push(['workflow_id', filter.workflowId]);
   if (filter.queue !== undefined) exact.push(['queue', filter.queue]);
+  if (filter.actor !== undefined) exact.push(['actor', filter.actor]);
+  if (filter.modelVersion !== undefined) exact.push(['model_version', filter.modelVersion]);
   if (filter.source !== undefined) exact.push(['source', filter.source]);
 
   // Lines are canonical JSON: a string field is written `"name":` + JSON.stringify(value).

@@ -252,17 +252,18 @@ export class Decider {
    * (or only `opts.policy`). Throws BreakerRequestError for a key that is not a scope or that no policy covers.
    * `opts.via`: the API token that asked, kept beside the actor.
    */
-  force(key: string, mode: ForceMode, actor: string, nowMs: number, opts: { policy?: string; via?: string } = {}): Output[] {
+  force(key: string, mode: ForceMode, actor: string, nowMs: number, opts: { policy?: string; via?: string; note?: string } = {}): Output[] {
     const scope = parseBreakerKey(key);
     if (!scope) throw new BreakerRequestError(400, `"${key}" is not a breaker scope: use e.g. bullmq.queue.<queue>, celery.queue.<queue>, temporal.activity.<type>, temporal.task_queue.<queue>, any.model.<model>`);
-    const { policy, via } = opts;
+    const { policy, via, note } = opts;
     const pols = (this.policies?.policies ?? []).filter((p) => (policy ? p.name === policy : true) && (this.breakers.has(breakerId(p.name, key)) || policyCovers(p, scope)));
     if (pols.length === 0) throw new BreakerRequestError(404, `no policy${policy ? ` named ${policy}` : ''} covers ${key}`);
     return this.run(nowMs, () => {
       for (const p of pols) {
         const b = this.breaker(p, scope, key);
         const t = forceBreaker(b, p.breaker, mode, actor, nowMs);
-        const token: Evidence = via ? { via_token: via } : {};
+        // The token that asked, and the operator's reason (free text: redacted with the rest on the way to the ledger).
+        const token: Evidence = { ...(via ? { via_token: via } : {}), ...(note ? { note } : {}) };
         if (t) {
           if (t.to === 'closed') this.windows.get(breakerId(p.name, key))?.clear();
           this.transition(p, b, t, { forced: mode, ...token });

@@ -15,6 +15,8 @@ export const DEBIAN_PACKAGES: Readonly<Record<string, string>> = {
   alertmanager: 'prometheus-alertmanager',
   'prometheus-alertmanager': 'prometheus-alertmanager',
   amtool: 'prometheus-alertmanager',
+  // The console's browser tests (playwright-core drives Debian's Chromium; no browser download).
+  chromium: 'chromium',
 };
 
 // Debian renames some upstream binaries; look for these too.
