@@ -21,6 +21,7 @@ const SCENARIOS: Record<string, { what: string; load: () => Promise<ScenarioModu
   ledger: { what: 'spool append + p99 commit; verify vs raw sha256; shipping vs raw @clickhouse/client insert; chdb vs server', load: () => import('./ledger.js') },
   outage: { what: 'sidecar RSS while ClickHouse is down and the spool backlog grows to millions of records; drain rate after', load: () => import('./outage.js') },
   temporal: { what: 'activity interceptor cost per call vs none and vs the official OpenTelemetry interceptor (MockActivityEnvironment)', load: () => import('./temporal.js') },
+  'temporal-cpu': { what: 'CPU per workflow in a real Temporal worker process: none vs each part of Warden\'s hooks vs all of them vs the official OpenTelemetry interceptors', load: () => import('./temporal-cpu.js') },
   query: { what: 'lineage and a day\'s approvals on 1 M and 10 M ledger rows: ClickHouse server vs embedded chdb', load: () => import('./query.js') },
 };
 
