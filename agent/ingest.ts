@@ -71,7 +71,13 @@ export function outOfScope(ev: WardenEvent, scopes: IngestScopes | undefined): {
   return null;
 }
 
-export interface IngestResult { accepted: number; duplicates: number }
+export interface IngestResult {
+  accepted: number;
+  /** Skipped: already held by event ID (or by `skip`), or superseded by a record rebuilt from history. */
+  duplicates: number;
+  /** Of the duplicates: claims superseded by a record the sidecar rebuilt itself (see EventIngestParts.superseded). */
+  superseded: number;
+}
 
 export interface EventIngestParts {
   /** Appends durably (the pipeline's record: spool, then metrics). */
@@ -82,6 +88,12 @@ export interface EventIngestParts {
   redactor?: Redactor;
   /** The collector's cap on `input` (redaction.maxInputBytes): larger inputs keep a marked preview. */
   inputLimits?: Pick<InputLimits, 'maxInputBytes'>;
+  /**
+   * A claim (NATS or HTTP) the ledger already holds as the sidecar's own observation under another
+   * event ID (a Temporal run's start, end or activity outcome rebuilt from history before the hook's
+   * record arrived): skipped, counted as `result="superseded"`; the fact already in the ledger stays.
+   */
+  superseded?(ev: WardenEvent): boolean;
 }
 
 export class EventIngest {
@@ -109,8 +121,10 @@ export class EventIngest {
     const { transport } = from;
     const fresh: WardenEvent[] = [];
     const inBatch = new Set<string>();
+    let superseded = 0;
     for (const ev of events) {
       if (this.p.ids.has(ev.event_id) || inBatch.has(ev.event_id) || skip?.(ev)) continue;
+      if (from.via !== null && this.p.superseded?.(ev)) { superseded++; continue; }
       inBatch.add(ev.event_id);
       // Redacted first (the pipeline redacts again, idempotently), so the capped preview holds no secret.
       const capped = this.cap(redactEvent(ev, this.p.redactor));
@@ -120,8 +134,9 @@ export class EventIngest {
     for (const ev of fresh) this.p.ids.add(ev.event_id);
     const duplicates = events.length - fresh.length;
     if (fresh.length) this.p.metrics?.ingestEvents.inc({ transport, result: 'accepted' }, fresh.length);
-    if (duplicates) this.p.metrics?.ingestEvents.inc({ transport, result: 'duplicate' }, duplicates);
-    return { accepted: fresh.length, duplicates };
+    if (duplicates - superseded) this.p.metrics?.ingestEvents.inc({ transport, result: 'duplicate' }, duplicates - superseded);
+    if (superseded) this.p.metrics?.ingestEvents.inc({ transport, result: 'superseded' }, superseded);
+    return { accepted: fresh.length, duplicates, superseded };
   }
 
   /** A claim says who sent it: the sidecar's value replaces whatever the client put there. */

@@ -46,7 +46,7 @@ export class WardenMetrics {
   readonly verifyLastRun = new Gauge({ name: 'warden_ledger_verify_last_run_timestamp_seconds', help: 'When the last periodic ledger self-verify finished (Unix seconds).', registers: [this.registry] });
   readonly collectorLag = new Gauge({ name: 'warden_collector_lag_seconds', help: 'Age of the newest stream entry processed, per queue, at the time it was recorded.', labelNames: ['queue'], registers: [this.registry] });
   readonly apiRefused = new Counter({ name: 'warden_api_refused_requests_total', help: 'API requests refused before reaching a route, by cause (unauthenticated: no or unknown token; rate_limited); summarized in the ledger once per interval, not one record each.', labelNames: ['cause'], registers: [this.registry] });
-  readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http) and result (accepted, duplicate, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
+  readonly ingestEvents = new Counter({ name: 'warden_ingest_events_total', help: 'Events received from in-process hooks, by transport (nats, http, history) and result (accepted, duplicate, superseded, invalid).', labelNames: ['transport', 'result'], registers: [this.registry] });
 
   // Fleet mode (collectors/bullmq/lease.ts): queue leases this sidecar holds, takeovers, live members.
   readonly fleetLeasesHeld = new Gauge({ name: 'warden_fleet_leases_held', help: 'BullMQ queues this sidecar collects under a fleet lease (fleet mode).', registers: [this.registry] });

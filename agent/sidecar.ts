@@ -197,6 +197,8 @@ export class Sidecar {
             record: async (events) => { await pipeline.recordHookEvents(events); temporalIndex.addAll(events); },
             ids: recentIds, metrics, redactor,
             inputLimits: { maxInputBytes: config.redaction.maxInputBytes },
+            // A hook's Temporal start/end/outcome that history already gave the ledger is not appended twice.
+            superseded: (ev) => temporalIndex.heldFromHistory(ev),
           });
           return async () => {
             await traces.processor.shutdown().catch((err) => logger.warn({ err: (err as Error).message }, 'span export at shutdown failed'));

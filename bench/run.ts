@@ -22,6 +22,7 @@ const SCENARIOS: Record<string, { what: string; load: () => Promise<ScenarioModu
   outage: { what: 'sidecar RSS while ClickHouse is down and the spool backlog grows to millions of records; drain rate after', load: () => import('./outage.js') },
   temporal: { what: 'activity interceptor cost per call vs none and vs the official OpenTelemetry interceptor (MockActivityEnvironment)', load: () => import('./temporal.js') },
   fleet: { what: 'fleet capture rate: two sidecars in fleet mode (queues under leases, 2/2) vs one, on four queues\' backlog', load: () => import('./fleet.js') },
+  'temporal-cpu': { what: 'CPU per workflow in a real Temporal worker process: none vs each part of Warden\'s hooks vs all of them vs the official OpenTelemetry interceptors', load: () => import('./temporal-cpu.js') },
   query: { what: 'lineage and a day\'s approvals on 1 M and 10 M ledger rows: ClickHouse server vs embedded chdb', load: () => import('./query.js') },
 };
 

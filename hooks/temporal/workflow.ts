@@ -11,7 +11,7 @@ import {
   ContinueAsNew, proxySinks, TemporalFailure, workflowInfo,
   type Headers, type WorkflowInterceptors, type WorkflowInterceptorsFactory,
 } from '@temporalio/workflow';
-import { incomingTrace, parseTraceparent, readStamp, withStamp, withTracerData, workflowRunSpanId, formatTraceparent, type WardenTemporalStamp } from './headers.js';
+import { incomingTrace, parseTraceparent, readStamp, TRACER_HEADER, WARDEN_HEADER, withStamp, withTracerData, workflowRunSpanId, formatTraceparent, type WardenTemporalStamp } from './headers.js';
 import { WARDEN_SINK, type WardenWorkflowSinks, type WorkflowRecord, type WorkflowRecordKind } from './records.js';
 
 interface RunState {
@@ -20,6 +20,11 @@ interface RunState {
   traceId: string | null;
   spanId: string;
   parentSpanId: string | null;
+  /**
+   * The headers this run stamps on what it starts, encoded once per run (they do not change within
+   * it): [0] for activities, children and signals, [1] for continue-as-new (a sibling: same parent).
+   */
+  outbound: [Headers | undefined, Headers | undefined];
 }
 
 function safe(fn: () => void): void {
@@ -48,6 +53,7 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
       traceId: parsed?.traceId ?? null,
       spanId: workflowRunSpanId(info.workflowId, info.runId),
       parentSpanId: parsed?.spanId ?? stamp.psid ?? null,
+      outbound: [undefined, undefined],
     };
   };
 
@@ -67,6 +73,13 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
   /** Headers for work this run starts: its correlation ID, and its run span as the parent. */
   const outbound = (headers: Headers, keepIncomingParent = false): Headers => {
     if (!run) return headers;
+    const own = (run.outbound[keepIncomingParent ? 1 : 0] ??= stampHeaders(run, keepIncomingParent));
+    // A `_tracer-data` already there (the official interceptor's own span) wins, as in withTracerData.
+    return headers[TRACER_HEADER] ? { ...headers, [WARDEN_HEADER]: own[WARDEN_HEADER] } : { ...headers, ...own };
+  };
+
+  /** Warden's stamp (and `_tracer-data` when the run has a trace) for what the run starts, encoded. */
+  const stampHeaders = (run: RunState, keepIncomingParent: boolean): Headers => {
     const s = run.stamp;
     const stamp: WardenTemporalStamp = { cid: s.cid, model: s.model, model_version: s.model_version, policy: s.policy, policy_version: s.policy_version };
     if (keepIncomingParent) {
@@ -78,7 +91,7 @@ export const interceptors: WorkflowInterceptorsFactory = (): WorkflowInterceptor
       stamp.psid = run.spanId;
     }
     if (s.tst && stamp.tp) stamp.tst = s.tst; // W3C tracestate travels with the trace
-    let out = withStamp(headers, stamp);
+    let out = withStamp({}, stamp);
     if (stamp.tp) out = withTracerData(out, { traceparent: stamp.tp, tracestate: stamp.tst });
     return out;
   };
