@@ -7,6 +7,7 @@
  * Three variants, same jobs (N = 10 000 per run, ~200-byte data), same concurrency (100), one private Redis:
  * - plain:    `new Queue` / `new Worker(name, fn)`;
  * - warden:   `withWarden(new Queue(...))` / `new Worker(name, wardenProcessor(fn))` (warden/bullmq);
+ * - warden-context: the same with `wardenProcessor(fn, { span: false })` (context only, no worker span);
  * - bullmq-otel: `telemetry: new BullMQOtel()` on the Queue and the Worker (bullmq-otel 2.0.1).
  * All three run under the same OpenTelemetry setup: a BasicTracerProvider with a BatchSpanProcessor
  * into an in-memory exporter, AsyncLocalStorage context, W3C propagation (plain makes no spans).
@@ -31,7 +32,7 @@ import { startRedis } from '../test/harness/index.js';
 import { readProc } from './lib/proc-sampler.js';
 import { DEFAULT_OPTIONS, fmt, median, perSecond, printSummary, ratio, round, scaled, type ScenarioOptions, type ScenarioResult } from './lib/report.js';
 
-const VARIANTS = ['plain', 'warden', 'bullmq-otel'] as const;
+const VARIANTS = ['plain', 'warden', 'warden-context', 'bullmq-otel'] as const;
 type Variant = (typeof VARIANTS)[number];
 const CONCURRENCY = 100;
 
@@ -61,7 +62,7 @@ interface RunFigures { produceMs: number; processMs: number; workerCpuMicros: nu
 async function runOnce(variant: Variant, connection: object, queueName: string, n: number, redisPid?: number): Promise<RunFigures> {
   const telemetry = variant === 'bullmq-otel' ? new BullMQOtel({ tracerName: 'bullmq-bench' }) : undefined;
   const base = new Queue(queueName, { connection, telemetry });
-  const queue = variant === 'warden' ? withWarden(base, { model: 'llm-x', model_version: '7' }) : base;
+  const queue = variant === 'warden' || variant === 'warden-context' ? withWarden(base, { model: 'llm-x', model_version: '7' }) : base;
   await queue.waitUntilReady();
   const t0 = performance.now();
   for (let i = 0; i < n; i += 1000) {
@@ -72,7 +73,7 @@ async function runOnce(variant: Variant, connection: object, queueName: string, 
   let done = 0;
   let resolveDone!: () => void;
   const allDone = new Promise<void>((r) => { resolveDone = r; });
-  const processor = variant === 'warden' ? wardenProcessor(work) : work;
+  const processor = variant === 'warden' ? wardenProcessor(work) : variant === 'warden-context' ? wardenProcessor(work, { span: false }) : work;
   const redis0 = redisPid ? readProc(redisPid) : null;
   const cpu0 = process.cpuUsage();
   const t1 = performance.now();
@@ -111,13 +112,13 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   const redis = await startRedis();
   const admin = new Redis(redis.url);
   const connection = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
-  const produce: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
-  const process_: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
-  const spans: Record<Variant, number> = { plain: 0, warden: 0, 'bullmq-otel': 0 };
+  const produce: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
+  const process_: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
+  const spans: Record<Variant, number> = { plain: 0, warden: 0, 'warden-context': 0, 'bullmq-otel': 0 };
   // CPU time per job of this (the worker's) process and of redis-server: far less sensitive than wall
   // time to what else the machine runs, and what a CPU-bound worker's throughput is made of.
-  const cpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
-  const redisCpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'bullmq-otel': [] };
+  const cpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
+  const redisCpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
   try {
     log(`${n} jobs per run, concurrency ${CONCURRENCY}, ${reps} repetition(s), variants rotated each repetition`);
     await runOnce('plain', connection, 'warmup', Math.min(n, 2000)); // JIT, connections, Lua script load
@@ -134,7 +135,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         await admin.flushall();
         produce[v].push(perSecond(n, r.produceMs));
         process_[v].push(perSecond(n, r.processMs));
-        log(`  rep ${rep + 1} ${v.padEnd(11)} add ${fmt(perSecond(n, r.produceMs)).padStart(7)} jobs/s   process ${fmt(perSecond(n, r.processMs)).padStart(7)} jobs/s, worker CPU ${round(r.workerCpuMicros / n, 1)} µs/job, redis ${round(r.redisCpuMicros / n, 1)} µs/job`);
+        log(`  rep ${rep + 1} ${v.padEnd(14)} add ${fmt(perSecond(n, r.produceMs)).padStart(7)} jobs/s   process ${fmt(perSecond(n, r.processMs)).padStart(7)} jobs/s, worker CPU ${round(r.workerCpuMicros / n, 1)} µs/job, redis ${round(r.redisCpuMicros / n, 1)} µs/job`);
       }
     }
   } finally {
@@ -153,6 +154,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     'bullmq-otel/plain process': ratioMedian(process_, 'bullmq-otel'),
     'warden/bullmq-otel process': ratio(median(process_.warden), median(process_['bullmq-otel'])),
     'plain/warden worker CPU per job': round(median(cpuPerJob.plain) / median(cpuPerJob.warden), 3),
+    'warden-context/plain process': ratioMedian(process_, 'warden-context'),
+    'plain/warden-context worker CPU per job': round(median(cpuPerJob.plain) / median(cpuPerJob['warden-context']), 3),
     'plain/bullmq-otel worker CPU per job': round(median(cpuPerJob.plain) / median(cpuPerJob['bullmq-otel']), 3),
     'warden/plain add': ratioMedian(produce, 'warden'),
     'bullmq-otel/plain add': ratioMedian(produce, 'bullmq-otel'),
@@ -172,7 +175,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     addedMicrosPerJob: Object.fromEntries(VARIANTS.filter((v) => v !== 'plain').map((v) => [v, round(1e6 / median(process_[v]) - 1e6 / median(process_.plain), 1)])),
   };
   for (const v of VARIANTS) {
-    log(`${v.padEnd(11)} median: add ${fmt(figures.addJobsPerSec[v]).padStart(7)} jobs/s, process ${fmt(figures.processJobsPerSec[v]).padStart(7)} jobs/s, worker CPU ${figures.workerCpuMicrosPerJob[v]} µs/job, ${figures.spansPerJob[v]} spans/job`);
+    log(`${v.padEnd(14)} median: add ${fmt(figures.addJobsPerSec[v]).padStart(7)} jobs/s, process ${fmt(figures.processJobsPerSec[v]).padStart(7)} jobs/s, worker CPU ${figures.workerCpuMicrosPerJob[v]} µs/job, ${figures.spansPerJob[v]} spans/job`);
   }
   const result: ScenarioResult = {
     figures,
@@ -192,6 +195,11 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         target: "same two targets judged on worker CPU per job (robust to other load): plain/warden >= 0.95 and warden cheaper than bullmq-otel",
         met: ratios['plain/warden worker CPU per job'] >= 0.95 && ratios['plain/warden worker CPU per job'] > ratios['plain/bullmq-otel worker CPU per job'],
         detail: `worker CPU per job: plain ${median(cpuPerJob.plain)} µs, warden ${median(cpuPerJob.warden)} µs, bullmq-otel ${median(cpuPerJob['bullmq-otel'])} µs`,
+      },
+      {
+        target: "context-only hooks (wardenProcessor(fn, { span: false })) keep >= 0.95 of plain worker CPU per job",
+        met: ratios['plain/warden-context worker CPU per job'] >= 0.95,
+        detail: `worker CPU per job: plain ${median(cpuPerJob.plain)} µs, warden-context ${median(cpuPerJob['warden-context'])} µs (process ratio ${ratios['warden-context/plain process']})`,
       },
     ],
     notes: [

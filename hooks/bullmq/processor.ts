@@ -144,11 +144,27 @@ function markInstrumented(job: Job): void {
   client.then((c) => c.set(instrumentedKey(prefix, job.queueName), '1', 'PX', INSTRUMENTED_TTL_MS)).catch(() => lastMarked.delete(key));
 }
 
+export interface WardenProcessorOptions {
+  /**
+   * `true` (default): one OpenTelemetry consumer span per attempt, made here in the worker.
+   * `false`: context only. No span is made in the worker; the attempt's span context is put in scope
+   * with the IDs the sidecar gives the `process <queue>` span it rebuilds from the event stream
+   * (trace from the job's traceparent, else from its correlation ID; span ID from queue, job ID and
+   * attempt), so the user's own child spans still parent correctly. It costs one hash per attempt
+   * instead of a span, and needs the sidecar's span export on (the sidecar, not the worker, exports).
+   */
+  span?: boolean;
+}
+
 /**
  * Wraps a processor: one consumer span per attempt (`process <queue>`), the job's correlation ID in
  * scope for anything the processor adds or starts, errors recorded and re-thrown unchanged.
+ * With `{ span: false }`, only the context (see WardenProcessorOptions).
  */
-export function wardenProcessor<D = unknown, R = unknown, N extends string = string>(fn: (job: Job<D, R, N>, token?: string) => Promise<R>) {
+export function wardenProcessor<D = unknown, R = unknown, N extends string = string>(
+  fn: (job: Job<D, R, N>, token?: string) => Promise<R>, options: WardenProcessorOptions = {},
+) {
+  if (options.span === false) return contextOnlyProcessor(fn);
   return async (job: Job<D, R, N>, token?: string): Promise<R> => {
     let span: Span | undefined;
     let cid: string;
@@ -191,5 +207,40 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
     } finally {
       span.end();
     }
+  };
+}
+
+/** The span context the sidecar's rebuilt attempt span will have (agent/spans.ts, collectors/bullmq/translate.ts). */
+function attemptSpanContext(job: Job, cid: string): Context {
+  const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
+  let tp = stamp?.tp;
+  if (!tp) {
+    const opts = job.opts as { tm?: unknown; telemetry?: { metadata?: unknown } };
+    const tm = opts.telemetry?.metadata ?? opts.tm;
+    if (typeof tm === 'string') {
+      try { tp = (JSON.parse(tm) as { traceparent?: string }).traceparent; } catch { /* not a carrier */ }
+    }
+  }
+  const parent = parseTraceparent(tp);
+  return trace.setSpanContext(context.active(), {
+    traceId: parent?.traceId ?? traceIdForCorrelation(cid),
+    spanId: stableSpanId('bullmq', job.queueName, job.id ?? '', job.attemptsMade + 1),
+    traceFlags: parent ? parent.flags & 1 : TraceFlags.SAMPLED,
+    isRemote: false,
+  });
+}
+
+function contextOnlyProcessor<D, R, N extends string>(fn: (job: Job<D, R, N>, token?: string) => Promise<R>) {
+  return (job: Job<D, R, N>, token?: string): Promise<R> => {
+    let cid: string;
+    let active: Context;
+    try {
+      const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
+      cid = stamp?.cid ?? `bullmq:${job.queueName}:${job.id}`;
+      active = attemptSpanContext(job as Job, cid);
+    } catch {
+      return fn(job, token); // telemetry must never stop the job from running
+    }
+    return context.with(active, () => withCorrelation(cid, () => fn(job, token)));
   };
 }

@@ -73,6 +73,8 @@ export class Shipper {
   /** Checkpoints with size up to this are in the store. */
   private checkpointsShipped = 0;
   private checkpointFileSize = -1;
+  /** The next batch, read from the spool while the store was inserting the one before. */
+  private ahead: Promise<LedgerRecord[]> | null = null;
   private readonly file: string;
   private readonly batch: number;
   private readonly interval: number;
@@ -164,21 +166,35 @@ export class Shipper {
     }
     // A failed batch was already read from the tail: read again from just after what is confirmed.
     this.tail = SpoolTail.at(this.o.dataDir, this.committed + 1);
+    this.ahead = null;
     this.checkpointsShipped = await this.o.target.maxCheckpointSize();
     this.checkpointFileSize = -1;
     this.uncertain = false;
   }
 
   private async shipOnce(): Promise<number> {
-    const records = await this.tail.read(this.batch, this.o.lastSeq());
+    const ahead = this.ahead;
+    this.ahead = null;
+    const records = ahead ? await ahead : await this.tail.read(this.batch, this.o.lastSeq());
     if (records.length === 0) {
       await this.shipCheckpoints();
       return 0;
     }
     const missing = this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
-    if (missing.length) await this.o.target.insert(missing);
+    const inserting = missing.length ? this.o.target.insert(missing) : Promise.resolve();
+    // A full batch means more is probably waiting: read and parse it while the store inserts this one.
+    // The tail only moves forward, so a failure just drops it (resync starts a new tail).
+    const next = records.length === this.batch ? this.tail.read(this.batch, this.o.lastSeq()) : null;
+    next?.catch(() => undefined); // its error surfaces where it is awaited (next round), never unhandled
+    try {
+      await inserting;
+    } catch (err) {
+      await next?.catch(() => undefined);
+      throw err;
+    }
     for (const r of records) this.already.delete(r.seq);
     await this.advance(records[records.length - 1].seq);
+    this.ahead = next;
     this.o.onShipped?.(missing.length, this.committed);
     return records.length;
   }

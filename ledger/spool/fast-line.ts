@@ -1,0 +1,199 @@
+/**
+ * The fast path of verify: decides from a record line's bytes alone, without JSON.parse and without
+ * re-encoding, that the line is exactly what the spool would write for it: the spool's layout
+ * (`{"event":E,"hash":"H","prev":"P","seq":N}`), an event E that is already in canonical form
+ * (RFC 8785 as core/canonical.ts writes it: sorted unique keys, no whitespace, JSON.stringify's
+ * escapes, ECMAScript number forms) with a numeric `ts` and a string `kind`, and H = sha256 of
+ * `P \n N \n E`.
+ *
+ * It only ever says "good" or "not sure": anything it does not handle (non-ASCII bytes, lone
+ * surrogate escapes, any escape at all, deep nesting, any malformation) is "not sure", and the caller falls back to
+ * the reference check (record.ts inspectLine), which names the problem. So it can be no more lenient
+ * than the reference: a line it accepts round-trips byte for byte through JSON.parse + canonicalJson.
+ */
+import { sha256Hex } from '../../core/hash.js';
+
+export interface FastLink {
+  seq: number;
+  prev: string;
+  hash: string;
+}
+
+const Q = 0x22; // "
+const LB = 0x7b; // {
+const RB = 0x7d; // }
+const LS = 0x5b; // [
+const RS = 0x5d; // ]
+const COMMA = 0x2c;
+const COLON = 0x3a;
+
+const HEAD = Buffer.from('{"event":');
+const HASH_AT = Buffer.from(',"hash":"');
+const PREV_AT = Buffer.from('","prev":"');
+const SEQ_AT = Buffer.from('","seq":');
+const TAIL_FIXED = HASH_AT.length + 64 + PREV_AT.length + 64 + SEQ_AT.length; // up to the seq digits
+
+/**
+ * Checks the line `buf[start, end)` (without its newline). Returns its seq/prev/hash when the line is
+ * certainly good on its own (the chain links are the caller's), or null when the reference check must
+ * decide.
+ */
+export function fastCheckLine(buf: Buffer, start: number, end: number): FastLink | null {
+  // Layout, read from both ends: the tail has a fixed length apart from the seq's digits.
+  if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return null;
+  if (buf[end - 1] !== RB) return null;
+  let d = end - 1;
+  let seq = 0;
+  let mul = 1;
+  while (d > start && buf[d - 1] >= 0x30 && buf[d - 1] <= 0x39) {
+    d--;
+    seq += (buf[d] - 0x30) * mul;
+    mul *= 10;
+  }
+  const digits = end - 1 - d;
+  if (digits === 0 || digits > 16 || buf[d] === 0x30 || !Number.isSafeInteger(seq)) return null;
+  const tail = d - TAIL_FIXED; // where `,"hash":"` starts = end of the event
+  if (tail <= start + HEAD.length) return null;
+  if (!bytesAt(buf, start, HEAD) || !bytesAt(buf, tail, HASH_AT)) return null;
+  const hashAt = tail + HASH_AT.length;
+  const prevAt = hashAt + 64 + PREV_AT.length;
+  if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return null;
+  // prev and hash need no hex check here: hash must equal a digest, prev the caller's known hash.
+  const evStart = start + HEAD.length;
+  const ev = buf.toString('latin1', evStart, tail);
+  // Printable ASCII without escapes only (latin1 = utf8 then, and strings are canonical as written).
+  if (ev.charCodeAt(0) !== LB || UNSAFE.test(ev)) return null;
+  const scan = new Scanner(ev);
+  if (scan.value(0, 0) !== ev.length || !scan.topOk()) return null;
+  const prev = buf.toString('latin1', prevAt, prevAt + 64);
+  const hash = buf.toString('latin1', hashAt, hashAt + 64);
+  if (sha256Hex(`${prev}\n${seq}\n${ev}`) !== hash) return null;
+  return { seq, prev, hash };
+}
+
+const UNSAFE = /[^\x20-\x5b\x5d-\x7e]/; // anything but printable ASCII, and the backslash
+
+function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
+  for (let i = 0; i < want.length; i++) if (buf[at + i] !== want[i]) return false;
+  return true;
+}
+
+const MAX_DEPTH = 64;
+
+/**
+ * A validating scan of canonical JSON over a string already known to be printable ASCII without
+ * backslashes; every method returns the position after what it read, or -1.
+ */
+class Scanner {
+  private tsIsNumber = false;
+  private kindIsString = false;
+  private readonly end: number;
+
+  constructor(private readonly s: string) {
+    this.end = s.length;
+  }
+
+  topOk(): boolean {
+    return this.tsIsNumber && this.kindIsString;
+  }
+
+  value(p: number, depth: number): number {
+    if (p >= this.end) return -1;
+    const c = this.s.charCodeAt(p);
+    if (c === Q) return this.string(p);
+    if (c === LB) return this.object(p, depth + 1);
+    if (c === LS) return this.array(p, depth + 1);
+    if (c === 0x74) return this.s.startsWith('true', p) ? p + 4 : -1;
+    if (c === 0x66) return this.s.startsWith('false', p) ? p + 5 : -1;
+    if (c === 0x6e) return this.s.startsWith('null', p) ? p + 4 : -1;
+    return this.number(p);
+  }
+
+  /** A number token in exactly the form String(Number(token)) gives. */
+  private number(p: number): number {
+    const s = this.s;
+    let q = p;
+    let simple = true; // -?(0|[1-9][0-9]*) with at most 15 digits: canonical as written
+    if (s.charCodeAt(q) === 0x2d) q++;
+    const firstDigit = q;
+    while (q < this.end) {
+      const c = s.charCodeAt(q);
+      if (c >= 0x30 && c <= 0x39) q++;
+      else if (c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d) { simple = false; q++; }
+      else break;
+    }
+    const n = q - firstDigit;
+    if (n === 0) return -1;
+    if (simple && n <= 15 && (s.charCodeAt(firstDigit) !== 0x30 || (n === 1 && firstDigit === p))) return q;
+    const token = s.slice(p, q);
+    return String(Number(token)) === token ? q : -1;
+  }
+
+  /** No escapes and nothing outside printable ASCII (checked for the whole event up front). */
+  private string(p: number): number {
+    const q = this.s.indexOf('"', p + 1);
+    return q < 0 ? -1 : q + 1;
+  }
+
+  private array(p: number, depth: number): number {
+    if (depth > MAX_DEPTH) return -1;
+    const s = this.s;
+    let q = p + 1;
+    if (s.charCodeAt(q) === RS) return q + 1;
+    for (;;) {
+      q = this.value(q, depth);
+      if (q < 0 || q >= this.end) return -1;
+      const c = s.charCodeAt(q);
+      if (c === RS) return q + 1;
+      if (c !== COMMA) return -1;
+      q++;
+    }
+  }
+
+  private object(p: number, depth: number): number {
+    if (depth > MAX_DEPTH) return -1;
+    const s = this.s;
+    let q = p + 1;
+    if (s.charCodeAt(q) === RB) return q + 1;
+    let prevKey = -1;
+    let prevKeyEnd = -1;
+    for (;;) {
+      if (s.charCodeAt(q) !== Q) return -1;
+      const keyEnd = this.string(q);
+      if (keyEnd < 0) return -1;
+      // Keys strictly ascending, no duplicates (printable ASCII: code units = bytes).
+      if (prevKey >= 0 && compareRange(s, prevKey + 1, prevKeyEnd - 1, q + 1, keyEnd - 1) >= 0) return -1;
+      prevKey = q;
+      prevKeyEnd = keyEnd;
+      if (s.charCodeAt(keyEnd) !== COLON) return -1;
+      const v = keyEnd + 1;
+      q = this.value(v, depth);
+      if (q < 0 || q >= this.end) return -1;
+      if (depth === 1) this.noteTop(prevKey, keyEnd, v);
+      const c = s.charCodeAt(q);
+      if (c === RB) return q + 1;
+      if (c !== COMMA) return -1;
+      q++;
+    }
+  }
+
+  /** The top level's `ts` must be a number and its `kind` a string (eventShapeProblem). */
+  private noteTop(key: number, keyEnd: number, v: number): void {
+    const len = keyEnd - key - 2;
+    if (len === 2 && this.s.startsWith('ts"', key + 1)) {
+      const c = this.s.charCodeAt(v);
+      this.tsIsNumber = c === 0x2d || (c >= 0x30 && c <= 0x39);
+    } else if (len === 4 && this.s.startsWith('kind"', key + 1)) {
+      this.kindIsString = this.s.charCodeAt(v) === Q;
+    }
+  }
+}
+
+function compareRange(s: string, a0: number, a1: number, c0: number, c1: number): number {
+  const n = Math.min(a1 - a0, c1 - c0);
+  for (let i = 0; i < n; i++) {
+    const x = s.charCodeAt(a0 + i) - s.charCodeAt(c0 + i);
+    if (x !== 0) return x;
+  }
+  return (a1 - a0) - (c1 - c0);
+}
