@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import { LEDGER_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { MigrationError, StoreQueryError } from './errors.js';
+import { LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
 import { ident, sql, sqlIdent } from './sql.js';
 
 export { LEDGER_TABLE };
@@ -57,6 +58,11 @@ export interface Migration {
   statements: readonly string[];
   /** Runs only where the engine has this capability; elsewhere it is skipped and not recorded. */
   requires?: 'codecs';
+  /**
+   * A query answering one row `{done}`: non-zero means the migration's effect is already there (a run
+   * cut off after its last statement, before it was recorded), so it is recorded without running.
+   */
+  appliedIf?: string;
 }
 
 /** The parts of a table definition that are shared by the single-node and cluster schemas. */
@@ -67,23 +73,22 @@ interface TableSpec {
   orderBy: string;
 }
 
-const LEDGER_SPEC: TableSpec = {
+// Migrations 1-3 created these single-ledger forms; their text must stay as it was (checksums).
+const LEDGER_SPEC_V1: TableSpec = {
   name: LEDGER_TABLE,
   columns: LEDGER_COLUMNS,
   partitionBy: 'toYYYYMM(ts)',
   orderBy: '(queue, ts, seq)',
 };
 
-const LINEAGE_SPEC: TableSpec = {
+const LINEAGE_SPEC_V2: TableSpec = {
   name: LINEAGE_TABLE,
   columns: [['correlation_id', 'String'], ['queue', 'String'], ['ts', "DateTime('UTC')"], ['seq', 'UInt64']],
   partitionBy: 'toYYYYMM(ts)',
   orderBy: '(correlation_id, seq)',
 };
 
-const CHECKPOINTS_SPEC: TableSpec = {
-  name: CHECKPOINTS_TABLE,
-  columns: [
+const CHECKPOINT_COLUMNS: ReadonlyArray<readonly [string, string]> = [
     ['size', 'UInt64'],
     ['root', 'String'],
     ['ts', "DateTime('UTC')"],
@@ -91,8 +96,41 @@ const CHECKPOINTS_SPEC: TableSpec = {
     ['last_seq', 'UInt64'],
     ['key_id', 'String'],
     ['sig', 'String'],
-  ],
+];
+
+const CHECKPOINTS_SPEC_V3: TableSpec = {
+  name: CHECKPOINTS_TABLE,
+  columns: CHECKPOINT_COLUMNS,
   orderBy: '(size, last_seq)',
+};
+
+/** A row inserted without a ledger ID (a tool that predates them) belongs to the legacy ledger. */
+const LEDGER_ID: readonly [string, string] = [LEDGER_ID_COLUMN, `String DEFAULT '${LEGACY_LEDGER_ID}'`];
+
+/**
+ * The fleet forms (migrations 5-7): every row names its ledger (ledger-id.ts), and the ledger ID
+ * leads each key. It has few distinct values (one per sidecar), so a query on one queue's time range
+ * still prunes by (queue, ts) inside each ledger's range of the index, and a per-ledger read (store
+ * verify, the shipper's resync: `ledger_id = X AND seq in a window`) reads only that ledger's granules.
+ */
+const LEDGER_SPEC: TableSpec = {
+  name: LEDGER_TABLE,
+  columns: [LEDGER_ID, ...LEDGER_COLUMNS],
+  partitionBy: 'toYYYYMM(ts)',
+  orderBy: '(ledger_id, queue, ts, seq)',
+};
+
+const LINEAGE_SPEC: TableSpec = {
+  name: LINEAGE_TABLE,
+  columns: [['correlation_id', 'String'], LEDGER_ID, ['queue', 'String'], ['ts', "DateTime('UTC')"], ['seq', 'UInt64']],
+  partitionBy: 'toYYYYMM(ts)',
+  orderBy: '(correlation_id, ledger_id, seq)',
+};
+
+const CHECKPOINTS_SPEC: TableSpec = {
+  name: CHECKPOINTS_TABLE,
+  columns: [LEDGER_ID, ...CHECKPOINT_COLUMNS],
+  orderBy: '(ledger_id, size, last_seq)',
 };
 
 const MIGRATIONS_SPEC: TableSpec = {
@@ -116,31 +154,92 @@ function createTable(spec: TableSpec, opts: { name?: string; onCluster?: string;
   ].join('\n');
 }
 
-const lineageSelect = (from: string): string =>
+const lineageSelectV2 = (from: string): string =>
   `SELECT assumeNotNull(correlation_id) AS correlation_id, queue, ts, seq\nFROM ${sqlIdent(from)}\nWHERE correlation_id IS NOT NULL`;
+const lineageSelect = (from: string): string =>
+  `SELECT assumeNotNull(correlation_id) AS correlation_id, ledger_id, queue, ts, seq\nFROM ${sqlIdent(from)}\nWHERE correlation_id IS NOT NULL`;
+
+/** Where a table has a ledger_id column already (the guard of the rebuild migrations). */
+const hasLedgerId = (table: string): string =>
+  `SELECT count() AS done FROM system.columns WHERE database = currentDatabase() AND table = '${table}' AND name = '${LEDGER_ID_COLUMN}'`;
+
+/**
+ * Rebuilds a single-ledger table in its fleet form: ORDER BY cannot gain a leading column in place, so
+ * a new table is filled from the old one (every old row gets LEGACY_LEDGER_ID) and the two are swapped
+ * by one RENAME. The old table stays as `<name>_pre_fleet` (drop it once the fleet form is checked).
+ * Re-runnable up to the RENAME (the staging table is dropped and refilled); after it, the migration's
+ * `appliedIf` guard (the table has ledger_id) skips it.
+ */
+function rebuildWithLedgerId(spec: TableSpec, copyColumns: readonly string[]): string[] {
+  const next = `${spec.name}_next`;
+  const cols = copyColumns.map(sqlIdent).join(', ');
+  return [
+    `DROP TABLE IF EXISTS ${sqlIdent(next)}`,
+    createTable(spec, { name: next, engine: 'MergeTree()' }),
+    `INSERT INTO ${sqlIdent(next)} (${LEDGER_ID_COLUMN}, ${cols})\nSELECT '${LEGACY_LEDGER_ID}', ${cols}\nFROM ${sqlIdent(spec.name)}`,
+    `RENAME TABLE ${sqlIdent(spec.name)} TO ${sqlIdent(`${spec.name}_pre_fleet`)}, ${sqlIdent(next)} TO ${sqlIdent(spec.name)}`,
+  ];
+}
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'ledger table',
-    statements: [createTable(LEDGER_SPEC, { engine: 'MergeTree()' })],
+    statements: [createTable(LEDGER_SPEC_V1, { engine: 'MergeTree()' })],
   },
   {
     version: 2,
     name: 'lineage index by correlation id',
     statements: [
-      createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+      createTable(LINEAGE_SPEC_V2, { engine: 'MergeTree()' }),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelectV2(LEDGER_TABLE)}`,
     ],
   },
   {
     version: 3,
     name: 'checkpoints table',
-    statements: [createTable(CHECKPOINTS_SPEC, { engine: 'MergeTree()' })],
+    statements: [createTable(CHECKPOINTS_SPEC_V3, { engine: 'MergeTree()' })],
   },
   {
     version: 4,
     name: 'zstd for input and attrs',
+    requires: 'codecs',
+    statements: [
+      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
+      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'ledger_id in warden_ledger and its key (existing rows: ledger legacy)',
+    appliedIf: hasLedgerId(LEDGER_TABLE),
+    statements: [
+      // The view feeds the old lineage table; migration 6 rebuilds both from the new table.
+      `DROP TABLE IF EXISTS ${LINEAGE_VIEW}`,
+      ...rebuildWithLedgerId(LEDGER_SPEC, LEDGER_COLUMNS.map(([n]) => n).filter((n) => n !== 'duration_ms')),
+    ],
+  },
+  {
+    version: 6,
+    name: 'lineage index with ledger_id',
+    // Derived data: dropped and rebuilt from warden_ledger, so every step re-runs safely.
+    statements: [
+      `DROP TABLE IF EXISTS ${LINEAGE_VIEW}`,
+      `DROP TABLE IF EXISTS ${LINEAGE_TABLE}`,
+      createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
+      `INSERT INTO ${LINEAGE_TABLE} (correlation_id, ledger_id, queue, ts, seq)\n${lineageSelect(LEDGER_TABLE)}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+    ],
+  },
+  {
+    version: 7,
+    name: 'ledger_id in warden_checkpoints and its key (existing rows: ledger legacy)',
+    appliedIf: hasLedgerId(CHECKPOINTS_TABLE),
+    statements: rebuildWithLedgerId(CHECKPOINTS_SPEC, CHECKPOINT_COLUMNS.map(([n]) => n)),
+  },
+  {
+    version: 8,
+    name: 'zstd for input and attrs (the rebuilt ledger table)',
     requires: 'codecs',
     statements: [
       `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
@@ -152,7 +251,8 @@ export const MIGRATIONS: readonly Migration[] = [
 export const MIGRATIONS_DDL = createTable(MIGRATIONS_SPEC, { engine: 'MergeTree()' });
 
 export function checksum(m: Migration): string {
-  return createHash('sha256').update(m.statements.join('\n;\n')).digest('hex');
+  const text = m.statements.join('\n;\n') + (m.appliedIf ? `\n;\n-- applied if\n${m.appliedIf}` : '');
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** `18.16.1` -> [18, 16]; codecs arrived in 19.1. */
@@ -204,7 +304,8 @@ export async function migrate(db: SqlRunner, migrations: readonly Migration[] = 
       result.skipped.push(m.version);
       continue;
     }
-    for (const statement of m.statements) {
+    const already = m.appliedIf ? Number((await db.query<{ done: string | number }>(m.appliedIf))[0]?.done ?? 0) !== 0 : false;
+    for (const statement of already ? [] : m.statements) {
       try {
         await db.exec(statement);
       } catch (err) {
