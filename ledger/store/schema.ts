@@ -63,6 +63,8 @@ export interface Migration {
    * cut off after its last statement, before it was recorded), so it is recorded without running.
    */
   appliedIf?: string;
+  /** Tables dropped after the migration ran, when they hold no rows (a rebuild's old table on a fresh install). */
+  dropIfEmpty?: readonly string[];
 }
 
 /** The parts of a table definition that are shared by the single-node and cluster schemas. */
@@ -213,6 +215,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 5,
     name: 'ledger_id in warden_ledger and its key (existing rows: ledger legacy)',
     appliedIf: hasLedgerId(LEDGER_TABLE),
+    dropIfEmpty: [`${LEDGER_TABLE}_pre_fleet`],
     statements: [
       // The view feeds the old lineage table; migration 6 rebuilds both from the new table.
       `DROP TABLE IF EXISTS ${LINEAGE_VIEW}`,
@@ -235,6 +238,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 7,
     name: 'ledger_id in warden_checkpoints and its key (existing rows: ledger legacy)',
     appliedIf: hasLedgerId(CHECKPOINTS_TABLE),
+    dropIfEmpty: [`${CHECKPOINTS_TABLE}_pre_fleet`],
     statements: rebuildWithLedgerId(CHECKPOINTS_SPEC, CHECKPOINT_COLUMNS.map(([n]) => n)),
   },
   {
@@ -312,6 +316,12 @@ export async function migrate(db: SqlRunner, migrations: readonly Migration[] = 
         if (!(err instanceof StoreQueryError)) throw err;
         throw new MigrationError(m.version, `migration ${m.version} (${m.name}) failed: ${err.message}`, { cause: err });
       }
+    }
+    for (const table of already ? [] : m.dropIfEmpty ?? []) {
+      const exists = await db.query<{ n: string }>(sql`SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = ${table}`);
+      if (Number(exists[0]?.n ?? 0) === 0) continue;
+      const [{ n }] = await db.query<{ n: string }>(`SELECT count() AS n FROM ${sqlIdent(table)}`);
+      if (Number(n) === 0) await db.exec(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
     }
     await db.exec(
       sql`INSERT INTO ${ident(MIGRATIONS_TABLE)} (version, name, checksum, applied_at) VALUES (${m.version}, ${m.name}, ${sum}, now())`,
