@@ -106,10 +106,10 @@ function reportStoreResult(r: StoreVerifyResult, local: boolean): boolean {
     return true;
   }
   const p = r.problem!;
-  if (p.seq === null) out(`CHECKPOINTS INVALID: ledger ${r.ledgerId}: checkpoint line ${p.checkpointLine} (${p.kind}): ${p.message}\n`);
+  if (p.seq === null) out(`CHECKPOINTS INVALID: checkpoint line ${p.checkpointLine} (${p.kind}) of ledger ${r.ledgerId}: ${p.message}\n`);
   else {
     const range = p.fromSeq !== undefined && p.toSeq !== undefined && p.toSeq !== p.fromSeq ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
-    out(`STORE TAMPERED: ledger ${r.ledgerId}, first bad record seq ${p.seq} (${p.kind})${range}: ${p.message}\n`);
+    out(`STORE TAMPERED: first bad record seq ${p.seq} (${p.kind}) of ledger ${r.ledgerId}${range}: ${p.message}\n`);
     out(`${L}: records before it verified: ${r.records} (seq 1..${r.lastSeq}); signed roots matched up to seq ${c.verifiedSize}\n`);
   }
   return false;

@@ -273,7 +273,7 @@ export async function verifyStore(store: LedgerStore, opts: StoreVerifyOptions):
     if (problem) {
       result.ok = false;
       // Several chains share the table: every problem names its ledger.
-      result.problem = { ...problem, ledgerId, message: `ledger ${ledgerId}: ${problem.message}` };
+      result.problem = { ...problem, ledgerId };
     }
     return result;
   };

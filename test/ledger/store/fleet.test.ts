@@ -186,7 +186,7 @@ describe.each(ENGINES)('fleet ledger: $name', ({ name, open }) => {
       // Another sidecar's checkpoints need its key.
       const wrongKey = await verifyStore(store, { ledgerId: idB, publicKeys: [a.key.publicKey] });
       expect(wrongKey.problem?.kind).toBe('checkpoint-signature');
-      expect(wrongKey.problem?.message).toMatch(new RegExp(`^ledger ${idB}: `));
+      expect(wrongKey.problem?.ledgerId).toBe(idB);
 
       // One answer across the fleet: 30 shared + 10 + 5 events, each once.
       const unique = new Set([...shared, ...onlyA, ...onlyB].map((e) => e.event_id));
@@ -213,7 +213,7 @@ describe.each(ENGINES)('fleet ledger: $name', ({ name, open }) => {
       const bad = await verifyStore(store, { ledgerId: idB, dataDir: b.dir, publicKeys: [b.key.publicKey] });
       expect(bad.ok).toBe(false);
       expect(bad.problem).toMatchObject({ kind: 'modified', seq: 9, ledgerId: idB });
-      expect(bad.problem!.message).toMatch(new RegExp(`^ledger ${idB}: record seq 9 was altered`));
+      expect(bad.problem!.message).toMatch(/^record seq 9 was altered/);
       expect((await verifyStore(store, { ledgerId: idA, dataDir: a.dir, publicKeys: [a.key.publicKey] })).ok).toBe(true);
 
       if (isServer) {
@@ -223,7 +223,7 @@ describe.each(ENGINES)('fleet ledger: $name', ({ name, open }) => {
         expect(r.code, r.stdout + r.stderr).toBe(1);
         expect(r.stdout).toContain(`2 ledger(s) in the server store`);
         expect(r.stdout).toContain(`ledger ${idA} (this data dir): store intact: ${a.records.length} records`);
-        expect(r.stdout).toContain(`STORE TAMPERED: ledger ${idB}, first bad record seq 9 (modified)`);
+        expect(r.stdout).toContain(`STORE TAMPERED: first bad record seq 9 (modified) of ledger ${idB}:`);
         expect(r.stdout).toContain('1 of 2 ledger(s) TAMPERED');
         const onlyAOk = await warden(['ledger', 'verify', '--store', 'clickhouse', '--clickhouse-url', server.url, '--clickhouse-database', 'fleet_two',
           '--data-dir', a.dir, '--ledger-id', idA]);
