@@ -176,7 +176,7 @@ export function registerLedgerCommands(program: Command): void {
       if (o.out) checkOutFile(o.out);
       const cfg = configFor(cmd);
       const proof = await proveInclusion(cfg.dataDir, eventId);
-      emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
+      emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1}${proof.ledger_id ? ` of ledger ${proof.ledger_id}` : ''} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
         `(root ${proof.checkpoint.root}, key ${proof.checkpoint.key_id}); check it with: warden ledger verify-proof <file> --public-key <pem>`);
     });
 
@@ -216,7 +216,8 @@ export function registerLedgerCommands(program: Command): void {
         return;
       }
       const e = v.record.event;
-      out(`proof valid: event ${e.event_id} (${e.kind}, ${isoTime(e.ts)}) is record seq ${v.seq} of the ledger signed at ${isoTime(v.checkpoint.ts)}\n`);
+      const named = typeof (doc as { ledger_id?: unknown }).ledger_id === 'string' ? ` ${(doc as { ledger_id: string }).ledger_id}` : '';
+      out(`proof valid: event ${e.event_id} (${e.kind}, ${isoTime(e.ts)}) is record seq ${v.seq} of the ledger${named} signed at ${isoTime(v.checkpoint.ts)} by key ${v.checkpoint.key_id}\n`);
     });
 
   ledger.command('consistency').description('prove and check that the log only grew between two sizes (default: the first and the last checkpoint)')

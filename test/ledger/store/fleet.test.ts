@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { WardenEvent } from '../../../core/event.js';
-import { Checkpointer, Spool, loadOrCreateSigningKey, keyPaths, listLedgers } from '../../../ledger/index.js';
+import { Checkpointer, Spool, loadOrCreateSigningKey, keyPaths, listLedgers, proveInclusion, verifyInclusionProof } from '../../../ledger/index.js';
 import type { Checkpoint } from '../../../ledger/checkpoints/checkpoint.js';
 import type { SigningKey } from '../../../ledger/checkpoints/keys.js';
 import type { LedgerRecord } from '../../../ledger/spool/record.js';
@@ -176,6 +176,10 @@ describe.each(ENGINES)('fleet ledger: $name', ({ name, open }) => {
       await Promise.all([ship(store, a, idA), ship(store, b, idB)]);
 
       expect(await listLedgers(store)).toEqual([idA, idB].sort());
+      // Proofs name their ledger.
+      const proof = await proveInclusion(a.dir, a.records[3].event.event_id);
+      expect(proof.ledger_id).toBe(idA);
+      expect(verifyInclusionProof(proof, a.key.publicKey).ok).toBe(true);
       for (const [x, id] of [[a, idA], [b, idB]] as const) {
         const local = await verifyStore(store, { ledgerId: id, dataDir: x.dir, publicKeys: [x.key.publicKey], expectComplete: true });
         expect(local.ok, local.problem?.message).toBe(true);
