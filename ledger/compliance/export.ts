@@ -8,10 +8,9 @@
  * come from the one formatter, ./format.ts (csvHeader/csvRow, jsonlLine `{"seq", "hash", ...event}`).
  */
 import { csvHeader, csvRow, jsonlLine } from './format.js';
-import { countEvents, eventsSql, type EventFilter } from './queries.js';
+import { countEvents, eventPagesOf, type EventFilter } from './queries.js';
 import { InvalidFilterError } from '../errors.js';
 import type { LedgerRecord } from '../spool/record.js';
-import { rowToRecord } from '../store/rows.js';
 import type { LedgerStore } from '../store/store.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -45,20 +44,8 @@ export { jsonlLine };
  * whole export), each event once across every ledger, in event ID order, each page at most `pageSize`
  * records. Paging is by event ID, not seq: seqs are per ledger.
  */
-export async function* eventPages(store: LedgerStore, filter: EventFilter, pageSize = 5000): AsyncGenerator<LedgerRecord[]> {
-  if (!(Number.isSafeInteger(pageSize) && pageSize > 0)) throw new InvalidFilterError('pageSize must be a positive integer');
-  let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
-  let after = filter.afterEventId;
-  while (remaining > 0) {
-    const n = Math.min(pageSize, remaining);
-    const rows = await store.query(eventsSql({ ...filter, afterEventId: after, limit: n }));
-    if (rows.length === 0) return;
-    const page = rows.map(rowToRecord);
-    yield page;
-    remaining -= page.length;
-    after = page[page.length - 1].event.event_id;
-    if (page.length < n) return;
-  }
+export function eventPages(store: LedgerStore, filter: EventFilter, pageSize = 5000): AsyncGenerator<LedgerRecord[]> {
+  return eventPagesOf(store, filter, pageSize);
 }
 
 /**

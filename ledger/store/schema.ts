@@ -353,9 +353,11 @@ export interface ClusterStatement {
  *   single-node table names.
  * The ledger is sharded by correlation ID (event ID when there is none), so one correlation's records
  * live on one shard and each shard's `warden_lineage` (replicated, not distributed) indexes exactly
- * the ledger rows on that shard: the lineage query text is the same as on one node.
- * Not run here: no ZooKeeper or second node exists on this machine (tests check that each statement
- * parses).
+ * the ledger rows on that shard: the lineage query text is the same as on one node. Copies of one
+ * event in several ledgers (same event_id, same correlation ID) land on one shard too, so "each event
+ * once" (uniqExact, LIMIT 1 BY event_id) holds across shards. Every sidecar's ledger_id leads each
+ * key, as on one node. The last statement records every migration as applied (see it).
+ * Run for real in test/e2e/fleet-cluster.test.ts: two ClickHouse 18.16 shards and a ZooKeeper on loopback.
  */
 export function clusterSchema(cluster: string, options: ClusterSchemaOptions = {}): ClusterStatement[] {
   const zoo = options.zooPrefix ?? '/clickhouse/tables/{shard}/warden';
@@ -380,5 +382,13 @@ export function clusterSchema(cluster: string, options: ClusterSchemaOptions = {
       sql: `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} ON CLUSTER ${c} TO ${LINEAGE_TABLE} AS\n${lineageSelect(`${LEDGER_TABLE}_local`)}`,
     },
     ...distributed(CHECKPOINTS_SPEC, 'size'),
+    {
+      // Every migration counts as applied: the sidecars' own migrate() then changes nothing on the
+      // cluster (it would otherwise rebuild tables that are Distributed here). Codec migrations too:
+      // on a cluster, per-column codecs are the operator's choice (ALTER ... ON CLUSTER on the _local tables).
+      table: MIGRATIONS_TABLE,
+      sql: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
+        MIGRATIONS.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n'),
+    },
   ];
 }

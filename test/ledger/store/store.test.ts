@@ -435,8 +435,13 @@ describe('cluster schema', () => {
     const statements = clusterSchema('warden_cluster');
     expect(statements.map((s) => s.table)).toEqual([
       'warden_migrations_local', 'warden_migrations', 'warden_ledger_local', 'warden_ledger',
-      'warden_lineage', 'warden_lineage_mv', 'warden_checkpoints_local', 'warden_checkpoints',
+      'warden_lineage', 'warden_lineage_mv', 'warden_checkpoints_local', 'warden_checkpoints', 'warden_migrations',
     ]);
+    // The last one records every migration as applied (run for real in test/e2e/fleet-cluster.test.ts).
+    const record = statements.pop()!;
+    expect(record.sql).toMatch(/^INSERT INTO warden_migrations /);
+    const [{ f: recordText }] = await embeddedStore.query<{ f: string }>(sql`SELECT formatQuery(${record.sql}) AS f`);
+    expect(recordText).toMatch(/^INSERT INTO warden_migrations/);
     for (const s of statements) {
       expect(s.sql).toContain('ON CLUSTER warden_cluster');
       // formatQuery parses without executing (26.x); a syntax error would throw.
