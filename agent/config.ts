@@ -125,6 +125,11 @@ export const ConfigSchema = z.strictObject({
     maxDepth: z.number().int().min(1).max(256).default(32),
   }).prefault({}),
   ledger: z.strictObject({
+    /**
+     * This sidecar's chain in a shared store (every shipped row and checkpoint carries it). Unset: the
+     * ID in <dataDir>/ledger-id, created on the first start (random 128 bits; see ledger/store/ledger-id.ts).
+     */
+    id: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$/, "expected 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit").optional(),
     segmentBytes: z.number().int().min(4096).default(64 * 1024 * 1024),
     groupCommitMs: z.number().min(0).max(1000).default(5),
     /** Ed25519 private key (PEM) that signs checkpoints; unset: <dataDir>/keys/ledger-ed25519.pem, generated on first start. */
@@ -253,6 +258,7 @@ export const ENV_VARS = {
   WARDEN_CLICKHOUSE_PASSWORD: 'clickhouse.password',
   WARDEN_CLICKHOUSE_DATABASE: 'clickhouse.database',
   WARDEN_SIGNING_KEY_FILE: 'ledger.signingKeyFile',
+  WARDEN_LEDGER_ID: 'ledger.id',
   WARDEN_NATS_URL: 'nats.url',
   WARDEN_NATS_CONSUMER: 'nats.consumer',
   WARDEN_NATS_REPLICAS: 'nats.replicas',

@@ -18,7 +18,7 @@ export interface Shipping {
   stop(): Promise<void>;
 }
 
-export async function startShipping(config: WardenConfig, spool: Spool, metrics: WardenMetrics, logger: Logger): Promise<Shipping | null> {
+export async function startShipping(config: WardenConfig, spool: Spool, metrics: WardenMetrics, logger: Logger, ledgerId?: string): Promise<Shipping | null> {
   const c = config.clickhouse;
   const mode = c.mode === 'auto' ? (c.url ? 'server' : 'embedded') : c.mode;
   if (mode === 'off') return null;
@@ -27,7 +27,7 @@ export async function startShipping(config: WardenConfig, spool: Spool, metrics:
   let lastLogged = 0;
   const shipper = new Shipper({
     dataDir: config.dataDir,
-    target: storeTarget(store),
+    target: storeTarget(store, ledgerId),
     lastSeq: () => spool.lastSeq,
     batchRecords: c.batchRecords,
     flushIntervalMs: c.flushIntervalMs,
@@ -43,7 +43,7 @@ export async function startShipping(config: WardenConfig, spool: Spool, metrics:
   });
   await shipper.start();
   metrics.backlogSource = () => shipper.status().backlog;
-  logger.info({ store: store.kind, target: store.target }, 'shipping the ledger to ClickHouse');
+  logger.info({ store: store.kind, target: store.target, ledgerId }, 'shipping the ledger to ClickHouse');
   return {
     store,
     shipper,

@@ -23,6 +23,7 @@ import { EventIngest, RecentEventIds, rememberIds } from './ingest.js';
 import { startNatsIngest } from './ingest-nats.js';
 import type { NatsEventConsumer } from '../collectors/nats/consumer.js';
 import { startShipping, type Shipping } from './shipping.js';
+import { resolveLedgerId } from '../ledger/store/ledger-id.js';
 import { startCheckpointPublishing, type CheckpointPublisher } from './publish-checkpoints.js';
 import { parseHostPort, type WardenConfig } from './config.js';
 import { WardenMetrics } from './metrics.js';
@@ -120,12 +121,18 @@ export class Sidecar {
     const temporalIndex = new TemporalLedgerIndex();
     const celeryIndex = new CeleryLedgerIndex();
     let celery: CeleryCollector | null = null;
+    /** This sidecar's chain in a shared store (ledger/store/ledger-id.ts). */
+    let ledgerId!: string;
 
     const parts: Part[] = [
       {
         name: 'ledger spool',
         essential: true,
         async start() {
+          // Before the spool opens: a data dir with records from before ledger IDs adopts the legacy ID.
+          const ledger = await resolveLedgerId(config.dataDir, config.ledger.id);
+          ledgerId = ledger.id;
+          logger.info({ ledgerId, source: ledger.source }, 'ledger identity');
           spool = await Spool.open({ dir: config.dataDir, segmentBytes: config.ledger.segmentBytes, groupCommitMs: config.ledger.groupCommitMs });
           if (spool.recovery.truncatedBytes > 0) {
             logger.warn({ recovery: spool.recovery }, 'ledger spool had a torn tail (a crash mid-write); truncated it to the last complete record');
@@ -160,7 +167,7 @@ export class Sidecar {
       {
         name: 'shipping to ClickHouse',
         async start() {
-          shipping = await startShipping(config, spool, metrics, logger);
+          shipping = await startShipping(config, spool, metrics, logger, ledgerId);
           // Stops after the final checkpoint, so it ships what it can in a few seconds, that checkpoint included.
           return async () => { await shipping?.stop(); };
         },

@@ -29,7 +29,7 @@ export {
 } from './checkpoints/proof.js';
 export { CheckpointError, CheckpointMismatchError } from './checkpoints/errors.js';
 export {
-  verifyStore, type StoreVerifyResult, type StoreVerifyProblem, type StoreProblemKind, type StoreVerifyOptions,
+  verifyStore, listLedgers, type StoreVerifyResult, type StoreVerifyProblem, type StoreProblemKind, type StoreVerifyOptions,
 } from './store/verify.js';
 export {
   queryEvents, countEvents, lineage as storeLineage, approvals, approvalsPerDay, versions, unapproved, decisions, decisionCounts,

@@ -10,8 +10,10 @@ import type { WardenConfig } from '../config.js';
 import { UsageError } from '../errors.js';
 import {
   checkpointsPath, keyIdOf, keyPaths, lineage, loadPublicKey, parseTimeArg, proveConsistency, proveInclusion, queryLedger,
-  readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger, verifyStore,
+  readCheckpointFile, verifyCheckpoints, verifyConsistencyProof, verifyInclusionProof, verifyLedger, verifyStore, listLedgers,
+  type StoreVerifyResult,
 } from '../../ledger/index.js';
+import { checkLedgerId, LEGACY_LEDGER_ID, readLedgerId } from '../../ledger/store/ledger-id.js';
 import { RecordWriter, type OutputFormat } from '../../ledger/compliance/format.js';
 import { openStore } from '../../ledger/store/store.js';
 import { checkOutFile, configFor, emitJson, formatOption, group, out, positiveInt, provenanceOptions, publicKeysFor, requireLedgerTable, sizeArg } from './common.js';
@@ -25,18 +27,27 @@ interface VerifyOpts {
   clickhousePassword?: string;
   clickhouseDatabase?: string;
   expectComplete?: boolean;
+  ledgerId?: string;
 }
 
-/** `ledger verify --store`: the chain and the signed roots recomputed from the ClickHouse rows. */
+/**
+ * `ledger verify --store`: the chain and the signed roots recomputed from the ClickHouse rows, for
+ * every ledger the store holds (or the one `--ledger-id` names). This data dir's own ledger is checked
+ * against its checkpoint file (and shipper.json); another sidecar's against the signed checkpoints the
+ * store holds for it, with the public keys given (--public-key, one per sidecar).
+ */
 async function verifyStoreCommand(cfg: WardenConfig, o: VerifyOpts): Promise<void> {
   // Config keys clickhouse.* are used when the config has them; flags win.
   const ch = ((cfg as unknown as Record<string, unknown>).clickhouse ?? {}) as Record<string, string | undefined>;
   const url = o.store === 'clickhouse' ? o.clickhouseUrl ?? ch.url : undefined;
   if (o.store === 'clickhouse' && !url) throw new UsageError('--store clickhouse needs --clickhouse-url <url> (or clickhouse.url in the config)');
+  if (o.ledgerId !== undefined) checkLedgerId(o.ledgerId, '--ledger-id');
+  // A data dir without a ledger-id file predates ledger IDs: its rows are the legacy ledger's.
+  const localId = (await readLedgerId(cfg.dataDir)) ?? cfg.ledger.id ?? LEGACY_LEDGER_ID;
   const file = o.checkpoints ?? checkpointsPath(cfg.dataDir);
   const present = await readCheckpointFile(file);
   if (o.checkpoints && !present.exists) throw new UsageError(`no checkpoint file at ${file}`);
-  const keys = present.lines.length > 0 ? await publicKeysFor(cfg, o.publicKey) : [];
+  const keys = await publicKeysFor(cfg, o.publicKey);
   if (present.lines.length > 0 && keys.length === 0) {
     throw new UsageError(`${file} holds ${present.lines.length} signed checkpoints but no public key was found at ${keyPaths(cfg.dataDir).publicFile}; pass --public-key <pem>`);
   }
@@ -46,34 +57,62 @@ async function verifyStoreCommand(cfg: WardenConfig, o: VerifyOpts): Promise<voi
   });
   try {
     await requireLedgerTable(store);
-    const r = await verifyStore(store, { dataDir: cfg.dataDir, publicKeys: keys, checkpointsFile: file, expectComplete: o.expectComplete });
-    const c = r.checkpoints;
-    out(`checked ${r.rows} rows of warden_ledger in the ${r.store} store: hash chain recomputed from genesis` +
-      (c.count > 0 ? `, Merkle roots compared with ${c.count} signed checkpoints in ${c.file}` : '') +
-      `${r.shipperCommitted !== null ? ` (shipper.json: seq 1..${r.shipperCommitted} shipped)` : ''}\n`);
-    for (const w of r.warnings) out(`warning: ${w}\n`);
-    if (r.ok) {
-      out(`store intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}\n`);
-      if (c.count === 0) out(`no signed checkpoints (${c.file}): only the hash chain was checked\n`);
-      else {
-        out(`Merkle roots recomputed from the rows match ${c.matched} signed checkpoints (seq 1..${c.verifiedSize}), key ${c.keyIds.join(', ')}` +
-          `${c.tornTail ? ' (a partial last checkpoint line was ignored)' : ''}\n`);
-      }
-      if (r.lastSeq > c.verifiedSize) out(`${r.lastSeq - c.verifiedSize} newer record(s) (seq ${c.verifiedSize + 1}..${r.lastSeq}) are covered by the hash chain only, until the next checkpoint\n`);
-      out(`verified in ${(r.elapsedMs / 1000).toFixed(2)} s (${Math.round(r.records / Math.max(r.elapsedMs / 1000, 1e-3))} records/s)\n`);
+    const ids = o.ledgerId !== undefined ? [o.ledgerId] : await listLedgers(store);
+    // This data dir's ledger is checked even when none of its rows are there (all deleted: truncation).
+    if (o.ledgerId === undefined && !ids.includes(localId) && present.lines.length > 0) ids.push(localId);
+    if (ids.length === 0) {
+      out('warden_ledger holds no rows and warden_checkpoints no checkpoints: nothing to verify\n');
       return;
     }
-    const p = r.problem!;
-    if (p.seq === null) out(`CHECKPOINTS INVALID: checkpoint line ${p.checkpointLine} (${p.kind}): ${p.message}\n`);
-    else {
-      const range = p.fromSeq !== undefined && p.toSeq !== undefined && p.toSeq !== p.fromSeq ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
-      out(`STORE TAMPERED: first bad record seq ${p.seq} (${p.kind})${range}: ${p.message}\n`);
-      out(`records before it verified: ${r.records} (seq 1..${r.lastSeq}); signed roots matched up to seq ${c.verifiedSize}\n`);
+    out(`${ids.length} ledger(s) in the ${store.kind} store ${store.target}: ${ids.join(', ')}\n`);
+    let bad = 0;
+    for (const id of ids) {
+      const local = id === localId;
+      // --checkpoints with --ledger-id: that file is the named ledger's copy, wherever it came from.
+      const useFile = local || (o.ledgerId !== undefined && o.checkpoints !== undefined);
+      const r = await verifyStore(store, {
+        ledgerId: id, publicKeys: keys, expectComplete: o.expectComplete,
+        ...(useFile ? { checkpointsFile: file } : {}),
+        ...(local ? { dataDir: cfg.dataDir } : {}),
+      });
+      if (!reportStoreResult(r, local)) bad++;
     }
-    process.exitCode = EXIT.TAMPERED;
+    if (bad > 0) {
+      out(`${bad} of ${ids.length} ledger(s) TAMPERED\n`);
+      process.exitCode = EXIT.TAMPERED;
+    } else if (ids.length > 1) out(`all ${ids.length} ledgers intact\n`);
   } finally {
     await store.close();
   }
+}
+
+/** Prints one ledger's verdict; true when it verified. */
+function reportStoreResult(r: StoreVerifyResult, local: boolean): boolean {
+  const c = r.checkpoints;
+  const L = `ledger ${r.ledgerId}${local ? ' (this data dir)' : ''}`;
+  out(`${L}: checked ${r.rows} rows of warden_ledger: hash chain recomputed from genesis` +
+    (c.count > 0 ? `, Merkle roots compared with ${c.count} signed checkpoints in ${c.file}` : '') +
+    `${r.shipperCommitted !== null ? ` (shipper.json: seq 1..${r.shipperCommitted} shipped)` : ''}\n`);
+  for (const w of r.warnings) out(`warning: ${L}: ${w}\n`);
+  if (r.ok) {
+    out(`${L}: store intact: ${r.records} records, seq 1..${r.lastSeq}, head ${r.headHash}\n`);
+    if (c.count === 0) out(`${L}: no signed checkpoints (${c.file}): only the hash chain was checked\n`);
+    else {
+      out(`${L}: Merkle roots recomputed from the rows match ${c.matched} signed checkpoints (seq 1..${c.verifiedSize}), key ${c.keyIds.join(', ')}` +
+        `${c.tornTail ? ' (a partial last checkpoint line was ignored)' : ''}\n`);
+    }
+    if (r.lastSeq > c.verifiedSize) out(`${L}: ${r.lastSeq - c.verifiedSize} newer record(s) (seq ${c.verifiedSize + 1}..${r.lastSeq}) are covered by the hash chain only, until the next checkpoint\n`);
+    out(`${L}: verified in ${(r.elapsedMs / 1000).toFixed(2)} s (${Math.round(r.records / Math.max(r.elapsedMs / 1000, 1e-3))} records/s)\n`);
+    return true;
+  }
+  const p = r.problem!;
+  if (p.seq === null) out(`CHECKPOINTS INVALID: checkpoint line ${p.checkpointLine} (${p.kind}) of ledger ${r.ledgerId}: ${p.message}\n`);
+  else {
+    const range = p.fromSeq !== undefined && p.toSeq !== undefined && p.toSeq !== p.fromSeq ? ` [seq ${p.fromSeq}..${p.toSeq}]` : '';
+    out(`STORE TAMPERED: first bad record seq ${p.seq} (${p.kind}) of ledger ${r.ledgerId}${range}: ${p.message}\n`);
+    out(`${L}: records before it verified: ${r.records} (seq 1..${r.lastSeq}); signed roots matched up to seq ${c.verifiedSize}\n`);
+  }
+  return false;
 }
 
 export function registerLedgerCommands(program: Command): void {
@@ -88,6 +127,7 @@ export function registerLedgerCommands(program: Command): void {
     .option('--clickhouse-password <password>', 'with --store clickhouse: password (default: config clickhouse.password)')
     .option('--clickhouse-database <db>', 'with --store clickhouse: database (default: config clickhouse.database, else default)')
     .option('--expect-complete', 'with --store: every checkpointed record must be in the store (missing ones are truncation, not "not yet shipped")')
+    .option('--ledger-id <id>', 'with --store: check only this ledger (default: every ledger the store holds; see <data-dir>/ledger-id)')
     .action(async (o: VerifyOpts, cmd: Command) => {
       const cfg = configFor(cmd);
       if (o.store) {
@@ -136,7 +176,7 @@ export function registerLedgerCommands(program: Command): void {
       if (o.out) checkOutFile(o.out);
       const cfg = configFor(cmd);
       const proof = await proveInclusion(cfg.dataDir, eventId);
-      emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
+      emitJson(proof, o.out, `inclusion proof: record seq ${proof.leaf_index + 1}${proof.ledger_id ? ` of ledger ${proof.ledger_id}` : ''} is leaf ${proof.leaf_index} of the checkpoint of size ${proof.checkpoint.size} ` +
         `(root ${proof.checkpoint.root}, key ${proof.checkpoint.key_id}); check it with: warden ledger verify-proof <file> --public-key <pem>`);
     });
 
@@ -176,7 +216,8 @@ export function registerLedgerCommands(program: Command): void {
         return;
       }
       const e = v.record.event;
-      out(`proof valid: event ${e.event_id} (${e.kind}, ${isoTime(e.ts)}) is record seq ${v.seq} of the ledger signed at ${isoTime(v.checkpoint.ts)}\n`);
+      const named = typeof (doc as { ledger_id?: unknown }).ledger_id === 'string' ? ` ${(doc as { ledger_id: string }).ledger_id}` : '';
+      out(`proof valid: event ${e.event_id} (${e.kind}, ${isoTime(e.ts)}) is record seq ${v.seq} of the ledger${named} signed at ${isoTime(v.checkpoint.ts)} by key ${v.checkpoint.key_id}\n`);
     });
 
   ledger.command('consistency').description('prove and check that the log only grew between two sizes (default: the first and the last checkpoint)')

@@ -231,6 +231,7 @@ export class BullMQCollector {
   private newTranslator(queue: string): QueueTranslator {
     return new QueueTranslator({
       queue,
+      prefix: this.opts.prefix,
       redactor: this.opts.redactor,
       inputLimits: this.opts.inputLimits,
       metadata: { ...this.opts.metadata, ...this.opts.queueMetadata[queue] },

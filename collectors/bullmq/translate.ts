@@ -9,7 +9,7 @@
  */
 import { makeEvent, type EventKind, type WardenEvent } from '../../core/event.js';
 import { sha256Hex } from '../../core/hash.js';
-import { stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
+import { derivedEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput, type InputLimits } from '../../core/input.js';
 import { redactEvent, redactJoinKey, type Redactor } from '../../core/redact.js';
 import type { JobSnapshot, SnapshotRequest } from './job-snapshot.js';
@@ -42,6 +42,8 @@ export interface JobSeed {
 
 export interface TranslateOptions {
   queue: string;
+  /** BullMQ key prefix (default `bull`): part of every event ID, with the queue and the stream entry ID. */
+  prefix?: string;
   redactor: Redactor;
   inputLimits: InputLimits;
   metadata: MetadataPaths;
@@ -182,6 +184,7 @@ export class QueueTranslator {
     this.rememberTerminal(jobId);
     const ts = snap.finishedOn ?? Date.now();
     return this.event(state === 'completed' ? 'job.completed' : 'job.failed', { id: `${ts}-0`, fields: {} }, jobId, track, {
+      event_id: derivedEventId(ts, EVENT_ID_NAMESPACE, this.opts.prefix ?? 'bull', this.opts.queue, 'reconciled', jobId, state),
       attempt: snap.attemptsMade || null,
       duration_ms: snap.processedOn && snap.finishedOn ? Math.max(0, snap.finishedOn - snap.processedOn) : null,
       error: state === 'failed' ? this.opts.redactor.redactText(snap.failedReason ?? 'unknown') : null,
@@ -285,9 +288,13 @@ export class QueueTranslator {
     const q = this.opts.queue;
     const { meta, ids } = track;
     const attempt = extra.attempt ?? null;
+    const ts = streamIdMs(entry.id);
     // Redaction at the source: every string field and attrs key/value (a job ID with an email included).
     return redactEvent(makeEvent({
-      ts: streamIdMs(entry.id),
+      ts,
+      // Named by the stream entry it came from (each entry yields at most one event: index 0), so two
+      // sidecars reading one stream, or one re-reading after a crash, record the same event ID.
+      event_id: derivedEventId(ts, EVENT_ID_NAMESPACE, this.opts.prefix ?? 'bull', q, entry.id, 0),
       kind,
       source: 'bullmq',
       correlation_id: ids.correlation,
@@ -310,6 +317,9 @@ export class QueueTranslator {
     }), this.opts.redactor);
   }
 }
+
+/** Namespace of BullMQ event IDs (core/ids.ts derivedEventId). */
+const EVENT_ID_NAMESPACE = 'warden.bullmq';
 
 const NO_META: JobMeta = { correlation_id: null, traceparent: null, tracestate: null, model: null, model_version: null, policy: null, policy_version: null };
 

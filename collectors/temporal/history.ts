@@ -12,10 +12,8 @@
  */
 import { defaultPayloadConverter, type Payload } from '@temporalio/common';
 import type { temporal } from '@temporalio/proto';
-import { ulid } from 'ulid';
 import { makeEvent, type EventAttrs, type WardenEvent } from '../../core/event.js';
-import { sha256Hex } from '../../core/hash.js';
-import { stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
+import { derivedEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput, type InputLimits } from '../../core/input.js';
 import type { Redactor } from '../../core/redact.js';
 import { stampFromValue, workflowRunSpanId, type WardenTemporalStamp } from '../../core/temporal-stamp.js';
@@ -55,9 +53,7 @@ export function timestampMs(t: { seconds?: unknown; nanos?: number | null } | nu
  * same ID, so the sidecar's ingest dedupe drops it.
  */
 export function historyEventId(run: RunIdentity, eventId: number | string, what: string, ts: number): string {
-  const hex = sha256Hex(`warden.temporal.history\0${run.namespace}\0${run.workflowId}\0${run.runId}\0${eventId}\0${what}`);
-  let i = 0;
-  return ulid(ts, () => parseInt(hex.slice(2 * (i % 32), 2 * (i++ % 32) + 2), 16) / 256);
+  return derivedEventId(ts, 'warden.temporal.history', run.namespace, run.workflowId, run.runId, eventId, what);
 }
 
 function decodePayloads(payloads: Payload[] | null | undefined): { ok: true; values: unknown[] } | { ok: false } {

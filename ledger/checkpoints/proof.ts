@@ -19,12 +19,19 @@ import { readLeafLines } from './leaves.js';
 import { NodeCollector, consistencyRanges, inclusionRanges, leafHash, rootFromInclusionProof, verifyConsistency } from './merkle.js';
 import { inspectLine, type LedgerRecord } from '../spool/record.js';
 import { readRecords } from '../spool/reader.js';
+import { readLedgerId } from '../store/ledger-id.js';
 
 export const INCLUSION_PROOF_FORMAT = 'warden-inclusion-proof-v1';
 export const CONSISTENCY_PROOF_FORMAT = 'warden-consistency-proof-v1';
 
 export interface InclusionProof {
   format: typeof INCLUSION_PROOF_FORMAT;
+  /**
+   * The ledger (chain) the proof is about: `<dataDir>/ledger-id` (store/ledger-id.ts), so a proof from
+   * one sidecar of a fleet names its chain; absent for a data dir without one. The signature covers
+   * size, root and time, not this name: the checkpoint's key_id says which sidecar signed.
+   */
+  ledger_id?: string;
   /** The record's line in the spool, without the newline: the leaf's bytes (UTF-8). */
   record: string;
   /** 0-based leaf index (= seq - 1). */
@@ -37,6 +44,8 @@ export interface InclusionProof {
 
 export interface ConsistencyProof {
   format: typeof CONSISTENCY_PROOF_FORMAT;
+  /** The ledger the proof is about (see InclusionProof.ledger_id). */
+  ledger_id?: string;
   from: { size: number; root: string; checkpoint: Checkpoint | null };
   to: { size: number; root: string; checkpoint: Checkpoint | null };
   /** RFC 6962 consistency proof, hex. */
@@ -100,10 +109,12 @@ export async function buildInclusionProof(dir: string, eventId: string, sources:
   if (collector.size !== cp.size || line === null) {
     throw new CheckpointError(`the spool at ${dir} does not reproduce the latest checkpoint (size ${cp.size}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
   }
+  const ledgerId = await readLedgerId(dir);
   return {
     reproduces: collector.frontier.root().toString('hex') === cp.root,
     proof: {
       format: INCLUSION_PROOF_FORMAT,
+      ...(ledgerId !== null ? { ledger_id: ledgerId } : {}),
       record: line,
       leaf_index: index,
       checkpoint: cp,
@@ -149,7 +160,7 @@ export function verifyInclusionProof(proof: unknown, publicKey: KeyObject): Proo
   if (!ins.ok) return fail('record', `the record line is not a ledger record: ${ins.error.message}`);
   if (!ins.selfOk) return fail('record', `the record's hash does not match its content: ${ins.why}`);
   if (ins.record.seq !== index + 1) return fail('record', `the record says seq ${ins.record.seq}, but leaf ${index} holds seq ${index + 1}`);
-  steps.push(`record ok: seq ${ins.record.seq}, hash ${ins.record.hash} = sha256(prev, seq, event)`);
+  steps.push(`record ok: seq ${ins.record.seq}${typeof p.ledger_id === 'string' ? ` of ledger ${p.ledger_id}` : ''}, hash ${ins.record.hash} = sha256(prev, seq, event)`);
   return { ok: true, seq: ins.record.seq, record: ins.record, checkpoint: cp, steps };
 }
 
@@ -180,8 +191,10 @@ export async function proveConsistency(dir: string, opts: { from?: number; to?: 
       throw new CheckpointError(`the spool does not reproduce the checkpoint of size ${c.size} (root ${root}, signed ${c.root}); run \`warden ledger verify\``, { code: 'WARDEN_TAMPERED' });
     }
   }
+  const ledgerId = await readLedgerId(dir);
   return {
     format: CONSISTENCY_PROOF_FORMAT,
+    ...(ledgerId !== null ? { ledger_id: ledgerId } : {}),
     from: { size: from, root: rootFrom!, checkpoint: atFrom },
     to: { size: to, root: rootTo, checkpoint: atTo },
     proof: collector.consistencyProof(from, to).map((h) => h.toString('hex')),

@@ -1,16 +1,16 @@
 /**
- * Streaming export of ledger events from ClickHouse to JSONL or CSV. It pages through the table by
- * seq (`seq > last ORDER BY seq LIMIT n`), so memory holds one page however large the export, and it
- * reports progress against a `count()` taken first.
+ * Streaming export of ledger events from ClickHouse to JSONL or CSV, every ledger, each event once.
+ * It pages through the table by event ID (`event_id > last ORDER BY event_id LIMIT 1 BY event_id
+ * LIMIT n`), so memory holds one page however large the export, and it reports progress against a
+ * `uniqExact(event_id)` taken first.
  *
  * The lines are those of the CLI's other ledger commands and of the HTTP export: CSV and JSONL both
  * come from the one formatter, ./format.ts (csvHeader/csvRow, jsonlLine `{"seq", "hash", ...event}`).
  */
 import { csvHeader, csvRow, jsonlLine } from './format.js';
-import { countEvents, eventsSql, type EventFilter } from './queries.js';
+import { countEvents, eventPagesOf, type EventFilter } from './queries.js';
 import { InvalidFilterError } from '../errors.js';
 import type { LedgerRecord } from '../spool/record.js';
-import { rowToRecord } from '../store/rows.js';
 import type { LedgerStore } from '../store/store.js';
 
 export type ExportFormat = 'jsonl' | 'csv';
@@ -40,23 +40,12 @@ export interface ExportResult {
 export { jsonlLine };
 
 /**
- * Pages of records matching `filter` (its `afterSeq` is where paging starts, its `limit` caps the
- * whole export), in seq order, each page at most `pageSize` records.
+ * Pages of records matching `filter` (its `afterEventId` is where paging starts, its `limit` caps the
+ * whole export), each event once across every ledger, in event ID order, each page at most `pageSize`
+ * records. Paging is by event ID, not seq: seqs are per ledger.
  */
-export async function* eventPages(store: LedgerStore, filter: EventFilter, pageSize = 5000): AsyncGenerator<LedgerRecord[]> {
-  if (!(Number.isSafeInteger(pageSize) && pageSize > 0)) throw new InvalidFilterError('pageSize must be a positive integer');
-  let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
-  let after = filter.afterSeq;
-  while (remaining > 0) {
-    const n = Math.min(pageSize, remaining);
-    const rows = await store.query(eventsSql({ ...filter, afterSeq: after, limit: n }));
-    if (rows.length === 0) return;
-    const page = rows.map(rowToRecord);
-    yield page;
-    remaining -= page.length;
-    after = page[page.length - 1].seq;
-    if (page.length < n) return;
-  }
+export function eventPages(store: LedgerStore, filter: EventFilter, pageSize = 5000): AsyncGenerator<LedgerRecord[]> {
+  return eventPagesOf(store, filter, pageSize);
 }
 
 /**

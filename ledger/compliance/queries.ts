@@ -24,6 +24,7 @@
 import { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS } from '../../core/kinds.js';
 
 export { APPROVAL_KINDS, COMPLETION_KINDS, RUN_KINDS };
+import { InvalidFilterError } from '../errors.js';
 import { checkCount, checkKinds, checkLedgerFilter, checkProvenance, checkRange, checkString, RECEIVED_VIA_NONE, type LedgerFilter, type ProvenanceFilter, type TimeRange } from '../filter.js';
 import { RECEIVED_VIA } from '../../core/kinds.js';
 
@@ -37,8 +38,13 @@ import { ident, sql, sqlNumber, sqlString, type SqlValue } from '../store/sql.js
 import type { LedgerStore } from '../store/store.js';
 
 
-/** Event reads from the store take the ledger's one filter. */
-export type EventFilter = LedgerFilter;
+/** Event reads from the store take the ledger's one filter, plus what only the store has. */
+export interface EventFilter extends LedgerFilter {
+  /** Only events whose event_id sorts after this one (the store's paging across ledgers). */
+  afterEventId?: string;
+  /** Only this ledger's rows (store/ledger-id.ts); default: every ledger. */
+  ledgerId?: string;
+}
 
 export type { ProvenanceFilter };
 
@@ -73,11 +79,21 @@ export const REQUIRE_APPROVAL = 'require_approval';
 const TS_MAX_S = Math.floor(TS_MAX_MS / 1000);
 
 /**
- * A record stored twice (a repeated insert; `warden ledger verify --store` fails on it) is still
- * counted and listed once: counts are uniqExact(event_id), lists keep the first row of each event_id.
- * Both run on ClickHouse 18.16 and on current engines (chdb).
+ * Every read spans all ledgers (one per sidecar, store/ledger-id.ts) and counts each event once: an
+ * event that reached two ledgers (a NATS redelivery to another sidecar, two sidecars reading one
+ * BullMQ stream during a failover, each with the same deterministic event_id) is one event, and so is a
+ * record stored twice by a repeated insert (`warden ledger verify --store` fails on that one). Counts
+ * are uniqExact(event_id); lists keep the first row of each event_id in their (full) order. Both run on
+ * ClickHouse 18.16 and on current engines (chdb), on one server or over a cluster's Distributed tables
+ * (copies of one event share its correlation ID, so they live on one shard).
  */
 const ONCE_PER_EVENT = 'LIMIT 1 BY event_id';
+/**
+ * A subquery over warden_ledger inside a query over warden_ledger: GLOBAL IN, so on a cluster the
+ * subquery runs once and its result goes to every shard (a plain IN over a Distributed table is refused
+ * as a double-distributed subquery); on one server GLOBAL IN is IN.
+ */
+const SUBQUERY_IN = 'GLOBAL IN';
 
 /**
  * The time conditions: exact on ts_ms, plus the same bound in whole seconds on `ts` (what the sort key
@@ -148,22 +164,81 @@ function eventConditions(f: EventFilter): string[] {
     ...provenance(f),
     ...(f.afterSeq !== undefined ? [`seq > ${sqlNumber(f.afterSeq)}`] : []),
     ...(f.toSeq !== undefined ? [`seq <= ${sqlNumber(f.toSeq)}`] : []),
+    ...(f.afterEventId !== undefined ? [`event_id > ${sqlString(f.afterEventId)}`] : []),
+    ...(f.ledgerId !== undefined ? [`ledger_id = ${sqlString(f.ledgerId)}`] : []),
   ];
 }
 
-/** Events matching every given filter, in seq order: whole rows, for rowToRecord. */
+/**
+ * Events matching every given filter, once each, in event ID order (ULIDs: time order; the one order
+ * that spans ledgers, whose seqs are each their own): whole rows, for rowToRecord. Paging goes on from
+ * the last event ID (`afterEventId`), so no page repeats an event another page had.
+ */
 export function eventsSql(f: EventFilter = {}): string {
-  return `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n${where(eventConditions(f))}ORDER BY seq${limitClause(f.limit)}`;
+  checkString(f.afterEventId, 'afterEventId');
+  checkString(f.ledgerId, 'ledgerId');
+  return `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n${where(eventConditions(f))}ORDER BY event_id, ledger_id, seq\n${ONCE_PER_EVENT}${limitClause(f.limit)}`;
 }
 
-/** How many events match (the limit and afterSeq apply). */
+/** How many events match (the limit and afterSeq apply), each counted once. */
 export function countEventsSql(f: EventFilter = {}): string {
-  return `SELECT count() AS n\nFROM ${LEDGER_TABLE}\n${where(eventConditions(f))}`.trimEnd();
+  checkString(f.afterEventId, 'afterEventId');
+  checkString(f.ledgerId, 'ledgerId');
+  return `SELECT uniqExact(event_id) AS n\nFROM ${LEDGER_TABLE}\n${where(eventConditions(f))}`.trimEnd();
+}
+
+/**
+ * The rows (not events) matching `f`, in event ID order, at most `rows` of them: what paging reads.
+ * A row LIMIT over a sorted Distributed read is exact on every version; `LIMIT 1 BY ... LIMIT n` is not
+ * on 18.16 (measured on a two-shard cluster: the shards cut at n rows before the initiator drops the
+ * copies, so a page came back short and paging ended early). Copies of one event sort next to each other.
+ */
+export function eventRowsSql(f: EventFilter, rows: number): string {
+  checkString(f.afterEventId, 'afterEventId');
+  checkString(f.ledgerId, 'ledgerId');
+  checkCount(rows, 'rows');
+  return `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n${where(eventConditions({ ...f, limit: undefined }))}ORDER BY event_id, ledger_id, seq\nLIMIT ${sqlNumber(rows)}`;
+}
+
+/**
+ * Pages of the events matching `filter`, each event once across every ledger, in event ID order, each
+ * page at most `pageSize` events; `filter.limit` caps the total and `filter.afterEventId` is where paging
+ * starts. Each page reads pageSize + 1 rows: when the read comes back full, its last event may have
+ * more copies beyond it, so it is left for the next page.
+ */
+export async function* eventPagesOf(store: LedgerStore, filter: EventFilter, pageSize = 5000): AsyncGenerator<LedgerRecord[]> {
+  if (!(Number.isSafeInteger(pageSize) && pageSize > 0)) throw new InvalidFilterError('pageSize must be a positive integer');
+  checkLedgerFilter(filter);
+  let remaining = filter.limit ?? Number.POSITIVE_INFINITY;
+  let after = filter.afterEventId;
+  let extra = 1;
+  while (remaining > 0) {
+    const want = Math.min(pageSize, remaining);
+    const limit = want + extra;
+    const read = (await store.query(eventRowsSql({ ...filter, afterEventId: after }, limit))).map(rowToRecord);
+    if (read.length === 0) return;
+    const full = read.length === limit;
+    const page: LedgerRecord[] = [];
+    for (const r of read) if (page.length === 0 || page[page.length - 1].event.event_id !== r.event.event_id) page.push(r);
+    if (full) {
+      // The last event may have copies past the read. If it is the only one, read more rows at once.
+      if (page.length === 1) { extra += limit; continue; }
+      page.pop();
+    }
+    const out = page.slice(0, want);
+    yield out;
+    remaining -= out.length;
+    after = out[out.length - 1].event.event_id;
+    if (!full) return;
+    extra = 1;
+  }
 }
 
 export async function queryEvents(store: LedgerStore, f: EventFilter = {}): Promise<LedgerRecord[]> {
   if (f.limit === 0) return [];
-  return (await store.query(eventsSql(f))).map(rowToRecord);
+  const out: LedgerRecord[] = [];
+  for await (const page of eventPagesOf(store, f, Math.min(f.limit ?? 5000, 5000))) out.push(...page);
+  return out;
 }
 
 export async function countEvents(store: LedgerStore, f: EventFilter = {}): Promise<number> {
@@ -176,16 +251,17 @@ export async function countEvents(store: LedgerStore, f: EventFilter = {}): Prom
 // 2. Lineage
 
 /**
- * Every record of one correlation ID, ordered by event time, then seq (as the spool's lineage()).
- * The narrow warden_lineage table finds the (queue, ts, seq) keys, which the ledger's primary index
- * then answers (see store/queries.ts); the second condition keeps the answer exact if a row changed.
+ * Every record of one correlation ID across the fleet's ledgers, each event once, ordered by event
+ * time, then seq (as the spool's lineage()), then ledger. The narrow warden_lineage table finds the
+ * (ledger_id, queue, ts, seq) keys, which the ledger's primary index then answers (see
+ * store/queries.ts); the second condition keeps the answer exact if a row changed.
  */
 export function lineageSql(correlationId: string): string {
   checkString(correlationId, 'correlationId');
   return (
     `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n` +
-    sql`WHERE (queue, ts, seq) IN (SELECT queue, ts, seq FROM ${ident(LINEAGE_TABLE)} WHERE correlation_id = ${correlationId})\n` +
-    sql`  AND correlation_id = ${correlationId}\nORDER BY ts_ms, seq`
+    sql`WHERE (ledger_id, queue, ts, seq) IN (SELECT ledger_id, queue, ts, seq FROM ${ident(LINEAGE_TABLE)} WHERE correlation_id = ${correlationId})\n` +
+    sql`  AND correlation_id = ${correlationId}\nORDER BY ts_ms, seq, ledger_id\n` + ONCE_PER_EVENT
   );
 }
 
@@ -223,7 +299,7 @@ function approvalConditions(f: ApprovalFilter): string[] {
 export function approvalsSql(f: ApprovalFilter = {}): string {
   return (
     `SELECT ${APPROVAL_COLUMNS.join(', ')}, event_id\nFROM ${LEDGER_TABLE}\n${where(approvalConditions(f))}` +
-    `ORDER BY ts_ms, seq\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
+    `ORDER BY ts_ms, seq, ledger_id\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
   );
 }
 
@@ -384,8 +460,8 @@ export function unapprovedSql(f: UnapprovedFilter = {}): string {
     `    ${required} AS is_required,`,
     `    ${completion} AS is_completion`,
     `  FROM ${LEDGER_TABLE}`,
-    `  WHERE correlation_id IN (SELECT assumeNotNull(correlation_id) FROM ${LEDGER_TABLE} WHERE correlation_id IS NOT NULL AND ${completion})`,
-    `    AND correlation_id IN (SELECT assumeNotNull(correlation_id) FROM ${LEDGER_TABLE} WHERE correlation_id IS NOT NULL AND ${required})`,
+    `  WHERE correlation_id ${SUBQUERY_IN} (SELECT assumeNotNull(correlation_id) FROM ${LEDGER_TABLE} WHERE correlation_id IS NOT NULL AND ${completion})`,
+    `    AND correlation_id ${SUBQUERY_IN} (SELECT assumeNotNull(correlation_id) FROM ${LEDGER_TABLE} WHERE correlation_id IS NOT NULL AND ${required})`,
     `)`,
     `GROUP BY correlation_id`,
     `HAVING granted = 0 OR first_granted_at > completed_at`,
@@ -438,7 +514,7 @@ function decisionConditions(f: DecisionFilter): string[] {
 export function decisionsSql(f: DecisionFilter = {}): string {
   return (
     `SELECT ${DECISION_COLUMNS.join(', ')}, event_id\nFROM ${LEDGER_TABLE}\n${where(decisionConditions(f))}` +
-    `ORDER BY ts_ms, seq\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
+    `ORDER BY ts_ms, seq, ledger_id\n${ONCE_PER_EVENT}${limitClause(f.limit)}`
   );
 }
 

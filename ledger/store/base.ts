@@ -6,10 +6,14 @@ import type { LedgerRecord } from '../spool/record.js';
 import { StoreClosedError, StoreQueryError, clickHouseCode, sqlHead } from './errors.js';
 import { recordToRow, LEDGER_INSERT_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { migrate } from './schema.js';
+import { LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
 import { insertTabSeparated } from './sql.js';
 import type { LedgerStore } from './store.js';
 
 export type SendMode = 'rows' | 'none';
+
+/** The ledger ID first; `seq` stays last (a TabSeparated line must not end in an empty field). */
+const INSERT_COLUMNS: readonly string[] = [LEDGER_ID_COLUMN, ...LEDGER_INSERT_COLUMNS];
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
@@ -30,10 +34,11 @@ export abstract class SqlStore implements LedgerStore {
   /** Hook for the server store to create its database. */
   protected async beforeMigrate(): Promise<void> {}
 
-  async insert(records: LedgerRecord[]): Promise<void> {
+  async insert(records: LedgerRecord[], ledgerId: string = LEGACY_LEDGER_ID): Promise<void> {
     if (records.length === 0) return;
-    const rows = records.map(recordToRow);
-    await this.run(insertTabSeparated(LEDGER_TABLE, LEDGER_INSERT_COLUMNS, rows), 'none');
+    const rows = records.map(recordToRow) as Array<ReturnType<typeof recordToRow> & { ledger_id?: string }>;
+    for (const row of rows) row.ledger_id = ledgerId;
+    await this.run(insertTabSeparated(LEDGER_TABLE, INSERT_COLUMNS, rows), 'none');
   }
 
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {

@@ -15,3 +15,7 @@ export { lineageSql, queueRangeSql, seqRangeSql } from './queries.js';
 export {
   StoreError, StoreUnavailableError, StoreQueryError, StoreClosedError, MigrationError, UnrepresentableValueError, CorruptRowError,
 } from './errors.js';
+export {
+  LEDGER_ID_COLUMN, LEGACY_LEDGER_ID, LEDGER_ID_FILE, LEDGER_ID_PATTERN, LedgerIdError, checkLedgerId, ledgerIdPath, readLedgerId, resolveLedgerId,
+  type ResolvedLedgerId,
+} from './ledger-id.js';

@@ -7,16 +7,18 @@ import { LINEAGE_TABLE } from './schema.js';
 import { ident, sql, sqlNumber } from './sql.js';
 
 /**
- * One correlation ID's records in seq order. The narrow warden_lineage table finds their
- * (queue, ts, seq) keys from its own primary index, and the tuple IN is then answered from the
- * ledger's primary index (queue, ts, seq): only the granules holding those rows are read. The second
- * condition keeps the answer exact if a ledger row was altered after the view indexed it.
+ * One correlation ID's records in seq order (then ledger: seqs are per ledger). The narrow
+ * warden_lineage table finds their (ledger_id, queue, ts, seq) keys from its own primary index, and the
+ * tuple IN is then answered from the ledger's primary index (ledger_id, queue, ts, seq): only the
+ * granules holding those rows are read. The second condition keeps the answer exact if a ledger row
+ * was altered after the view indexed it. Every row, of every ledger: compliance/queries.ts's lineage
+ * is the fleet answer, each event once.
  */
 export function lineageSql(correlationId: string): string {
   return (
     `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n` +
-    sql`WHERE (queue, ts, seq) IN (SELECT queue, ts, seq FROM ${ident(LINEAGE_TABLE)} WHERE correlation_id = ${correlationId})\n` +
-    sql`  AND correlation_id = ${correlationId}\nORDER BY seq`
+    sql`WHERE (ledger_id, queue, ts, seq) IN (SELECT ledger_id, queue, ts, seq FROM ${ident(LINEAGE_TABLE)} WHERE correlation_id = ${correlationId})\n` +
+    sql`  AND correlation_id = ${correlationId}\nORDER BY seq, ledger_id`
   );
 }
 
@@ -27,7 +29,7 @@ export function queueRangeSql(queue: string, fromMs: number, toMs: number): stri
   return (
     `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\n` +
     sql`WHERE queue = ${queue} AND ts >= toDateTime(${fromS}) AND ts <= toDateTime(${toS})\n` +
-    `  AND ts_ms >= ${sqlNumber(fromMs)} AND ts_ms < ${sqlNumber(toMs)}\nORDER BY ts_ms, seq`
+    `  AND ts_ms >= ${sqlNumber(fromMs)} AND ts_ms < ${sqlNumber(toMs)}\nORDER BY ts_ms, seq, ledger_id`
   );
 }
 

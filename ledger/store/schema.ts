@@ -34,6 +34,7 @@
 import { createHash } from 'node:crypto';
 import { LEDGER_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { MigrationError, StoreQueryError } from './errors.js';
+import { LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
 import { ident, sql, sqlIdent } from './sql.js';
 
 export { LEDGER_TABLE };
@@ -57,6 +58,13 @@ export interface Migration {
   statements: readonly string[];
   /** Runs only where the engine has this capability; elsewhere it is skipped and not recorded. */
   requires?: 'codecs';
+  /**
+   * A query answering one row `{done}`: non-zero means the migration's effect is already there (a run
+   * cut off after its last statement, before it was recorded), so it is recorded without running.
+   */
+  appliedIf?: string;
+  /** Tables dropped after the migration ran, when they hold no rows (a rebuild's old table on a fresh install). */
+  dropIfEmpty?: readonly string[];
 }
 
 /** The parts of a table definition that are shared by the single-node and cluster schemas. */
@@ -67,23 +75,22 @@ interface TableSpec {
   orderBy: string;
 }
 
-const LEDGER_SPEC: TableSpec = {
+// Migrations 1-3 created these single-ledger forms; their text must stay as it was (checksums).
+const LEDGER_SPEC_V1: TableSpec = {
   name: LEDGER_TABLE,
   columns: LEDGER_COLUMNS,
   partitionBy: 'toYYYYMM(ts)',
   orderBy: '(queue, ts, seq)',
 };
 
-const LINEAGE_SPEC: TableSpec = {
+const LINEAGE_SPEC_V2: TableSpec = {
   name: LINEAGE_TABLE,
   columns: [['correlation_id', 'String'], ['queue', 'String'], ['ts', "DateTime('UTC')"], ['seq', 'UInt64']],
   partitionBy: 'toYYYYMM(ts)',
   orderBy: '(correlation_id, seq)',
 };
 
-const CHECKPOINTS_SPEC: TableSpec = {
-  name: CHECKPOINTS_TABLE,
-  columns: [
+const CHECKPOINT_COLUMNS: ReadonlyArray<readonly [string, string]> = [
     ['size', 'UInt64'],
     ['root', 'String'],
     ['ts', "DateTime('UTC')"],
@@ -91,8 +98,41 @@ const CHECKPOINTS_SPEC: TableSpec = {
     ['last_seq', 'UInt64'],
     ['key_id', 'String'],
     ['sig', 'String'],
-  ],
+];
+
+const CHECKPOINTS_SPEC_V3: TableSpec = {
+  name: CHECKPOINTS_TABLE,
+  columns: CHECKPOINT_COLUMNS,
   orderBy: '(size, last_seq)',
+};
+
+/** A row inserted without a ledger ID (a tool that predates them) belongs to the legacy ledger. */
+const LEDGER_ID: readonly [string, string] = [LEDGER_ID_COLUMN, `String DEFAULT '${LEGACY_LEDGER_ID}'`];
+
+/**
+ * The fleet forms (migrations 5-7): every row names its ledger (ledger-id.ts), and the ledger ID
+ * leads each key. It has few distinct values (one per sidecar), so a query on one queue's time range
+ * still prunes by (queue, ts) inside each ledger's range of the index, and a per-ledger read (store
+ * verify, the shipper's resync: `ledger_id = X AND seq in a window`) reads only that ledger's granules.
+ */
+const LEDGER_SPEC: TableSpec = {
+  name: LEDGER_TABLE,
+  columns: [LEDGER_ID, ...LEDGER_COLUMNS],
+  partitionBy: 'toYYYYMM(ts)',
+  orderBy: '(ledger_id, queue, ts, seq)',
+};
+
+const LINEAGE_SPEC: TableSpec = {
+  name: LINEAGE_TABLE,
+  columns: [['correlation_id', 'String'], LEDGER_ID, ['queue', 'String'], ['ts', "DateTime('UTC')"], ['seq', 'UInt64']],
+  partitionBy: 'toYYYYMM(ts)',
+  orderBy: '(correlation_id, ledger_id, seq)',
+};
+
+const CHECKPOINTS_SPEC: TableSpec = {
+  name: CHECKPOINTS_TABLE,
+  columns: [LEDGER_ID, ...CHECKPOINT_COLUMNS],
+  orderBy: '(ledger_id, size, last_seq)',
 };
 
 const MIGRATIONS_SPEC: TableSpec = {
@@ -116,31 +156,94 @@ function createTable(spec: TableSpec, opts: { name?: string; onCluster?: string;
   ].join('\n');
 }
 
-const lineageSelect = (from: string): string =>
+const lineageSelectV2 = (from: string): string =>
   `SELECT assumeNotNull(correlation_id) AS correlation_id, queue, ts, seq\nFROM ${sqlIdent(from)}\nWHERE correlation_id IS NOT NULL`;
+const lineageSelect = (from: string): string =>
+  `SELECT assumeNotNull(correlation_id) AS correlation_id, ledger_id, queue, ts, seq\nFROM ${sqlIdent(from)}\nWHERE correlation_id IS NOT NULL`;
+
+/** Where a table has a ledger_id column already (the guard of the rebuild migrations). */
+const hasLedgerId = (table: string): string =>
+  `SELECT count() AS done FROM system.columns WHERE database = currentDatabase() AND table = '${table}' AND name = '${LEDGER_ID_COLUMN}'`;
+
+/**
+ * Rebuilds a single-ledger table in its fleet form: ORDER BY cannot gain a leading column in place, so
+ * a new table is filled from the old one (every old row gets LEGACY_LEDGER_ID) and the two are swapped
+ * by one RENAME. The old table stays as `<name>_pre_fleet` (drop it once the fleet form is checked).
+ * Re-runnable up to the RENAME (the staging table is dropped and refilled); after it, the migration's
+ * `appliedIf` guard (the table has ledger_id) skips it.
+ */
+function rebuildWithLedgerId(spec: TableSpec, copyColumns: readonly string[]): string[] {
+  const next = `${spec.name}_next`;
+  const cols = copyColumns.map(sqlIdent).join(', ');
+  return [
+    `DROP TABLE IF EXISTS ${sqlIdent(next)}`,
+    createTable(spec, { name: next, engine: 'MergeTree()' }),
+    `INSERT INTO ${sqlIdent(next)} (${LEDGER_ID_COLUMN}, ${cols})\nSELECT '${LEGACY_LEDGER_ID}', ${cols}\nFROM ${sqlIdent(spec.name)}`,
+    `RENAME TABLE ${sqlIdent(spec.name)} TO ${sqlIdent(`${spec.name}_pre_fleet`)}, ${sqlIdent(next)} TO ${sqlIdent(spec.name)}`,
+  ];
+}
 
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
     name: 'ledger table',
-    statements: [createTable(LEDGER_SPEC, { engine: 'MergeTree()' })],
+    statements: [createTable(LEDGER_SPEC_V1, { engine: 'MergeTree()' })],
   },
   {
     version: 2,
     name: 'lineage index by correlation id',
     statements: [
-      createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+      createTable(LINEAGE_SPEC_V2, { engine: 'MergeTree()' }),
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelectV2(LEDGER_TABLE)}`,
     ],
   },
   {
     version: 3,
     name: 'checkpoints table',
-    statements: [createTable(CHECKPOINTS_SPEC, { engine: 'MergeTree()' })],
+    statements: [createTable(CHECKPOINTS_SPEC_V3, { engine: 'MergeTree()' })],
   },
   {
     version: 4,
     name: 'zstd for input and attrs',
+    requires: 'codecs',
+    statements: [
+      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
+      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
+    ],
+  },
+  {
+    version: 5,
+    name: 'ledger_id in warden_ledger and its key (existing rows: ledger legacy)',
+    appliedIf: hasLedgerId(LEDGER_TABLE),
+    dropIfEmpty: [`${LEDGER_TABLE}_pre_fleet`],
+    statements: [
+      // The view feeds the old lineage table; migration 6 rebuilds both from the new table.
+      `DROP TABLE IF EXISTS ${LINEAGE_VIEW}`,
+      ...rebuildWithLedgerId(LEDGER_SPEC, LEDGER_COLUMNS.map(([n]) => n).filter((n) => n !== 'duration_ms')),
+    ],
+  },
+  {
+    version: 6,
+    name: 'lineage index with ledger_id',
+    // Derived data: dropped and rebuilt from warden_ledger, so every step re-runs safely.
+    statements: [
+      `DROP TABLE IF EXISTS ${LINEAGE_VIEW}`,
+      `DROP TABLE IF EXISTS ${LINEAGE_TABLE}`,
+      createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
+      `INSERT INTO ${LINEAGE_TABLE} (correlation_id, ledger_id, queue, ts, seq)\n${lineageSelect(LEDGER_TABLE)}`,
+      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+    ],
+  },
+  {
+    version: 7,
+    name: 'ledger_id in warden_checkpoints and its key (existing rows: ledger legacy)',
+    appliedIf: hasLedgerId(CHECKPOINTS_TABLE),
+    dropIfEmpty: [`${CHECKPOINTS_TABLE}_pre_fleet`],
+    statements: rebuildWithLedgerId(CHECKPOINTS_SPEC, CHECKPOINT_COLUMNS.map(([n]) => n)),
+  },
+  {
+    version: 8,
+    name: 'zstd for input and attrs (the rebuilt ledger table)',
     requires: 'codecs',
     statements: [
       `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
@@ -152,7 +255,8 @@ export const MIGRATIONS: readonly Migration[] = [
 export const MIGRATIONS_DDL = createTable(MIGRATIONS_SPEC, { engine: 'MergeTree()' });
 
 export function checksum(m: Migration): string {
-  return createHash('sha256').update(m.statements.join('\n;\n')).digest('hex');
+  const text = m.statements.join('\n;\n') + (m.appliedIf ? `\n;\n-- applied if\n${m.appliedIf}` : '');
+  return createHash('sha256').update(text).digest('hex');
 }
 
 /** `18.16.1` -> [18, 16]; codecs arrived in 19.1. */
@@ -204,13 +308,20 @@ export async function migrate(db: SqlRunner, migrations: readonly Migration[] = 
       result.skipped.push(m.version);
       continue;
     }
-    for (const statement of m.statements) {
+    const already = m.appliedIf ? Number((await db.query<{ done: string | number }>(m.appliedIf))[0]?.done ?? 0) !== 0 : false;
+    for (const statement of already ? [] : m.statements) {
       try {
         await db.exec(statement);
       } catch (err) {
         if (!(err instanceof StoreQueryError)) throw err;
         throw new MigrationError(m.version, `migration ${m.version} (${m.name}) failed: ${err.message}`, { cause: err });
       }
+    }
+    for (const table of already ? [] : m.dropIfEmpty ?? []) {
+      const exists = await db.query<{ n: string }>(sql`SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = ${table}`);
+      if (Number(exists[0]?.n ?? 0) === 0) continue;
+      const [{ n }] = await db.query<{ n: string }>(`SELECT count() AS n FROM ${sqlIdent(table)}`);
+      if (Number(n) === 0) await db.exec(`DROP TABLE IF EXISTS ${sqlIdent(table)}`);
     }
     await db.exec(
       sql`INSERT INTO ${ident(MIGRATIONS_TABLE)} (version, name, checksum, applied_at) VALUES (${m.version}, ${m.name}, ${sum}, now())`,
@@ -242,9 +353,11 @@ export interface ClusterStatement {
  *   single-node table names.
  * The ledger is sharded by correlation ID (event ID when there is none), so one correlation's records
  * live on one shard and each shard's `warden_lineage` (replicated, not distributed) indexes exactly
- * the ledger rows on that shard: the lineage query text is the same as on one node.
- * Not run here: no ZooKeeper or second node exists on this machine (tests check that each statement
- * parses).
+ * the ledger rows on that shard: the lineage query text is the same as on one node. Copies of one
+ * event in several ledgers (same event_id, same correlation ID) land on one shard too, so "each event
+ * once" (uniqExact, LIMIT 1 BY event_id) holds across shards. Every sidecar's ledger_id leads each
+ * key, as on one node. The last statement records every migration as applied (see it).
+ * Run for real in test/e2e/fleet-cluster.test.ts: two ClickHouse 18.16 shards and a ZooKeeper on loopback.
  */
 export function clusterSchema(cluster: string, options: ClusterSchemaOptions = {}): ClusterStatement[] {
   const zoo = options.zooPrefix ?? '/clickhouse/tables/{shard}/warden';
@@ -269,5 +382,13 @@ export function clusterSchema(cluster: string, options: ClusterSchemaOptions = {
       sql: `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} ON CLUSTER ${c} TO ${LINEAGE_TABLE} AS\n${lineageSelect(`${LEDGER_TABLE}_local`)}`,
     },
     ...distributed(CHECKPOINTS_SPEC, 'size'),
+    {
+      // Every migration counts as applied: the sidecars' own migrate() then changes nothing on the
+      // cluster (it would otherwise rebuild tables that are Distributed here). Codec migrations too:
+      // on a cluster, per-column codecs are the operator's choice (ALTER ... ON CLUSTER on the _local tables).
+      table: MIGRATIONS_TABLE,
+      sql: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
+        MIGRATIONS.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n'),
+    },
   ];
 }

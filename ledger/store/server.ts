@@ -51,7 +51,10 @@ export class ServerStore extends SqlStore {
       password: this.options.password ?? '',
       database,
       request_timeout: this.options.requestTimeoutMs ?? 30_000,
-      clickhouse_settings: { ...COMMON_SETTINGS },
+      // insert_distributed_sync: an insert into a cluster's Distributed table returns once every shard
+      // has its rows (18.16 and later; a plain table ignores it), so the shipper's resync after a
+      // failed insert sees what landed and never inserts it again.
+      clickhouse_settings: { ...COMMON_SETTINGS, insert_distributed_sync: 1 },
       // Errors reach the caller as named errors; the client's own console logging would duplicate them.
       log: { level: ClickHouseLogLevel.OFF },
     });

@@ -16,7 +16,8 @@ import { SpoolTail } from '../spool/tail.js';
 import { checkpointsPath, readCheckpointFile, type Checkpoint } from '../checkpoints/checkpoint.js';
 import { CHECKPOINTS_TABLE } from './schema.js';
 import { dateTimeText, LEDGER_TABLE } from './rows.js';
-import { insertJsonEachRow, sqlNumber } from './sql.js';
+import { insertJsonEachRow, sqlNumber, sqlString } from './sql.js';
+import { checkLedgerId, LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
 import type { LedgerStore } from './store.js';
 
 /** What the shipper needs from a store. */
@@ -246,17 +247,22 @@ export class Shipper {
   }
 }
 
-/** The shipper's view of a ClickHouse store (server or embedded): same SQL on both. */
-export function storeTarget(store: LedgerStore): ShipTarget {
+/**
+ * The shipper's view of a ClickHouse store (server or embedded): same SQL on both. Every row it
+ * writes and every question it asks is about its own ledger (`ledgerId`, see ledger-id.ts): other
+ * sidecars' chains in the same table have their own seq 1, 2, 3...
+ */
+export function storeTarget(store: LedgerStore, ledgerId: string = LEGACY_LEDGER_ID): ShipTarget {
+  const mine = `${LEDGER_ID_COLUMN} = ${sqlString(checkLedgerId(ledgerId))}`;
   // uniqExact, not count(): rows duplicated by some earlier tool must not hide a hole.
   const range = (after: number, upTo?: number) =>
-    `seq > ${sqlNumber(after)}${upTo === undefined ? '' : ` AND seq <= ${sqlNumber(upTo)}`}`;
+    `${mine} AND seq > ${sqlNumber(after)}${upTo === undefined ? '' : ` AND seq <= ${sqlNumber(upTo)}`}`;
   return {
-    insert: (records) => store.insert(records),
-    insertCheckpoints: (cps) => store.exec(insertJsonEachRow(CHECKPOINTS_TABLE, ['size', 'root', 'ts', 'ts_ms', 'last_seq', 'key_id', 'sig'],
-      cps.map((cp) => ({ size: cp.size, root: cp.root, ts: dateTimeText(cp.ts), ts_ms: cp.ts, last_seq: cp.last_seq, key_id: cp.key_id, sig: cp.sig })))),
+    insert: (records) => store.insert(records, ledgerId),
+    insertCheckpoints: (cps) => store.exec(insertJsonEachRow(CHECKPOINTS_TABLE, [LEDGER_ID_COLUMN, 'size', 'root', 'ts', 'ts_ms', 'last_seq', 'key_id', 'sig'],
+      cps.map((cp) => ({ ledger_id: ledgerId, size: cp.size, root: cp.root, ts: dateTimeText(cp.ts), ts_ms: cp.ts, last_seq: cp.last_seq, key_id: cp.key_id, sig: cp.sig })))),
     async maxCheckpointSize() {
-      const [row] = await store.query<{ m: string }>(`SELECT max(size) AS m FROM ${CHECKPOINTS_TABLE}`);
+      const [row] = await store.query<{ m: string }>(`SELECT max(size) AS m FROM ${CHECKPOINTS_TABLE} WHERE ${mine}`);
       return Number(row?.m ?? 0);
     },
     async present(after, upTo) {

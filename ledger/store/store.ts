@@ -18,8 +18,11 @@ export interface LedgerStore {
   readonly target: string;
   /** Creates or upgrades the schema (schema.ts); re-running is a no-op. */
   migrate(): Promise<void>;
-  /** Appends records to warden_ledger in one INSERT (rows.ts). An empty array is a no-op. */
-  insert(records: LedgerRecord[]): Promise<void>;
+  /**
+   * Appends records of one ledger (ledger-id.ts; default: the legacy ledger) to warden_ledger in one
+   * INSERT (rows.ts). An empty array is a no-op.
+   */
+  insert(records: LedgerRecord[], ledgerId?: string): Promise<void>;
   /**
    * Runs a SELECT (without a FORMAT clause) and returns the rows as objects. 64-bit integers come back
    * as strings, DateTime as `YYYY-MM-DD hh:mm:ss`, Nullable NULL as null.

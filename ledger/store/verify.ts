@@ -22,13 +22,17 @@ import type { KeyObject } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { canonicalJson } from '../../core/event.js';
-import { checkpointSignatureProblem, checkpointsPath, readCheckpointFile, type Checkpoint } from '../checkpoints/checkpoint.js';
+import {
+  checkpointSignatureProblem, checkpointsPath, parseCheckpoint, readCheckpointFile, type Checkpoint, type CheckpointFile, type CheckpointLine,
+} from '../checkpoints/checkpoint.js';
 import { keyIdOf } from '../checkpoints/keys.js';
 import { MerkleFrontier, leafHash } from '../checkpoints/merkle.js';
 import { GENESIS_HASH, encodeRecord, type LedgerRecord } from '../spool/record.js';
 import { CorruptRowError } from './errors.js';
 import { LEDGER_SELECT, LEDGER_TABLE, rowToRecord } from './rows.js';
-import { sqlNumber } from './sql.js';
+import { sqlNumber, sqlString } from './sql.js';
+import { checkLedgerId, LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
+import { CHECKPOINTS_TABLE } from './schema.js';
 import type { LedgerStore } from './store.js';
 
 export type StoreProblemKind =
@@ -38,6 +42,8 @@ export type StoreProblemKind =
 
 export interface StoreVerifyProblem {
   kind: StoreProblemKind;
+  /** The ledger the problem is in (set by verifyStore). */
+  ledgerId?: string;
   /** The first bad seq (for mismatch and truncated: the first seq of the range). null for a bad checkpoint line. */
   seq: number | null;
   /** For mismatch and truncated: the seqs where the difference lies (inclusive). */
@@ -50,6 +56,8 @@ export interface StoreVerifyProblem {
 
 export interface StoreVerifyResult {
   ok: boolean;
+  /** The ledger (chain) checked: rows and checkpoints with this ledger_id (ledger-id.ts). */
+  ledgerId: string;
   /** `server <url>` or `embedded <dir>`. */
   store: string;
   /** Rows read from warden_ledger. */
@@ -80,8 +88,19 @@ export interface StoreVerifyResult {
 }
 
 export interface StoreVerifyOptions {
-  /** The data directory: `checkpoints.jsonl` and `shipper.json` are read from it. */
-  dataDir: string;
+  /**
+   * The ledger to check (its rows and checkpoints); other ledgers in the same table are not read.
+   * Default: the legacy ledger (rows stored without a ledger ID).
+   */
+  ledgerId?: string;
+  /**
+   * The data directory of the sidecar that writes this ledger: `checkpoints.jsonl` and `shipper.json`
+   * are read from it. Without it (another sidecar's ledger), the signed checkpoints the store holds
+   * for the ledger (warden_checkpoints) are used: still checked against the given public keys, but a
+   * copy kept outside the store (this file, or one published to NATS) is what detects a store whose
+   * rows and checkpoints were both removed.
+   */
+  dataDir?: string;
   /** Keys the checkpoints are signed with. Required when the checkpoint file has lines. */
   publicKeys: readonly KeyObject[];
   /** A checkpoint file other than `<dataDir>/checkpoints.jsonl`. */
@@ -122,14 +141,17 @@ function decode(row: Record<string, unknown>): Decoded {
   return { ok: true, record, selfOk, line: enc.line.slice(0, -1), why: selfOk ? null : 'its content does not match its hash' };
 }
 
-/** Rows of warden_ledger in seq order, grouped by seq, one page at a time, with lookahead. */
+/** Rows of one ledger in warden_ledger in seq order, grouped by seq, one page at a time, with lookahead. */
 class GroupCursor {
   private buffer: Group[] = [];
   private last = 0;
   private done = false;
   rows = 0;
+  private readonly mine: string;
 
-  constructor(private readonly store: LedgerStore, private readonly pageSize: number) {}
+  constructor(private readonly store: LedgerStore, private readonly pageSize: number, ledgerId: string) {
+    this.mine = `${LEDGER_ID_COLUMN} = ${sqlString(ledgerId)}`;
+  }
 
   async next(): Promise<Group | undefined> {
     if (this.buffer.length === 0) await this.fill();
@@ -153,13 +175,13 @@ class GroupCursor {
       // MergeTree ordered by (queue, ts, seq) answers the window from fewer granules.
       const limit = 4 * n;
       const rows = await this.store.query<Record<string, unknown>>(
-        `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\nWHERE seq > ${sqlNumber(this.last)} AND seq <= ${sqlNumber(this.last + n)}\n` +
+        `SELECT ${LEDGER_SELECT}\nFROM ${LEDGER_TABLE}\nWHERE ${this.mine} AND seq > ${sqlNumber(this.last)} AND seq <= ${sqlNumber(this.last + n)}\n` +
           `ORDER BY seq\nLIMIT ${limit}`,
       );
       if (rows.length === 0) {
         // A hole wider than a page, or the end: where do rows resume?
         const [r] = await this.store.query<{ c: string; m: string }>(
-          `SELECT count() AS c, min(seq) AS m FROM ${LEDGER_TABLE} WHERE seq > ${sqlNumber(this.last)}`,
+          `SELECT count() AS c, min(seq) AS m FROM ${LEDGER_TABLE} WHERE ${this.mine} AND seq > ${sqlNumber(this.last)}`,
         );
         if (Number(r?.c ?? 0) === 0) this.done = true;
         else this.last = Number(r.m) - 1;
@@ -189,7 +211,8 @@ const iso = isoTime;
 const describeCp = (line: number, cp: Checkpoint) => `checkpoint line ${line} (size ${cp.size}, signed ${iso(cp.ts)})`;
 const short = (h: string) => h.slice(0, 16);
 
-async function shipperCommitted(dataDir: string): Promise<number | null> {
+async function shipperCommitted(dataDir: string | undefined): Promise<number | null> {
+  if (dataDir === undefined) return null;
   try {
     const v = JSON.parse(await readFile(path.join(dataDir, 'shipper.json'), 'utf8')) as { committed?: unknown };
     return Number.isSafeInteger(v.committed) ? (v.committed as number) : null;
@@ -198,12 +221,46 @@ async function shipperCommitted(dataDir: string): Promise<number | null> {
   }
 }
 
+/**
+ * Every ledger the store holds rows or checkpoints of, in order (`warden ledger verify --store`
+ * checks each; a ledger whose rows were all deleted still has its checkpoints there).
+ */
+export async function listLedgers(store: LedgerStore): Promise<string[]> {
+  const rows = await store.query<{ id: string }>(
+    `SELECT DISTINCT ${LEDGER_ID_COLUMN} AS id FROM ${LEDGER_TABLE}\nUNION ALL\nSELECT DISTINCT ${LEDGER_ID_COLUMN} AS id FROM ${CHECKPOINTS_TABLE}`,
+  );
+  return [...new Set(rows.map((r) => String(r.id)))].sort();
+}
+
+/** The signed checkpoints the store holds for one ledger, as lines of a checkpoint file (in size order). */
+async function storeCheckpoints(store: LedgerStore, ledgerId: string): Promise<CheckpointFile> {
+  const rows = await store.query<Record<string, unknown>>(
+    `SELECT size, root, ts_ms, last_seq, key_id, sig FROM ${CHECKPOINTS_TABLE}\nWHERE ${LEDGER_ID_COLUMN} = ${sqlString(ledgerId)}\n` +
+      'ORDER BY size, ts_ms, root, sig\nLIMIT 1 BY size, root, ts_ms, last_seq, key_id, sig',
+  );
+  const lines: CheckpointLine[] = rows.map((r, i) => {
+    const text = JSON.stringify({ version: 1, size: Number(r.size), root: r.root, ts: Number(r.ts_ms), last_seq: Number(r.last_seq), key_id: r.key_id, sig: r.sig });
+    try {
+      return { line: i + 1, text, checkpoint: parseCheckpoint(text), error: null };
+    } catch (err) {
+      return { line: i + 1, text, checkpoint: null, error: (err as Error).message };
+    }
+  });
+  return { file: `${CHECKPOINTS_TABLE} (ledger ${ledgerId})`, exists: true, lines, tornBytes: 0, goodBytes: 0 };
+}
+
 export async function verifyStore(store: LedgerStore, opts: StoreVerifyOptions): Promise<StoreVerifyResult> {
   const started = performance.now();
-  const file = opts.checkpointsFile ?? checkpointsPath(opts.dataDir);
-  const read = await readCheckpointFile(file);
+  const ledgerId = checkLedgerId(opts.ledgerId ?? LEGACY_LEDGER_ID);
+  let read: CheckpointFile;
+  if (opts.checkpointsFile !== undefined || opts.dataDir !== undefined) {
+    read = await readCheckpointFile(opts.checkpointsFile ?? checkpointsPath(opts.dataDir!));
+  } else {
+    read = await storeCheckpoints(store, ledgerId);
+  }
+  const file = read.file;
   const result: StoreVerifyResult = {
-    ok: true, store: `${store.kind} ${store.target}`, rows: 0, records: 0, lastSeq: 0, headHash: GENESIS_HASH,
+    ok: true, ledgerId, store: `${store.kind} ${store.target}`, rows: 0, records: 0, lastSeq: 0, headHash: GENESIS_HASH,
     checkpoints: {
       file, count: read.lines.length, keyIds: [], verifiedSize: 0, matched: 0, notShipped: null, tornTail: read.tornBytes > 0,
     },
@@ -215,7 +272,8 @@ export async function verifyStore(store: LedgerStore, opts: StoreVerifyOptions):
     result.elapsedMs = performance.now() - started;
     if (problem) {
       result.ok = false;
-      result.problem = problem;
+      // Several chains share the table: every problem names its ledger.
+      result.problem = { ...problem, ledgerId };
     }
     return result;
   };
@@ -250,7 +308,7 @@ export async function verifyStore(store: LedgerStore, opts: StoreVerifyOptions):
   let nextCp = 0;
 
   // 2 and 3. The rows: chain and Merkle roots in one pass.
-  const cur = new GroupCursor(store, opts.pageSize ?? 10_000);
+  const cur = new GroupCursor(store, opts.pageSize ?? 10_000, ledgerId);
   const frontier = new MerkleFrontier();
   let expect = 1;
   let prev = GENESIS_HASH;
