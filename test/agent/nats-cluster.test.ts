@@ -17,7 +17,7 @@ import { configureWarden } from '../../hooks/transport/index.js';
 import { Spool } from '../../ledger/spool/spool.js';
 import { verifyLedger } from '../../ledger/spool/verify.js';
 import { KvBreakerPublisher } from '../../policies/act/kv.js';
-import { startNatsCluster, startRedis, tempDir, type NatsCluster, type RedisServer, type TempDir } from '../harness/index.js';
+import { startNatsCluster, startRedis, tempDir, waitFor, type NatsCluster, type RedisServer, type TempDir } from '../harness/index.js';
 import { activityEvent, until } from '../harness/transport.js';
 import { startSidecarProcess, type SidecarProcess } from '../harness/sidecar.js';
 
@@ -120,7 +120,8 @@ describe('hook transport on a three-node NATS JetStream cluster', () => {
       publisher.publish(status('closed'));
       await until(() => publisher.published >= 2, 30_000, 'put with a node down');
       const kv = await new Kvm(nc).open(BREAKER_BUCKET);
-      await until(async () => (await kv.get('temporal.activity.callModel'))?.json<{ phase: string }>().phase === 'closed', 30_000, 'read back with a node down');
+      // While the cluster re-elects after the kill a read may time out: retried, not failed.
+      await waitFor(async () => (await kv.get('temporal.activity.callModel'))?.json<{ phase: string }>().phase === 'closed', { timeoutMs: 30_000, intervalMs: 200, what: 'read back with a node down', retryErrors: true });
     } finally {
       await publisher.stop();
       await nc.close();
