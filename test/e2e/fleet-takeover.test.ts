@@ -191,3 +191,45 @@ describe('fleet takeover, one ClickHouse server', () => {
     });
   }, 240_000);
 });
+
+describe('fleet takeover, two-shard ClickHouse cluster', () => {
+  let redis: RedisServer;
+  let cluster: ClickHouseCluster;
+  let dir: TempDir;
+  let store: LedgerStore;
+  beforeAll(async () => {
+    [redis, cluster, dir] = await Promise.all([startRedis(), startClickHouseCluster({ shards: 2, name: 'warden_takeover' }), tempDir('warden-fleet-takeover-cluster')]);
+    store = await openStore({ url: cluster.nodes[0].url, dataDir: dir.path });
+  }, 120_000);
+  afterAll(async () => {
+    await store?.close();
+    await cluster?.dispose();
+    await redis?.dispose();
+    await dir?.cleanup();
+  });
+
+  it('the same on two shards: schema --cluster, each sidecar ships through its own node, the reads go through the Distributed tables', async () => {
+    const schema = await warden(['ledger', 'schema', '--cluster', cluster.name]);
+    expect(schema.code, schema.stderr).toBe(0);
+    for (const s of schema.stdout.split(/;\n\n/).map((x) => x.replace(/^--.*\n/gm, '').trim()).filter(Boolean)) await cluster.nodes[0].query(s);
+    await until(async () => {
+      for (const n of cluster.nodes) if ((await n.query("SELECT count() FROM system.tables WHERE database = 'default' AND name = 'warden_ledger'")).trim() !== '1') return false;
+      return true;
+    }, 30_000, 'the Distributed tables on every node');
+    await takeoverScenario('two', redis.url, dir.path, {
+      env: (i) => ({ WARDEN_CLICKHOUSE_URL: cluster.nodes[i].url }),
+      store,
+      verifyArgs: ['--store', 'clickhouse', '--clickhouse-url', cluster.nodes[1].url],
+      tamper: async (id, seq, set) => {
+        for (const n of cluster.nodes) await n.query(`ALTER TABLE warden_ledger_local UPDATE ${set} WHERE ledger_id = '${id}' AND seq = ${seq}`);
+        await until(async () => {
+          for (const n of cluster.nodes) if (Number((await n.query("SELECT count() FROM system.mutations WHERE table = 'warden_ledger_local' AND is_done = 0")).trim()) !== 0) return false;
+          return true;
+        }, 30_000, 'mutations of warden_ledger_local');
+      },
+    });
+    // Both shards hold rows of the fleet.
+    const perShard = await Promise.all(cluster.nodes.map(async (n) => Number((await n.query('SELECT count() FROM warden_ledger_local')).trim())));
+    expect(perShard.every((x) => x > 0), `${perShard}`).toBe(true);
+  }, 300_000);
+});
