@@ -93,12 +93,15 @@ async function takeoverScenario(name: string, redisUrl: string, base: string, t:
     const finished = async () => (await Promise.all(queues.map(async (q) => (await r.zcard(`bull:${q}:completed`)) + (await r.zcard(`bull:${q}:failed`))))).reduce((a, b) => a + b, 0);
     await until(async () => (await finished()) === total, 90_000, 'workload done');
     await w.close();
+    // Before the restart: what the fleet's reads hold while the killed sidecar's backlog sits in its data dir.
+    await until(async () => (await rowsOf(idTwo)) === await spoolCount(dataTwo), 60_000, 'the survivor ships what it spooled');
+    const terminalEvents = () => num(`SELECT uniqExact(event_id) AS n FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed')`).catch(() => 0);
+    const beforeRestart = await terminalEvents();
 
     // The killed sidecar comes back on its data dir: same ledger_id, and its unshipped backlog is shipped.
     one = await start(0);
     expect((await readFile(join(dataOne, 'ledger-id'), 'utf8')).trim()).toBe(idOne);
     await until(async () => (await rowsOf(idOne)) === await spoolCount(dataOne), 60_000, 'the restarted sidecar ships its backlog');
-    const terminalEvents = () => num(`SELECT uniqExact(event_id) AS n FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed')`).catch(() => 0);
     await until(async () => (await terminalEvents()) === total && (await rowsOf(idTwo)) === await spoolCount(dataTwo), 90_000, 'every job has its terminal event in ClickHouse');
     await Promise.all([one.proc.stop(), two.proc.stop()]);
     one = null;
@@ -130,7 +133,7 @@ async function takeoverScenario(name: string, redisUrl: string, base: string, t:
     // Terminal events recorded by both ledgers (the overlap a takeover re-reads): one event_id each.
     const overlap = await num(`SELECT count() AS n FROM (SELECT event_id FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed') GROUP BY event_id HAVING uniqExact(ledger_id) = 2)`);
     const rowsTerminal = await num(`SELECT count() AS n FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed')`);
-    console.log(`[${name}] takeover ${takeoverMs} ms after kill -9 (lease ${LEASE_MS} ms); killed sidecar: ${spooledAtKill} records spooled, ${shippedAtKill} shipped at the kill, backlog ${spooledAtKill - shippedAtKill} shipped after restart; terminal rows ${rowsTerminal} for ${total} jobs, ${overlap} terminal events in both ledgers`);
+    console.log(`[${name}] takeover ${takeoverMs} ms after kill -9 (lease ${LEASE_MS} ms); killed sidecar: ${spooledAtKill} records spooled, ${shippedAtKill} shipped at the kill, backlog ${spooledAtKill - shippedAtKill} shipped after restart; jobs with a terminal event in ClickHouse before the restart ${beforeRestart} of ${total}; terminal rows ${rowsTerminal} for ${total} jobs, ${overlap} terminal events in both ledgers`);
 
     // Both ledgers verify in ClickHouse (from the killed sidecar's data dir, with both public keys).
     const keys = ['--public-key', keyPaths(dataOne).publicFile, keyPaths(dataTwo).publicFile];
