@@ -17,7 +17,7 @@ import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { fastCheckLine } from './fast-line.js';
-import type { PartResult, PartSpec } from './verify-part.js';
+import { checkPart, type PartResult, type PartSpec } from './verify-part.js';
 import type { PartReply, PartRequest } from './verify-worker.js';
 
 export type ProblemKind = 'modified' | 'missing' | 'reordered' | 'inserted' | 'unparsable' | 'torn';
@@ -63,8 +63,13 @@ export interface ParallelTuning {
   minBytes: number;
   /** About how many bytes each part covers (a segment is split at line starts into parts about this big). */
   partBytes: number;
-  /** Most worker threads to use; 1 or fewer: none. */
+  /** Most threads to use, the calling one included when `onMain`; 1 or fewer: no workers. */
   threads: number;
+  /**
+   * The calling thread checks parts too, between its event-loop turns (one part at a time, as the
+   * single-threaded path reads one chunk at a time), so one worker fewer is started.
+   */
+  onMain: boolean;
 }
 
 export const DEFAULT_PARALLEL: ParallelTuning = {
@@ -72,6 +77,7 @@ export const DEFAULT_PARALLEL: ParallelTuning = {
   minBytes: 8 << 20,
   partBytes: 4 << 20,
   threads: typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length,
+  onMain: true,
 };
 
 export async function verifyLedger(dir: string, tuning: Partial<ParallelTuning> = {}): Promise<VerifyResult> {
@@ -195,7 +201,7 @@ export async function parallelFastVerify(segments: SegmentInfo[], tuning: Parall
   if (threads < 2) return undefined;
   const script = workerScript();
   if (!script) return undefined;
-  const results = await runParts(script, parts, threads);
+  const results = await runParts(script, parts, threads, tuning.onMain);
   if (results === undefined || results === null) return results;
   let expect = 1;
   let prev = GENESIS_HASH;
@@ -238,10 +244,10 @@ function workerScript(): URL | null {
 }
 
 /**
- * Runs the parts on `threads` workers, handing out the next part as each finishes. Results in part
+ * Runs the parts on `threads` threads (workers, and this one when `onMain`), handing out the next part as each finishes. Results in part
  * order; null as soon as any part is "not sure"; undefined when a worker failed or could not read.
  */
-async function runParts(script: URL, parts: PartSpec[], threads: number): Promise<PartResult[] | null | undefined> {
+async function runParts(script: URL, parts: PartSpec[], threads: number, onMain: boolean): Promise<PartResult[] | null | undefined> {
   const results: (PartResult | undefined)[] = new Array(parts.length);
   const workers: Worker[] = [];
   let next = 0;
@@ -261,7 +267,7 @@ async function runParts(script: URL, parts: PartSpec[], threads: number): Promis
           w.postMessage(req);
         }
       };
-      for (let i = 0; i < threads; i++) {
+      for (let i = onMain ? 1 : 0; i < threads; i++) {
         let w: Worker;
         try {
           w = new Worker(script);
@@ -280,6 +286,23 @@ async function runParts(script: URL, parts: PartSpec[], threads: number): Promis
         w.on('error', () => settle(undefined));
         w.on('exit', () => settle(undefined)); // before every part answered
         feed(w);
+      }
+      if (onMain) {
+        void (async () => {
+          while (!settled && next < parts.length) {
+            const id = next++;
+            let r: PartResult | null;
+            try {
+              r = checkPart(parts[id]);
+            } catch {
+              return settle(undefined);
+            }
+            if (r === null) return settle(null);
+            results[id] = r;
+            if (--remaining === 0) return settle(results as PartResult[]);
+            await new Promise((res) => setImmediate(res)); // let the workers' replies in
+          }
+        })();
       }
     });
   } finally {

@@ -19,7 +19,8 @@ import { Spool } from '../../ledger/index.js';
 const event = () => harnessEvent({ input: { to: 'user@example.com', template: 'welcome', n: 1 } });
 
 // 300 records of ~560 bytes in ~40 KB segments (5 segments); parts of ~12 KB cut each segment in 3-4.
-const FORCED: ParallelTuning = { minBytes: 0, partBytes: 12_000, threads: 2 };
+const FORCED: ParallelTuning = { minBytes: 0, partBytes: 12_000, threads: 2, onMain: false };
+const WITH_MAIN: ParallelTuning = { ...FORCED, onMain: true }; // the calling thread takes parts too
 const SINGLE: Partial<ParallelTuning> = { threads: 1 };
 
 let pristine: string;
@@ -76,9 +77,11 @@ async function rechainFrom(from: number, prev: string): Promise<void> {
 
 async function expectSameVerdict(): Promise<void> {
   expect(await parallelFastVerify(await segments(), FORCED)).toBeNull();
+  expect(await parallelFastVerify(await segments(), WITH_MAIN)).toBeNull();
   const reference = await verifyLedger(dir, SINGLE);
   expect(reference.ok).toBe(false);
   expect(await verifyLedger(dir, FORCED)).toEqual(reference);
+  expect(await verifyLedger(dir, WITH_MAIN)).toEqual(reference);
 }
 
 describe('parallel fast verify', () => {
@@ -99,7 +102,9 @@ describe('parallel fast verify', () => {
   it('accepts an intact ledger on worker threads with the single-threaded result', async () => {
     const expected = { ok: true, records: 300, lastSeq: 300, headHash: written[299].hash };
     expect(await parallelFastVerify(await segments(), FORCED)).toEqual(expected);
+    expect(await parallelFastVerify(await segments(), WITH_MAIN)).toEqual(expected);
     expect(await verifyLedger(dir, FORCED)).toEqual(expected);
+    expect(await verifyLedger(dir, WITH_MAIN)).toEqual(expected);
     expect(await verifyLedger(dir, SINGLE)).toEqual(expected);
   });
 
