@@ -21,7 +21,13 @@ import { errorText, metadataFrom, resultAttrs, type Resolved } from './options.j
 export const TRACER_NAME = 'warden/temporal';
 export const BREAKER_FAILURE_TYPE = 'WardenBreakerOpen';
 
-const tracer = () => trace.getTracer(TRACER_NAME, '0.1.0');
+// Once per provider (as hooks/bullmq does): getTracer through the API's proxy is measurable per call.
+let cachedTracer: { provider: unknown; tracer: ReturnType<typeof trace.getTracer> } | null = null;
+const tracer = () => {
+  const provider = trace.getTracerProvider();
+  if (cachedTracer?.provider !== provider) cachedTracer = { provider, tracer: provider.getTracer(TRACER_NAME, '0.1.0') };
+  return cachedTracer.tracer;
+};
 
 export function activityInterceptorsFor(r: Resolved): ActivityInterceptorsFactory {
   return (ctx) => ({ inbound: new WardenActivityInbound(ctx, r) });
