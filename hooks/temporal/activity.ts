@@ -15,7 +15,8 @@ import { type EventAttrs, type EventKind, type WardenEvent } from '../../core/ev
 import { newEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput } from '../../core/input.js';
 import * as sc from '../../core/semconv.js';
-import { incomingTrace, parseTraceparent, readStamp, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
+import { incomingTrace, parseTraceparent, readStamp, WARDEN_HEADER, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
+import { stampFromValue } from '../../core/temporal-stamp.js';
 import { errorText, metadataFrom, resultAttrs, type Resolved } from './options.js';
 
 export const TRACER_NAME = 'warden/temporal';
@@ -104,6 +105,25 @@ function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTe
   });
 }
 
+const JSON_PLAIN = Buffer.from('json/plain');
+
+/**
+ * readStamp for the worker side: a `json/plain` payload (what every Warden hook writes) is decoded
+ * with Buffer instead of the payload converter's sandbox-safe JavaScript UTF-8 decoder; anything
+ * else goes through readStamp. Same result either way; never throws.
+ */
+function readStampFast(headers: ActivityExecuteInput['headers']): WardenTemporalStamp | undefined {
+  const p = headers?.[WARDEN_HEADER];
+  const enc = p?.metadata?.encoding;
+  const data = p?.data;
+  if (!enc || !data || !JSON_PLAIN.equals(enc)) return readStamp(headers);
+  try {
+    return stampFromValue(JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
 /**
  * The breaker keys an attempt checks, remembered per activity type, task queue and model (a worker
  * runs a handful of each; bounded so a stream of distinct names cannot grow it).
@@ -150,7 +170,7 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
   private begin(input: ActivityExecuteInput): { attempt?: Attempt; failFast?: ApplicationFailure } {
     const info = this.ctx.info;
     const r = this.r;
-    const stamp = readStamp(input.headers);
+    const stamp = readStampFast(input.headers);
     const wf = info.workflowExecution;
     const cid = stamp?.cid ?? currentCorrelationId() ?? `temporal:${wf?.workflowId ?? info.activityId}`;
     const parent = parentContext(input.headers, stamp, cid, info);
@@ -173,14 +193,14 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
     if (meta.model_version) spanAttrs[sc.WARDEN_MODEL_VERSION] = meta.model_version;
     if (meta.policy) spanAttrs[sc.WARDEN_POLICY] = meta.policy;
     if (meta.policy_version) spanAttrs[sc.WARDEN_POLICY_VERSION] = meta.policy_version;
+    const norm = normalizeInput(input.args, r.redactor, r.opts.inputLimits);
+    if (norm.input_digest) spanAttrs[sc.WARDEN_INPUT_DIGEST] = norm.input_digest;
     const span = tracer().startSpan(`activity ${info.activityType}`, { kind: SpanKind.CONSUMER, attributes: spanAttrs }, parent);
     const recording = span.isRecording();
     const spanCtx = span.spanContext();
     // Without an SDK the span is a no-op carrying its parent's IDs: describe the attempt with a stable
     // span ID instead, and let the sidecar rebuild it.
     const spanId = recording ? spanCtx.spanId : stableSpanId('temporal', 'activity', wf?.workflowId ?? '', wf?.runId ?? '', info.activityId, info.attempt);
-    const norm = normalizeInput(input.args, r.redactor, r.opts.inputLimits);
-    if (norm.input_digest) span.setAttribute(sc.WARDEN_INPUT_DIGEST, norm.input_digest);
     const wid = wf?.workflowId ?? null;
     const attrs: EventAttrs = { workflow_type: info.workflowType ?? null, activity_id: info.activityId, parent_span_id: parentSpan.spanId, in_process_span: recording };
     if (info.isLocal) attrs.local = true;
