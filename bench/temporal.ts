@@ -55,6 +55,32 @@ async function time(env: MockActivityEnvironment, n: number): Promise<number> {
   return Number(process.hrtime.bigint() - t) / n;
 }
 
+/**
+ * The per-call part alone (the caller installs the OTel SDK): median ns per call of each variant.
+ * Exported so it can be run without the real server (profiling, quick checks).
+ */
+export async function perCall(N: number, log: (line: string) => void): Promise<{ ns: Record<string, number>; eventsEmitted: number }> {
+  const emitter = new CountingEmitter();
+  const view = new MapBreakerView();
+  // A breaker on another activity: the lookup runs, nothing fails.
+  view.set({ key: breakerKey({ system: 'temporal', kind: 'activity', name: 'other' }), phase: 'open', policy: 'p', policy_version: '1', retry_after_ms: 1000, non_retryable: false, probe_ratio: 0, reason: 'bench', since: Date.now(), forced_by: null });
+  const variants: [string, MockActivityEnvironment][] = [
+    ['none', environment([])],
+    ['official', environment([(ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
+    ['warden', environment([wardenActivityInterceptors({ emitter, breakers: view })])],
+    ['wardenPlusOfficial', environment([wardenActivityInterceptors({ emitter, breakers: view }), (ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
+  ];
+  log(`${N} calls per variant per round, ${ROUNDS} rounds interleaved (median reported)`);
+  for (const [, env] of variants) await time(env, Math.min(N, 2000)); // warm up
+  const results = new Map<string, number[]>(variants.map(([k]) => [k, []]));
+  for (let r = 0; r < ROUNDS; r++) for (const [k, env] of variants) results.get(k)!.push(await time(env, N));
+  const ns = Object.fromEntries(variants.map(([k]) => [k, median(results.get(k)!)])) as Record<string, number>;
+  for (const [k] of variants) {
+    log(`${k.padEnd(20)} ${Math.round(ns[k]).toLocaleString('en-US').padStart(9)} ns/call  x${(ns[k] / ns.none).toFixed(2)} vs none  x${(ns[k] / ns.official).toFixed(2)} vs official`);
+  }
+  return { ns, eventsEmitted: emitter.n };
+}
+
 export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
   const N = scaled(CALLS, opts, 50);
   const provider = new BasicTracerProvider({ spanProcessors: [new NoopSpanProcessor()] });
@@ -64,24 +90,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   try {
     // The real server first, with the same OTel SDK installed for every variant.
     const real = await runRealServer(scaled(WORKFLOWS, opts, 4), opts.scale < 1 ? 1 : REAL_ROUNDS, opts);
-    const emitter = new CountingEmitter();
-    const view = new MapBreakerView();
-    // A breaker on another activity: the lookup runs, nothing fails.
-    view.set({ key: breakerKey({ system: 'temporal', kind: 'activity', name: 'other' }), phase: 'open', policy: 'p', policy_version: '1', retry_after_ms: 1000, non_retryable: false, probe_ratio: 0, reason: 'bench', since: Date.now(), forced_by: null });
-    const variants: [string, MockActivityEnvironment][] = [
-      ['none', environment([])],
-      ['official', environment([(ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
-      ['warden', environment([wardenActivityInterceptors({ emitter, breakers: view })])],
-      ['wardenPlusOfficial', environment([wardenActivityInterceptors({ emitter, breakers: view }), (ctx) => ({ inbound: new OpenTelemetryActivityInboundInterceptor(ctx) })])],
-    ];
-    opts.log(`${N} calls per variant per round, ${ROUNDS} rounds interleaved (median reported)`);
-    for (const [, env] of variants) await time(env, Math.min(N, 2000)); // warm up
-    const results = new Map<string, number[]>(variants.map(([k]) => [k, []]));
-    for (let r = 0; r < ROUNDS; r++) for (const [k, env] of variants) results.get(k)!.push(await time(env, N));
-    const ns = Object.fromEntries(variants.map(([k]) => [k, median(results.get(k)!)])) as Record<string, number>;
-    for (const [k] of variants) {
-      opts.log(`${k.padEnd(20)} ${Math.round(ns[k]).toLocaleString('en-US').padStart(9)} ns/call  x${(ns[k] / ns.none).toFixed(2)} vs none  x${(ns[k] / ns.official).toFixed(2)} vs official`);
-    }
+    const { ns, eventsEmitted } = await perCall(N, opts.log);
     const w = real.workflowsPerSec;
     const wardenToNone = ratio(w.warden, w.none);
     const result: ScenarioResult = {
@@ -92,7 +101,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         nsPerCall: Object.fromEntries(Object.entries(ns).map(([k, v]) => [k, Math.round(v)])),
         wardenAddedMicrosPerCall: round((ns.warden - ns.none) / 1000, 1),
         officialAddedMicrosPerCall: round((ns.official - ns.none) / 1000, 1),
-        eventsEmitted: emitter.n,
+        eventsEmitted,
       },
       ratios: {
         'real server: warden / none workflows/s': wardenToNone,

@@ -36,29 +36,34 @@ export function isSensitiveKey(name: string): boolean {
   return SENSITIVE_KEY_PART.test(key) || SENSITIVE_KEY_WHOLE.test(key) || PWD_PART.test(key) || PWD_CAMEL.test(key);
 }
 
-interface Pattern { label: string; re: RegExp; replace?: (m: string, ...groups: string[]) => string }
+/**
+ * `gate` is a cheap test every match of `re` needs (a substring or a short regex): a string without it
+ * skips `re`, and the output is the same. Most strings that pass MIGHT_MATCH trip one or two patterns.
+ */
+interface Pattern { label: string; re: RegExp; gate: RegExp; replace?: (m: string, ...groups: string[]) => string }
 
 const isRedacted = (v: string) => v.startsWith('[REDACTED');
 
 // Order matters: structured secrets first, so a JWT inside "Bearer ..." is labelled as a token once.
 const PATTERNS: Pattern[] = [
-  { label: 'token', re: /\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*/gi },
-  { label: 'api_key', re: /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g },
-  { label: 'api_key', re: /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}/g },
-  { label: 'api_key', re: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g },
-  { label: 'api_key', re: /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g },
-  { label: 'api_key', re: /\bxox[abprs]-[A-Za-z0-9-]{10,}/g },
-  { label: 'api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g },
+  { label: 'token', re: /\b(?:Bearer|Basic)\s+[A-Za-z0-9\-._~+/]+=*/gi, gate: /bearer|basic/i },
+  { label: 'api_key', re: /\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}/g, gate: /eyJ/ },
+  { label: 'api_key', re: /\b(?:sk|pk|rk)-[A-Za-z0-9_-]{16,}/g, gate: /[spr]k-/ },
+  { label: 'api_key', re: /\b(?:AKIA|ASIA)[0-9A-Z]{16}\b/g, gate: /AKIA|ASIA/ },
+  { label: 'api_key', re: /\bgh[pousr]_[A-Za-z0-9]{30,}\b/g, gate: /gh[pousr]_/ },
+  { label: 'api_key', re: /\bxox[abprs]-[A-Za-z0-9-]{10,}/g, gate: /xox/ },
+  { label: 'api_key', re: /\bAIza[0-9A-Za-z_-]{35}\b/g, gate: /AIza/ },
   // A password in URL userinfo: scheme://user:password@host
-  { label: 'password', re: /\b([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi, replace: (m, scheme, user, pass) => isRedacted(pass) ? m : `${scheme}${user}:[REDACTED:password]@` },
+  { label: 'password', re: /\b([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi, gate: /:\/\//, replace: (m, scheme, user, pass) => isRedacted(pass) ? m : `${scheme}${user}:[REDACTED:password]@` },
   // key=value / key: value where the key name is sensitive (compound names included)
   {
     label: 'secret',
     re: /([A-Za-z][A-Za-z0-9_.-]*)(["']?\s*[:=]\s*["']?)([^\s"',;&]+)/g,
+    gate: /[:=]/,
     replace: (m, key, sep, value) => (!isSensitiveKey(key) || isRedacted(value) ? m : `${key}${sep.replace(/\s+$/, '').replace(/["']$/, '')}[REDACTED:secret]`),
   },
-  { label: 'email', re: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g },
-  { label: 'card', re: /\b\d(?:[ -]?\d){12,18}\b/g, replace: (m) => (luhnValid(m.replace(/\D/g, '')) ? '[REDACTED:card]' : m) },
+  { label: 'email', re: /[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}/g, gate: /@/ },
+  { label: 'card', re: /\b\d(?:[ -]?\d){12,18}\b/g, gate: /\d(?:[ -]?\d){12}/, replace: (m) => (luhnValid(m.replace(/\D/g, '')) ? '[REDACTED:card]' : m) },
 ];
 
 function luhnValid(digits: string): boolean {
@@ -94,13 +99,19 @@ function redactPlain(text: string): string {
   if (!MIGHT_MATCH.test(text)) return text;
   let out = text;
   for (const p of PATTERNS) {
+    if (!p.gate.test(out)) continue;
     out = out.replace(p.re, (m: string, ...groups: unknown[]) => (p.replace ? p.replace(m, ...(groups as string[])) : `[REDACTED:${p.label}]`));
   }
   return out;
 }
 
+interface KeyInfo { readonly shown: string; readonly sensitive: boolean }
+const MAX_CACHED_KEYS = 4096;
+const MAX_CACHED_KEY_CHARS = 128;
+
 export class Redactor {
   private readonly paths: string[][];
+  private readonly keys = new Map<string, KeyInfo>();
 
   constructor(private readonly opts: RedactionOptions = DEFAULT_REDACTION) {
     this.paths = opts.paths.map((p) => p.replace(/^\$\.?/, '').split('.').filter(Boolean));
@@ -130,28 +141,57 @@ export class Redactor {
       return typeof value === 'bigint' ? value.toString() : value;
     }
     if (depth >= this.opts.maxDepth) return `[WARDEN:depth>${this.opts.maxDepth}]`;
-    const isArray = Array.isArray(value);
-    const out: Record<string, unknown> | unknown[] = isArray ? [] : {};
-    for (const [key, child] of Object.entries(value as object)) {
-      // Advance each configured path that matches this key; a path that ends here redacts the value.
-      const nextPos: number[] = [];
-      let hit = false;
-      for (let i = 0; i < this.paths.length; i++) {
-        const path = this.paths[i];
-        const pos = pathPos[i];
-        if (pos < 0 || pos >= path.length) { nextPos.push(-1); continue; }
-        if (path[pos] === '*' || path[pos] === key) {
-          if (pos + 1 === path.length) hit = true;
-          nextPos.push(pos + 1);
-        } else nextPos.push(-1);
+    const noPaths = this.paths.length === 0;
+    if (Array.isArray(value)) {
+      const out: unknown[] = new Array(value.length);
+      for (let i = 0; i < value.length; i++) {
+        if (noPaths) { out[i] = this.walk(value[i], depth + 1, pathPos); continue; }
+        const { hit, nextPos } = this.advance(String(i), pathPos);
+        out[i] = hit ? REDACTED : this.walk(value[i], depth + 1, nextPos);
       }
-      const redacted = hit || (!isArray && isSensitiveKey(key))
-        ? REDACTED
-        : this.walk(child, depth + 1, nextPos);
-      if (isArray) (out as unknown[]).push(redacted);
-      else (out as Record<string, unknown>)[this.redactText(key)] = redacted;
+      return out;
+    }
+    const out: Record<string, unknown> = {};
+    for (const key in value) {
+      if (!Object.prototype.hasOwnProperty.call(value, key)) continue;
+      const child = (value as Record<string, unknown>)[key];
+      const k = this.keyInfo(key);
+      if (noPaths) { out[k.shown] = k.sensitive ? REDACTED : this.walk(child, depth + 1, pathPos); continue; }
+      const { hit, nextPos } = this.advance(key, pathPos);
+      out[k.shown] = hit || k.sensitive ? REDACTED : this.walk(child, depth + 1, nextPos);
     }
     return out;
+  }
+
+  /** Advances each configured path that matches this key; a path that ends here redacts the value. */
+  private advance(key: string, pathPos: number[]): { hit: boolean; nextPos: number[] } {
+    const nextPos: number[] = [];
+    let hit = false;
+    for (let i = 0; i < this.paths.length; i++) {
+      const path = this.paths[i];
+      const pos = pathPos[i];
+      if (pos < 0 || pos >= path.length) { nextPos.push(-1); continue; }
+      if (path[pos] === '*' || path[pos] === key) {
+        if (pos + 1 === path.length) hit = true;
+        nextPos.push(pos + 1);
+      } else nextPos.push(-1);
+    }
+    return { hit, nextPos };
+  }
+
+  /**
+   * An object key's redacted text and whether its value is a secret. Inputs repeat the same few key
+   * names, so short keys are remembered (bounded; the answer depends on the key alone).
+   */
+  private keyInfo(key: string): KeyInfo {
+    const known = this.keys.get(key);
+    if (known) return known;
+    const info: KeyInfo = { shown: this.redactText(key), sensitive: isSensitiveKey(key) };
+    if (key.length <= MAX_CACHED_KEY_CHARS) {
+      if (this.keys.size >= MAX_CACHED_KEYS) this.keys.clear();
+      this.keys.set(key, info);
+    }
+    return info;
   }
 }
 

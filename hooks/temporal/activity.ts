@@ -5,44 +5,51 @@
  * ApplicationFailure whose retry delay follows the breaker (or non-retryably when the policy says
  * retrying is pointless), and an event says why. Telemetry never throws into the activity.
  */
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Context as OtelContext, type Span } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, type Attributes, SpanKind, SpanStatusCode, trace, TraceFlags, type Context as OtelContext, type Span } from '@opentelemetry/api';
 import type { Context as ActivityContext, Info } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { breakerKey, type BreakerStatus } from '../../core/breakers.js';
 import { currentCorrelationId, withCorrelation } from '../correlation.js';
-import { makeEvent, type EventAttrs, type EventKind, type WardenEvent } from '../../core/event.js';
+import { type EventAttrs, type EventKind, type WardenEvent } from '../../core/event.js';
 import { newEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput } from '../../core/input.js';
 import * as sc from '../../core/semconv.js';
-import { incomingTrace, parseTraceparent, readStamp, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
+import { incomingTrace, parseTraceparent, readStamp, WARDEN_HEADER, workflowRunSpanId, type WardenTemporalStamp } from './headers.js';
+import { stampFromValue } from '../../core/temporal-stamp.js';
 import { errorText, metadataFrom, resultAttrs, type Resolved } from './options.js';
 
 export const TRACER_NAME = 'warden/temporal';
 export const BREAKER_FAILURE_TYPE = 'WardenBreakerOpen';
 
-const tracer = () => trace.getTracer(TRACER_NAME, '0.1.0');
+// Once per provider (as hooks/bullmq does): getTracer through the API's proxy is measurable per call.
+let cachedTracer: { provider: unknown; tracer: ReturnType<typeof trace.getTracer> } | null = null;
+const tracer = () => {
+  const provider = trace.getTracerProvider();
+  if (cachedTracer?.provider !== provider) cachedTracer = { provider, tracer: provider.getTracer(TRACER_NAME, '0.1.0') };
+  return cachedTracer.tracer;
+};
 
 export function activityInterceptorsFor(r: Resolved): ActivityInterceptorsFactory {
   return (ctx) => ({ inbound: new WardenActivityInbound(ctx, r) });
 }
 
-type Base = Omit<Parameters<typeof makeEvent>[0], 'kind'>;
-
 /** One attempt's telemetry: everything decided before the activity runs. */
 class Attempt {
   readonly started = performance.now();
-  /** The attempt's first event, complete; later events copy it (cheaper than building each anew). */
-  private readonly first: WardenEvent;
 
-  constructor(readonly r: Resolved, readonly info: Info, readonly span: Span, readonly ctx: OtelContext, readonly cid: string, base: Base) {
-    this.first = makeEvent({ ...base, kind: 'activity.started' });
-  }
+  /** `first` is the attempt's first event, complete; later events copy it (cheaper than building each anew). */
+  constructor(readonly r: Resolved, readonly info: Info, readonly span: Span, readonly ctx: OtelContext, readonly cid: string, private readonly first: WardenEvent) {}
 
-  event(kind: EventKind, extra: Partial<WardenEvent> = {}, attrs: EventAttrs = {}): void {
+  event(kind: EventKind, extra: Partial<Pick<WardenEvent, 'duration_ms' | 'error' | 'reason'>> = {}, attrs: EventAttrs | null = null): void {
     if (kind === 'activity.started') { this.r.emit(this.first); return; }
     const ts = Date.now();
-    this.r.emit({ ...this.first, event_id: newEventId(ts), ts, ...extra, kind, attrs: { ...this.first.attrs, ...attrs } });
+    const f = this.first;
+    this.r.emit({
+      ...f, event_id: newEventId(ts), ts, kind,
+      duration_ms: extra.duration_ms ?? null, error: extra.error ?? null, reason: extra.reason ?? f.reason,
+      attrs: attrs ? { ...f.attrs, ...attrs } : { ...f.attrs },
+    });
   }
 
   elapsed(): number {
@@ -52,7 +59,8 @@ class Attempt {
   completed(result: unknown): void {
     this.span.setStatus({ code: SpanStatusCode.OK });
     this.span.end();
-    this.event('activity.completed', { duration_ms: this.elapsed() }, resultAttrs(result, this.r));
+    const attrs = this.r.opts.resultPaths || this.r.opts.servedModelPaths ? resultAttrs(result, this.r) : null;
+    this.event('activity.completed', { duration_ms: this.elapsed() }, attrs);
   }
 
   failed(err: unknown): void {
@@ -62,7 +70,7 @@ class Attempt {
     this.span.setStatus({ code: SpanStatusCode.ERROR, message });
     this.span.end();
     const type = err instanceof ApplicationFailure ? err.type : (err as Error)?.name;
-    this.event(final ? 'activity.failed' : 'activity.attempt_failed', { duration_ms: this.elapsed(), error: message }, type ? { error_type: type } : {});
+    this.event(final ? 'activity.failed' : 'activity.attempt_failed', { duration_ms: this.elapsed(), error: message }, type ? { error_type: type } : null);
   }
 }
 
@@ -79,12 +87,14 @@ function isFinal(err: unknown, info: Info): boolean {
 function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTemporalStamp | undefined, cid: string, info: Info): OtelContext {
   const carrier = incomingTrace(headers, stamp);
   const psid = stamp?.psid;
-  const parsed = parseTraceparent(carrier?.traceparent);
-  if (carrier && parsed) {
+  if (carrier) {
     const extracted = propagation.extract(ROOT_CONTEXT, carrier);
-    if (trace.isSpanContextValid(trace.getSpanContext(extracted) ?? { traceId: '', spanId: '', traceFlags: 0 })) return extracted;
+    const found = trace.getSpanContext(extracted);
+    if (found && trace.isSpanContextValid(found)) return extracted;
     // No propagator registered (no OTel SDK in the app): the span context still carries on.
-    return trace.setSpanContext(ROOT_CONTEXT, { traceId: parsed.traceId, spanId: parsed.spanId, traceFlags: parsed.flags & 1, isRemote: true });
+    // (incomingTrace returns only a carrier whose traceparent parses; parsed here, off the hot path.)
+    const parsed = parseTraceparent(carrier.traceparent);
+    if (parsed) return trace.setSpanContext(ROOT_CONTEXT, { traceId: parsed.traceId, spanId: parsed.spanId, traceFlags: parsed.flags & 1, isRemote: true });
   }
   const wf = info.workflowExecution;
   return trace.setSpanContext(ROOT_CONTEXT, {
@@ -93,6 +103,43 @@ function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTe
     traceFlags: TraceFlags.SAMPLED,
     isRemote: true,
   });
+}
+
+const JSON_PLAIN = Buffer.from('json/plain');
+
+/**
+ * readStamp for the worker side: a `json/plain` payload (what every Warden hook writes) is decoded
+ * with Buffer instead of the payload converter's sandbox-safe JavaScript UTF-8 decoder; anything
+ * else goes through readStamp. Same result either way; never throws.
+ */
+function readStampFast(headers: ActivityExecuteInput['headers']): WardenTemporalStamp | undefined {
+  const p = headers?.[WARDEN_HEADER];
+  const enc = p?.metadata?.encoding;
+  const data = p?.data;
+  if (!enc || !data || !JSON_PLAIN.equals(enc)) return readStamp(headers);
+  try {
+    return stampFromValue(JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')));
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The breaker keys an attempt checks, remembered per activity type, task queue and model (a worker
+ * runs a handful of each; bounded so a stream of distinct names cannot grow it).
+ */
+const breakerKeyCache = new Map<string, readonly string[]>();
+const MAX_BREAKER_KEY_SETS = 1024;
+function breakerKeysFor(activityType: string, taskQueue: string, model: string | null): readonly string[] {
+  const id = `${activityType}\0${taskQueue}\0${model ?? ''}`;
+  let keys = breakerKeyCache.get(id);
+  if (keys) return keys;
+  const k = [breakerKey({ system: 'temporal', kind: 'activity', name: activityType }), breakerKey({ system: 'temporal', kind: 'task_queue', name: taskQueue })];
+  if (model) k.push(breakerKey({ system: 'any', kind: 'model', name: model }));
+  keys = k;
+  if (breakerKeyCache.size >= MAX_BREAKER_KEY_SETS) breakerKeyCache.clear();
+  breakerKeyCache.set(id, keys);
+  return keys;
 }
 
 class WardenActivityInbound implements ActivityInboundCallsInterceptor {
@@ -123,52 +170,54 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
   private begin(input: ActivityExecuteInput): { attempt?: Attempt; failFast?: ApplicationFailure } {
     const info = this.ctx.info;
     const r = this.r;
-    const stamp = readStamp(input.headers);
+    const stamp = readStampFast(input.headers);
     const wf = info.workflowExecution;
     const cid = stamp?.cid ?? currentCorrelationId() ?? `temporal:${wf?.workflowId ?? info.activityId}`;
     const parent = parentContext(input.headers, stamp, cid, info);
     const parentSpan = trace.getSpanContext(parent)!;
     const meta = metadataFrom(stamp, input.args, r);
-    const span = tracer().startSpan(`activity ${info.activityType}`, {
-      kind: SpanKind.CONSUMER,
-      attributes: {
-        [sc.MESSAGING_SYSTEM]: 'temporal',
-        [sc.MESSAGING_DESTINATION]: info.taskQueue,
-        [sc.MESSAGING_OPERATION_TYPE]: 'process',
-        [sc.MESSAGING_OPERATION_NAME]: 'activity',
-        [sc.MESSAGING_MESSAGE_ID]: info.activityId,
-        [sc.MESSAGING_CONVERSATION_ID]: cid,
-        [sc.WARDEN_CORRELATION_ID]: cid,
-        [sc.WARDEN_JOB_NAME]: info.activityType,
-        [sc.WARDEN_ATTEMPT]: info.attempt,
-        'temporal.workflow.id': wf?.workflowId ?? '',
-        'temporal.workflow.type': info.workflowType ?? '',
-        ...(meta.model ? { [sc.WARDEN_MODEL]: meta.model } : {}),
-        ...(meta.model_version ? { [sc.WARDEN_MODEL_VERSION]: meta.model_version } : {}),
-        ...(meta.policy ? { [sc.WARDEN_POLICY]: meta.policy } : {}),
-        ...(meta.policy_version ? { [sc.WARDEN_POLICY_VERSION]: meta.policy_version } : {}),
-      },
-    }, parent);
+    const spanAttrs: Attributes = {
+      [sc.MESSAGING_SYSTEM]: 'temporal',
+      [sc.MESSAGING_DESTINATION]: info.taskQueue,
+      [sc.MESSAGING_OPERATION_TYPE]: 'process',
+      [sc.MESSAGING_OPERATION_NAME]: 'activity',
+      [sc.MESSAGING_MESSAGE_ID]: info.activityId,
+      [sc.MESSAGING_CONVERSATION_ID]: cid,
+      [sc.WARDEN_CORRELATION_ID]: cid,
+      [sc.WARDEN_JOB_NAME]: info.activityType,
+      [sc.WARDEN_ATTEMPT]: info.attempt,
+      'temporal.workflow.id': wf?.workflowId ?? '',
+      'temporal.workflow.type': info.workflowType ?? '',
+    };
+    if (meta.model) spanAttrs[sc.WARDEN_MODEL] = meta.model;
+    if (meta.model_version) spanAttrs[sc.WARDEN_MODEL_VERSION] = meta.model_version;
+    if (meta.policy) spanAttrs[sc.WARDEN_POLICY] = meta.policy;
+    if (meta.policy_version) spanAttrs[sc.WARDEN_POLICY_VERSION] = meta.policy_version;
+    const norm = normalizeInput(input.args, r.redactor, r.opts.inputLimits);
+    if (norm.input_digest) spanAttrs[sc.WARDEN_INPUT_DIGEST] = norm.input_digest;
+    const span = tracer().startSpan(`activity ${info.activityType}`, { kind: SpanKind.CONSUMER, attributes: spanAttrs }, parent);
     const recording = span.isRecording();
     const spanCtx = span.spanContext();
     // Without an SDK the span is a no-op carrying its parent's IDs: describe the attempt with a stable
     // span ID instead, and let the sidecar rebuild it.
     const spanId = recording ? spanCtx.spanId : stableSpanId('temporal', 'activity', wf?.workflowId ?? '', wf?.runId ?? '', info.activityId, info.attempt);
-    const norm = normalizeInput(input.args, r.redactor, r.opts.inputLimits);
-    if (norm.input_digest) span.setAttribute(sc.WARDEN_INPUT_DIGEST, norm.input_digest);
-    const base: Base = {
-      source: 'temporal', correlation_id: cid, trace_id: parentSpan.traceId, span_id: spanId,
-      queue: info.taskQueue, job_name: null, workflow_id: wf?.workflowId ?? null, run_id: wf?.runId ?? null,
-      activity_type: info.activityType, attempt: info.attempt, input: norm.input, input_digest: norm.input_digest, ...meta,
-      attrs: {
-        workflow_type: info.workflowType ?? null, activity_id: info.activityId, parent_span_id: parentSpan.spanId,
-        in_process_span: recording, ...(info.isLocal ? { local: true } : {}),
-      },
+    const wid = wf?.workflowId ?? null;
+    const attrs: EventAttrs = { workflow_type: info.workflowType ?? null, activity_id: info.activityId, parent_span_id: parentSpan.spanId, in_process_span: recording };
+    if (info.isLocal) attrs.local = true;
+    const ts = Date.now();
+    // The attempt's first event as one literal (every field of the one event type; see core/event.ts makeEvent).
+    const first: WardenEvent = {
+      event_id: newEventId(ts), ts, kind: 'activity.started', source: 'temporal',
+      correlation_id: cid, trace_id: parentSpan.traceId, span_id: spanId, queue: info.taskQueue, job_id: null, job_name: null,
+      workflow_id: wid, run_id: wf?.runId ?? null, activity_type: info.activityType, attempt: info.attempt, duration_ms: null,
+      input_digest: norm.input_digest, input: norm.input,
+      model: meta.model, model_version: meta.model_version, policy: meta.policy, policy_version: meta.policy_version,
+      actor: null, decision: null, reason: null, error: null, attrs,
     };
     // Work started inside the attempt (a BullMQ job, a child) hangs under the attempt's span: without
     // an SDK that is the stable span ID the sidecar rebuilds, not the no-op span's (its parent's) IDs.
     const inner = recording ? trace.setSpan(parent, span) : trace.setSpanContext(parent, { traceId: parentSpan.traceId, spanId, traceFlags: parentSpan.traceFlags, isRemote: false });
-    const attempt = new Attempt(r, info, span, inner, cid, base);
+    const attempt = new Attempt(r, info, span, inner, cid, first);
 
     const breaker = this.breakerFor(info, meta.model);
     if (breaker) {
@@ -198,9 +247,8 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
   private breakerFor(info: Info, model: string | null): BreakerStatus | undefined {
     const view = this.r.opts.breakers;
     if (!view) return undefined;
-    const keys = [breakerKey({ system: 'temporal', kind: 'activity', name: info.activityType }), breakerKey({ system: 'temporal', kind: 'task_queue', name: info.taskQueue })];
-    if (model) keys.push(breakerKey({ system: 'any', kind: 'model', name: model }));
-    const status = view.status(keys);
+    const keys = breakerKeysFor(info.activityType, info.taskQueue, model);
+    const status = view.status(keys.slice()); // a copy: a view must not be able to change the cached set
     if (!status || status.phase === 'closed') return undefined;
     if (status.phase === 'half_open' && Math.random() < status.probe_ratio) return undefined;
     return status;
