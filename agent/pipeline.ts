@@ -64,7 +64,8 @@ export class EventPipeline {
     this.feedPolicies(events); // e.g. Temporal activity retries and outputs drive breakers too
   }
 
-  async handle(collected: CollectedBatch[]): Promise<void> {
+  /** Resolves, once durable, to the spool seq up to which the batch's records are (the fleet advances on its shipping). */
+  async handle(collected: CollectedBatch[]): Promise<number> {
     // Collectors redact at the source; this is the net under every path (idempotent).
     const batches = collected.map((b) => ({ ...b, events: b.events.map((ev) => redactEvent(ev, this.p.redactor)) }));
     const events = batches.flatMap((b) => b.events);
@@ -94,6 +95,7 @@ export class EventPipeline {
     this.p.metrics.ledgerLastSeq.set(lastSeq);
     this.p.positions.update(this.current, lastSeq);
     this.feedPolicies(events);
+    return lastSeq;
   }
 
   private feedPolicies(events: WardenEvent[]): void {

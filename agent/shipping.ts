@@ -13,6 +13,8 @@ import type { WardenMetrics } from './metrics.js';
 export interface Shipping {
   store: LedgerStore;
   shipper: Shipper;
+  /** Told every seq up to which the ledger is in the store (fleet mode advances the shared positions on it); called at once with the current one. */
+  onCommitted(listener: (committed: number) => void): void;
   /** Why the ledger is not reaching its store, for /readyz; empty when it is. */
   problems(): string[];
   stop(): Promise<void>;
@@ -25,6 +27,7 @@ export async function startShipping(config: WardenConfig, spool: Spool, metrics:
   if (mode === 'server' && !c.url) throw new Error('clickhouse.mode is "server" but clickhouse.url (WARDEN_CLICKHOUSE_URL) is not set');
   const store = await openStore({ url: mode === 'server' ? c.url : undefined, user: c.user, password: c.password, database: c.database, dataDir: config.dataDir });
   let lastLogged = 0;
+  let committedListener: ((committed: number) => void) | null = null;
   const shipper = new Shipper({
     dataDir: config.dataDir,
     target: storeTarget(store, ledgerId),
@@ -33,6 +36,7 @@ export async function startShipping(config: WardenConfig, spool: Spool, metrics:
     flushIntervalMs: c.flushIntervalMs,
     prepare: () => store.migrate(),
     onShipped: (n) => metrics.shipped.inc(n),
+    onCommitted: (seq) => committedListener?.(seq),
     onError: (err) => {
       metrics.shipErrors.inc();
       if (Date.now() - lastLogged > 5000) {
@@ -47,6 +51,10 @@ export async function startShipping(config: WardenConfig, spool: Spool, metrics:
   return {
     store,
     shipper,
+    onCommitted(listener) {
+      committedListener = listener;
+      listener(shipper.status().committed);
+    },
     problems() {
       const f = shipper.status().failing;
       return f ? [`ledger store ${store.target} failing since ${new Date(f.since).toISOString()}: ${f.error} (${shipper.status().backlog} records waiting on disk)`] : [];

@@ -225,7 +225,9 @@ export class Sidecar {
       {
         name: 'BullMQ collector (Redis connections)',
         async start() {
-          collector = newCollector(config, { redactor, restored, metrics, logger, sink: (batches) => pipeline.handle(batches) });
+          // Fleet with shipping: the shared positions advance as the ledger reaches the store, so a survivor never skips what only this spool holds.
+          collector = newCollector(config, { redactor, restored, metrics, logger, sink: (batches) => pipeline.handle(batches), advanceWhenShipped: shipping !== null });
+          if (shipping) shipping.onCommitted((seq) => collector.shipped(seq));
           // Normally "BullMQ collector" below has stopped it already (stop is idempotent).
           return () => collector.stop();
         },
@@ -381,7 +383,7 @@ export class Sidecar {
 
 function newCollector(
   config: WardenConfig,
-  o: { redactor: Redactor; restored: Awaited<ReturnType<PositionStore['restore']>>; metrics: WardenMetrics; logger: Logger; sink: BullMQCollectorOptions['sink'] },
+  o: { redactor: Redactor; restored: Awaited<ReturnType<PositionStore['restore']>>; metrics: WardenMetrics; logger: Logger; sink: BullMQCollectorOptions['sink']; advanceWhenShipped: boolean },
 ): BullMQCollector {
   const { restored, metrics, logger } = o;
   const collector: BullMQCollector = new BullMQCollector({
@@ -398,7 +400,7 @@ function newCollector(
     outputs: config.bullmq.outputs,
     // Fleet mode: only the queues this sidecar holds a lease on (WARDEN_FLEET=1; see collectors/bullmq/lease.ts).
     fleet: config.fleet.enabled
-      ? { memberId: config.fleet.memberId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, leaseMs: config.fleet.leaseMs }
+      ? { memberId: config.fleet.memberId ?? `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`, leaseMs: config.fleet.leaseMs, advanceWhenShipped: o.advanceWhenShipped }
       : undefined,
     redactor: o.redactor,
     inputLimits: { ...DEFAULT_INPUT_LIMITS, maxInputBytes: config.redaction.maxInputBytes },

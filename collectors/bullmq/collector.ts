@@ -44,7 +44,17 @@ export interface FleetOptions {
   memberId: string;
   /** A queue whose holder stopped renewing for this long is taken over by another sidecar. */
   leaseMs: number;
+  /**
+   * The ledger is shipped to a shared store (ClickHouse): the fleet's position of a queue advances only
+   * to batches whose records are shipped (see `shipped()`), not when they are durable in this spool, so
+   * a survivor of this sidecar re-reads what only this spool holds. The sink must then resolve to the
+   * spool seq covering the batch; a sink resolving to nothing advances on durability as without shipping.
+   */
+  advanceWhenShipped?: boolean;
 }
+
+/** Durable batches per queue kept waiting for shipping; above this the newest entry is moved forward instead (coarser, never ahead). */
+const MAX_UNSHIPPED_PER_QUEUE = 1024;
 
 export interface BullMQCollectorOptions {
   redisUrl: string;
@@ -64,8 +74,8 @@ export interface BullMQCollectorOptions {
   inputLimits: InputLimits;
   /** Checkpoints restored from durable state; a queue found here can detect a gap. */
   positions: Map<string, string>;
-  /** Must resolve only when the batch is durable. */
-  sink: (batches: CollectedBatch[]) => Promise<void>;
+  /** Must resolve only when the batch is durable; may resolve to the spool seq up to which its records are (fleet.advanceWhenShipped). */
+  sink: (batches: CollectedBatch[]) => Promise<void | number>;
   /** What durable state says about an unfinished job (after a restart); see QueueTranslator. */
   seedJob?: (queue: string, jobId: string) => JobSeed | undefined;
   /** Whether a terminal record for this job is already durable (used when reconciling a gap). */
@@ -106,6 +116,12 @@ export class BullMQCollector {
   private nextLeaseAt = 0;
   /** Durable positions of queues no longer held (a later re-acquisition starts from the newer of these and the fleet's). */
   private readonly released = new Map<string, string>();
+  /** Fleet with shipping: per queue, (spool seq, stream position) of each durable batch not yet known shipped, oldest first. */
+  private readonly unshipped = new Map<string, { seq: number; position: string }[]>();
+  /** The newest seq the shipper reported in the store. */
+  private shippedSeq = 0;
+  private advancing: Promise<void> | null = null;
+  private advanceAgain = false;
 
   constructor(private readonly opts: BullMQCollectorOptions) {
     // Commands queue while Redis is away and run when it is back: the collector waits, never crashes.
@@ -148,7 +164,9 @@ export class BullMQCollector {
     this.block.disconnect(); // interrupts a blocking XREAD
     await this.loop;
     await this.inflight.catch(() => undefined);
-    // Fleet: the batches are durable and the positions advanced; the other sidecars take over at once.
+    await this.advancing;
+    // Fleet: the batches are durable and the positions advanced (with shipping: as far as shipped; a
+    // successor re-reads the rest, same event IDs); the other sidecars take over at once.
     if (this.leases && this.cmd.status === 'ready') await this.leases.leave().catch(() => undefined);
     this.cmd.disconnect();
   }
@@ -207,6 +225,7 @@ export class BullMQCollector {
     const c = this.cursors.get(queue);
     if (!c) return;
     this.cursors.delete(queue);
+    this.unshipped.delete(queue);
     const prev = this.released.get(queue);
     this.released.set(queue, laterPosition(c.position === START ? undefined : c.position, prev) ?? START);
   }
@@ -323,12 +342,14 @@ export class BullMQCollector {
     await this.settle(); // keep batches in order: one in flight at a time
     const toAppend = this.leases ? await this.fence(batches) : batches;
     if (toAppend.length === 0) return true;
-    this.inflight = this.opts.sink(toAppend).then(async () => {
+    this.inflight = this.opts.sink(toAppend).then(async (seq) => {
       for (const b of toAppend) {
         const c = this.cursors.get(b.queue);
         if (c) c.position = b.position;
       }
-      if (this.leases) await this.advanceFleet(toAppend);
+      if (!this.leases) return;
+      if (this.opts.fleet?.advanceWhenShipped && typeof seq === 'number') this.holdUntilShipped(toAppend, seq);
+      else await this.advanceFleet(toAppend.map((b) => ({ queue: b.queue, position: b.position })));
     });
     this.inflight.catch(() => undefined); // observed by settle(); not an unhandled rejection
     return true;
@@ -357,10 +378,51 @@ export class BullMQCollector {
     return kept;
   }
 
-  /** Records the durable positions as the fleet's (fenced); a queue whose advance is refused was lost. */
-  private async advanceFleet(batches: CollectedBatch[]): Promise<void> {
+  /**
+   * Fleet with shipping: the shipper has everything up to `seq` in the store. Each held queue's fleet
+   * position advances (fenced) to its newest durable batch whose records are all at or below `seq`.
+   */
+  shipped(seq: number): void {
+    if (!this.leases || !this.opts.fleet?.advanceWhenShipped) return;
+    if (seq > this.shippedSeq) this.shippedSeq = seq;
+    this.kickAdvance();
+  }
+
+  private holdUntilShipped(batches: CollectedBatch[], seq: number): void {
+    for (const b of batches) {
+      if (!this.cursors.has(b.queue)) continue; // lost or given back meanwhile: not ours to advance
+      let list = this.unshipped.get(b.queue);
+      if (!list) this.unshipped.set(b.queue, (list = []));
+      if (list.length >= MAX_UNSHIPPED_PER_QUEUE) list[list.length - 1] = { seq, position: b.position };
+      else list.push({ seq, position: b.position });
+    }
+    if (seq <= this.shippedSeq) this.kickAdvance(); // shipped before we got here
+  }
+
+  /** One advance at a time; reports arriving meanwhile are folded into one more pass. */
+  private kickAdvance(): void {
+    if (this.advancing) { this.advanceAgain = true; return; }
+    this.advancing = (async () => {
+      do {
+        this.advanceAgain = false;
+        const ready: { queue: string; position: string }[] = [];
+        for (const [queue, list] of this.unshipped) {
+          let n = 0;
+          while (n < list.length && list[n].seq <= this.shippedSeq) n++;
+          if (n === 0) continue;
+          ready.push({ queue, position: list[n - 1].position });
+          list.splice(0, n);
+          if (list.length === 0) this.unshipped.delete(queue);
+        }
+        if (ready.length > 0) await this.advanceFleet(ready);
+      } while (this.advanceAgain);
+    })().finally(() => { this.advancing = null; });
+  }
+
+  /** Records positions as the fleet's (fenced); a queue whose advance is refused was lost. */
+  private async advanceFleet(positions: { queue: string; position: string }[]): Promise<void> {
     try {
-      const lost = await this.leases!.advance(batches.map((b) => ({ queue: b.queue, position: b.position })));
+      const lost = await this.leases!.advance(positions);
       for (const q of lost) this.loseQueue(q);
     } catch (err) {
       // The records are durable here; the fleet's position lags until the next advance (a takeover would re-read, deduplicated by event ID).

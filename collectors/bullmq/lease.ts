@@ -3,8 +3,9 @@
  * time, under a lease kept in Redis beside the queue's own keys:
  *
  *   <prefix>:<queue>:warden:lease     hash { holder, token }, expires after leaseMs unless renewed
- *   <prefix>:<queue>:warden:position  hash { id, token, fence, holder }: the stream position the fleet
- *                                      recorded for the queue, who wrote it, and the last token issued
+ *   <prefix>:<queue>:warden:position  hash { id, token, fence, holder, leased }: the stream position the
+ *                                      fleet recorded for the queue, who wrote it, the last token issued,
+ *                                      and the last acquirer ('' after a release: the next is no takeover)
  *   <prefix>:warden:fleet:members     sorted set of live sidecars, scored by heartbeat expiry (ms)
  *
  * Fencing: every acquisition increments `fence` and the holder gets it as its token. Renewing, the
@@ -35,7 +36,10 @@ if holder == ARGV[1] then
   return {1, redis.call('HGET', KEYS[1], 'token'), redis.call('HGET', KEYS[2], 'id') or '', ARGV[1]}
 end
 local token = redis.call('HINCRBY', KEYS[2], 'fence', 1)
-local previous = redis.call('HGET', KEYS[2], 'holder') or ''
+-- The last acquirer ('' once it gave the lease back); positions written before that field: who advanced last.
+local previous = redis.call('HGET', KEYS[2], 'leased')
+if not previous then previous = redis.call('HGET', KEYS[2], 'holder') or '' end
+redis.call('HSET', KEYS[2], 'leased', ARGV[1])
 redis.call('HSET', KEYS[1], 'holder', ARGV[1], 'token', token)
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {2, tostring(token), redis.call('HGET', KEYS[2], 'id') or '', previous}
@@ -62,9 +66,11 @@ redis.call('HSET', KEYS[2], 'id', ARGV[3], 'token', ARGV[2], 'holder', ARGV[1])
 return 1
 `;
 
-// KEYS: lease. ARGV: member, token. Gives the lease back at once (a graceful stop or a rebalance).
+// KEYS: lease, position. ARGV: member, token. Gives the lease back at once (a graceful stop or a rebalance):
+// the next acquirer is not taking over from anyone.
 const RELEASE = `
 if redis.call('HGET', KEYS[1], 'holder') == ARGV[1] and redis.call('HGET', KEYS[1], 'token') == ARGV[2] then
+  if redis.call('HGET', KEYS[2], 'leased') == ARGV[1] then redis.call('HSET', KEYS[2], 'leased', '') end
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -86,7 +92,7 @@ export interface LeaseOptions {
   leaseMs: number;
 }
 
-export interface Acquired { queue: string; token: string; /** The fleet's recorded position ('' if none). */ position: string; /** Another member held it before: a takeover. */ takeover: boolean; previousHolder: string }
+export interface Acquired { queue: string; token: string; /** The fleet's recorded position ('' if none). */ position: string; /** Another member held it before and did not give it back: a takeover. */ takeover: boolean; previousHolder: string }
 
 export interface LeaseRound {
   acquired: Acquired[];
@@ -110,7 +116,7 @@ export class QueueLeases {
       redis.defineCommand('wardenLeaseAcquire', { numberOfKeys: 2, lua: ACQUIRE });
       redis.defineCommand('wardenLeaseConfirm', { numberOfKeys: 1, lua: CONFIRM });
       redis.defineCommand('wardenLeaseAdvance', { numberOfKeys: 2, lua: ADVANCE });
-      redis.defineCommand('wardenLeaseRelease', { numberOfKeys: 1, lua: RELEASE });
+      redis.defineCommand('wardenLeaseRelease', { numberOfKeys: 2, lua: RELEASE });
       redis.defineCommand('wardenFleetHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT });
     }
   }
@@ -197,7 +203,7 @@ export class QueueLeases {
   async release(queue: string): Promise<void> {
     const h = this.held.get(queue);
     this.held.delete(queue);
-    if (h) await (this.redis as unknown as Scripted).wardenLeaseRelease(leaseKey(this.o.prefix, queue), this.o.memberId, h.token);
+    if (h) await (this.redis as unknown as Scripted).wardenLeaseRelease(leaseKey(this.o.prefix, queue), leasePositionKey(this.o.prefix, queue), this.o.memberId, h.token);
   }
 
   /** Leaves the fleet: every lease given back and the membership removed (a graceful stop). */

@@ -45,6 +45,8 @@ export interface ShipperOptions {
   retryMinMs?: number;
   retryMaxMs?: number;
   onShipped?: (records: number, committed: number) => void;
+  /** Every seq up to `committed` is in the store (after shipping, or learned from the store on a resync). */
+  onCommitted?: (committed: number) => void;
   /** Run before talking to the store after a start or a failure (e.g. schema migrations). */
   prepare?: () => Promise<void>;
   onError?: (err: Error) => void;
@@ -223,6 +225,7 @@ export class Shipper {
     this.committed = seq;
     if (this.tail.next <= seq) this.tail = SpoolTail.at(this.o.dataDir, seq + 1);
     await this.save();
+    this.o.onCommitted?.(seq);
   }
 
   private idle(ms: number): Promise<void> {

@@ -4,7 +4,8 @@
  * the two-shard 18.16 cluster with ZooKeeper). A workload over four queues; `kill -9` of one sidecar
  * mid-run; the other takes its queues over (takeover time printed, not asserted). The killed sidecar is
  * then restarted on its data dir: it keeps its ledger_id and ships the backlog it had spooled but not
- * shipped. Afterwards every job has exactly one terminal record in the fleet's compliance reads (export,
+ * shipped. Before that restart, every job already has its terminal record in ClickHouse: the fleet's
+ * position advances only to what the holder has shipped, so the survivor re-reads the rest. Afterwards every job has exactly one terminal record in the fleet's compliance reads (export,
  * counts, lineage; each event_id once), both ledgers verify in ClickHouse, and a tampered row in either
  * is named with its ledger and seq (exit 1).
  */
@@ -93,10 +94,15 @@ async function takeoverScenario(name: string, redisUrl: string, base: string, t:
     const finished = async () => (await Promise.all(queues.map(async (q) => (await r.zcard(`bull:${q}:completed`)) + (await r.zcard(`bull:${q}:failed`))))).reduce((a, b) => a + b, 0);
     await until(async () => (await finished()) === total, 90_000, 'workload done');
     await w.close();
-    // Before the restart: what the fleet's reads hold while the killed sidecar's backlog sits in its data dir.
+    // Before the restart: the fleet's position advanced only as far as each holder had shipped, so the
+    // survivor re-read what only the killed sidecar's spool held, and ClickHouse has every job already.
     await until(async () => (await rowsOf(idTwo)) === await spoolCount(dataTwo), 60_000, 'the survivor ships what it spooled');
     const terminalEvents = () => num(`SELECT uniqExact(event_id) AS n FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed')`).catch(() => 0);
+    const terminalJobs = () => num(`SELECT uniqExact(queue, job_id) AS n FROM warden_ledger WHERE kind IN ('job.completed', 'job.failed')`).catch(() => 0);
+    await until(async () => (await terminalJobs()) === total, 60_000, 'every job has its terminal record in ClickHouse before the killed sidecar restarts');
     const beforeRestart = await terminalEvents();
+    expect(beforeRestart).toBe(total);
+    expect(await terminalJobs()).toBe(total);
 
     // The killed sidecar comes back on its data dir: same ledger_id, and its unshipped backlog is shipped.
     one = await start(0);
