@@ -68,8 +68,8 @@ export class CeleryCollector {
   private pendingGap: string | null = null;
 
   constructor(private readonly o: CeleryCollectorOptions) {
-    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata, prior: o.prior });
     this.source = o.source ?? sourceFor(o.brokerUrl, o.amqp);
+    this.translator = new CeleryTranslator({ redactor: o.redactor, inputLimits: o.inputLimits, metadata: o.metadata, prior: o.prior, complete: this.source.durable });
     this.sinceMs = o.lastSeenMs !== null ? o.lastSeenMs - RESTART_MARGIN_MS : Date.now();
   }
 

@@ -78,6 +78,13 @@ export interface CeleryTranslateOptions {
   maxTrackedTasks?: number;
   /** The ledger's records of a task not tracked yet (a previous run's), if any. */
   prior?: (taskId: string) => PriorTask | undefined;
+  /**
+   * The event stream resumes where the ledger ends (a durable queue: what the previous run did not
+   * ack is redelivered, nothing is lost while the sidecar is away). Then a task-received(N) after a
+   * restart proves the receipts of the attempts between the highest one started and N: the previous
+   * run saw them, and its unpaired receipts are the one state the ledger does not hold.
+   */
+  complete?: boolean;
 }
 
 /** A task's final state as the result backend holds it (`celery-task-meta-<id>`, result_extended). */
@@ -137,12 +144,21 @@ export class CeleryTranslator {
         t.added = true;
         return [this.event(id, t, ts, 'job.added', null, celeryEventId(ts, id, 'added'), { input: true, hostname: ev.hostname })];
       }
-      case 'task-received':
-        t.retries = Math.max(t.retries, ev.retries ?? 0);
+      case 'task-received': {
+        const r = ev.retries ?? 0;
+        t.retries = Math.max(t.retries, r);
         t.retriesKnown = true;
         // Paired with the next task-started, unless that attempt already started (a redelivered event).
-        if (t.highest === null || (ev.retries ?? 0) + 1 > t.highest) t.pending.add(ev.retries ?? 0);
+        if (t.highest === null || r + 1 > t.highest) {
+          t.pending.add(r);
+          // Resumed from the ledger on a complete stream: the receipts between the highest attempt started
+          // and this one were handled by the previous run (received(N) can come before attempt N's
+          // task-started, and a kill between the two loses the earlier receipt): still unpaired.
+          const from = t.highest ?? (t.recorded ? 0 : null);
+          if (this.o.complete && t.recorded && from !== null) for (let k = from; k < r; k++) t.pending.add(k);
+        }
         return [];
+      }
       case 'task-started': {
         const eventId = celeryEventId(ts, id, 'started', eventKey(ev));
         const again = t.recorded?.get(eventId);

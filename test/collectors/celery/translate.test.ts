@@ -128,4 +128,42 @@ describe('attempt numbers under the orderings seen over RabbitMQ and after a res
     expect(fresh.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.started:3', 'job.attempt_failed:3', 'job.started:4', 'job.failed:4']);
     expect(fresh.every((e) => e.queue === 'q1' && e.attrs.attempt_inferred === undefined)).toBe(true);
   });
+
+  // The run that failed once (rabbitmq-workers, kill -9): the previous run handled task-received(2)
+  // (no ledger record; its message acked), died, and task-received(3) arrived before attempt 3's
+  // task-started. The receipt of attempt 3 was lost with the previous run's memory, so the next
+  // task-started was paired with received(3) and counted as attempt 4: terminal attempt 5 for retries 3.
+  const priorOf = (events: ReturnType<CeleryTranslator['translate']>) => {
+    const prior = { queue: 'q1', name: 'tasks.flaky', added: false, started: new Map<number, number>(), failed: new Set<number>(), recorded: new Map<string, number>() };
+    for (const e of events) {
+      prior.recorded.set(e.event_id, e.attempt!);
+      if (e.kind === 'job.started') prior.started.set(e.attempt!, e.ts);
+      else prior.failed.add(e.attempt!);
+    }
+    return prior;
+  };
+  const resumed = (prior: ReturnType<typeof priorOf>, complete: boolean) =>
+    new CeleryTranslator({ redactor: new Redactor(), inputLimits: DEFAULT_INPUT_LIMITS, metadata: {}, complete, prior: (id) => (id === 't-1' ? prior : undefined) });
+
+  it('after a restart on the durable queue, a task-received the previous run handled still pairs with the next task-started (no attempt counted twice)', () => {
+    for (const [handled, redeliveredFrom] of [[7, 7], [8, 7], [8, 8]] as const) {
+      // The previous run handled evs[0..handled) and wrote their records; messages from evs[redeliveredFrom] on were not acked.
+      const first = translator();
+      const prior = priorOf(evs.slice(0, handled).flatMap((e) => first.translate(e)));
+      const tr = resumed(prior, true);
+      const after = evs.slice(redeliveredFrom).flatMap((e) => tr.translate(e));
+      const label = `handled ${handled}, redelivered from ${redeliveredFrom}`;
+      expect(after.map((e) => `${e.kind}:${e.attempt}`), label).toEqual(['job.started:3', 'job.attempt_failed:3', 'job.started:4', 'job.failed:4']);
+      expect(after.every((e) => !prior.recorded.has(e.event_id)), label).toBe(true);
+    }
+  });
+
+  it('from a source that loses events while the sidecar is away (Redis pub/sub), a task-received is not taken as proof of the receipts before it', () => {
+    const first = translator();
+    const prior = priorOf(evs.slice(0, 4).flatMap((e) => first.translate(e))); // started:1, attempt_failed:1
+    const tr = resumed(prior, false);
+    // Lost while away: task-started (attempt 2), task-retried (attempt 2). Then received(2), received(3), ...
+    const after = evs.slice(6).flatMap((e) => tr.translate(e));
+    expect(after.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.started:3', 'job.attempt_failed:3', 'job.started:4', 'job.failed:4']);
+  });
 });
