@@ -201,6 +201,7 @@ export class Redactor {
 
 /** Join keys: redacting them must keep them joinable (same input, same output; distinct stay distinct). */
 const JOIN_KEYS = ['correlation_id', 'job_id', 'workflow_id', 'run_id'] as const;
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
 /** Structural fields: validated formats (ids, hex, numbers) that never carry free text. */
 const STRUCTURAL = new Set(['event_id', 'ts', 'kind', 'source', 'trace_id', 'span_id', 'attempt', 'duration_ms', 'input_digest', 'input', 'attrs', ...JOIN_KEYS]);
 /** Plain ULIDs, UUIDs and numbers pass unchanged (a numeric job ID is not a card number). */
@@ -234,6 +235,9 @@ export function redactEvent(ev: WardenEvent, redactor: Redactor = DEFAULT_REDACT
   out.input = ev.input === null || ev.input === undefined ? null : redactor.redactValue(ev.input);
   const attrs: EventAttrs = {};
   for (const [k, v] of Object.entries(ev.attrs ?? {})) {
+    // A Redis stream entry ID (`<ms>-<n>`) is a position, not data: its digits can pass the card
+    // pattern's Luhn check, and a redacted position made the collector re-read entries after a restart.
+    if (k === 'stream_id' && typeof v === 'string' && STREAM_ID.test(v)) { attrs[k] = v; continue; }
     const key = redactor.redactText(k);
     attrs[key] = isSensitiveKey(k) && v !== null ? REDACTED : typeof v === 'string' ? redactor.redactText(v) : v;
   }

@@ -93,3 +93,17 @@ describe('redactUrl (the audit record of a request)', () => {
     expect(redactUrl('/x?token=%zzsecret')).not.toContain('secret');
   });
 });
+
+describe('redactEvent keeps positions', () => {
+  it('a Redis stream entry ID under attrs.stream_id stays as it is, even when its digits pass the card check', () => {
+    // 1765043123408-0: 14 digits with a separator, Luhn-valid; as free text it is redacted as a card.
+    const r = new Redactor({ paths: [] });
+    expect(r.redactText('1765043123408-0')).toBe('[REDACTED:card]');
+    const ev = makeEvent({ kind: 'job.started', source: 'bullmq', attrs: { stream_id: '1765043123408-0', note: '1765043123408-0' } });
+    const out = redactEvent(ev, r);
+    expect(out.attrs.stream_id).toBe('1765043123408-0');
+    expect(out.attrs.note).toBe('[REDACTED:card]');
+    // Only the stream-ID shape is exempt: anything else under that key is redacted as text.
+    expect(redactEvent(makeEvent({ kind: 'job.started', source: 'bullmq', attrs: { stream_id: 'mail bob@example.com' } }), r).attrs.stream_id).not.toContain('bob@example.com');
+  });
+});

@@ -237,6 +237,7 @@ DEFAULT_REDACTOR = Redactor()
 # -- whole events (core/redact.ts redactEvent, redactJoinKey) ----------------------------------------
 
 JOIN_KEYS = ("correlation_id", "job_id", "workflow_id", "run_id")
+_STREAM_ID = re.compile(r"^\d{1,20}-\d{1,20}\Z", re.A)
 STRUCTURAL = frozenset(("event_id", "ts", "kind", "source", "trace_id", "span_id", "attempt", "duration_ms", "input_digest",
                         "input", "attrs") + JOIN_KEYS)
 _PLAIN_ID = re.compile(
@@ -280,6 +281,10 @@ def redact_event(ev: dict[str, Any], redactor: Redactor = DEFAULT_REDACTOR) -> d
     attrs: dict[str, Any] = {}
     for k, v in (ev.get("attrs") or {}).items():
         k = str(k)
+        # A Redis stream entry ID is a position, not data (its digits can pass the card pattern's Luhn check).
+        if k == "stream_id" and isinstance(v, str) and _STREAM_ID.match(v):
+            attrs[k] = v
+            continue
         key = redactor.redact_text(k)
         attrs[key] = REDACTED if is_sensitive_key(k) and v is not None else redactor.redact_text(v) if isinstance(v, str) else v
     out["attrs"] = attrs

@@ -64,7 +64,7 @@ function tsVectors(): unknown {
     span_id: '86e6f1d8bf21f799', queue: 'q mail@example.com', job_id: 'jane.doe@example.com', job_name: 'tasks.call sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX', workflow_id: 'wf-1', run_id: null, attempt: 2,
     duration_ms: 0, input_digest: null, input: { args: ['db_password=hunter2'], kwargs: { api_key: 'k', prompt_tokens: 5 } }, model: 'gpt token=abc', model_version: 'v1', policy: 'p', policy_version: 'v%40x.io',
     actor: 'ceo@example.com', decision: null, reason: 'password=x', error: 'Bearer abc.def.ghi',
-    attrs: { note: 'link', userPassword: 'hunter2', 'k-sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX': 1, root_id: 'root bob@example.com', hostname: 'w1@host.example.com', n: 3, ok: true, nul: null, secret: null, pwd: 5 },
+    attrs: { note: 'link', userPassword: 'hunter2', 'k-sk-proj-ABCDEFGHIJKLMNOPQRSTUVWX': 1, root_id: 'root bob@example.com', hostname: 'w1@host.example.com', n: 3, ok: true, nul: null, secret: null, pwd: 5, stream_id: '1765043123408-0', card: '1765043123408-0' },
   });
   return JSON.parse(JSON.stringify({
     texts: texts.map((t) => [t, r.redactText(t)]),
