@@ -97,7 +97,7 @@ describe('redactUrl (the audit record of a request)', () => {
 describe('redactEvent keeps positions', () => {
   it('a Redis stream entry ID under attrs.stream_id stays as it is, even when its digits pass the card check', () => {
     // 1765043123408-0: 14 digits with a separator, Luhn-valid; as free text it is redacted as a card.
-    const r = new Redactor({ paths: [] });
+    const r = new Redactor({ paths: [], maxDepth: 32 });
     expect(r.redactText('1765043123408-0')).toBe('[REDACTED:card]');
     const ev = makeEvent({ kind: 'job.started', source: 'bullmq', attrs: { stream_id: '1765043123408-0', note: '1765043123408-0' } });
     const out = redactEvent(ev, r);
