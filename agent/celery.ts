@@ -15,8 +15,7 @@ import type { LedgerRecord } from '../ledger/spool/record.js';
 import type { WardenConfig } from './config.js';
 import type { RecentEventIds } from './ingest.js';
 import type { WardenMetrics } from './metrics.js';
-
-const TERMINAL = new Set(['job.completed', 'job.failed']);
+import { JOB_TERMINAL_KINDS } from '../core/kinds.js';
 
 /**
  * Celery task IDs with a terminal record in the ledger (bounded, oldest forgotten), the newest Celery
@@ -39,7 +38,7 @@ export class CeleryLedgerIndex {
     if (ev.source !== 'celery') return;
     if (this.lastSeenMs === null || ev.ts > this.lastSeenMs) this.lastSeenMs = ev.ts;
     if (!ev.job_id) return;
-    if (TERMINAL.has(ev.kind)) {
+    if (JOB_TERMINAL_KINDS.has(ev.kind)) {
       this.open.delete(ev.job_id);
       if (!this.terminals.has(ev.job_id)) {
         this.terminals.add(ev.job_id);
@@ -88,7 +87,7 @@ export function newCeleryCollector(config: WardenConfig, p: CeleryParts): Celery
     const batchTerminals = new Set<string>();
     for (const ev of events) {
       if (p.ids.has(ev.event_id)) continue;
-      if (TERMINAL.has(ev.kind) && ev.job_id) {
+      if (JOB_TERMINAL_KINDS.has(ev.kind) && ev.job_id) {
         if (p.index.hasTerminal(ev.job_id) || batchTerminals.has(ev.job_id)) continue;
         batchTerminals.add(ev.job_id);
       }

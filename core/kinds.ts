@@ -30,6 +30,9 @@ export const ATTEMPT_FAILED_KINDS = kindSet('job.attempt_failed', 'activity.atte
 /** Finished attempts a retry window counts as terminal failures (retries exhausted or not retryable). */
 export const ATTEMPT_TERMINAL_FAILURE_KINDS = kindSet('job.failed', 'activity.failed');
 
+/** A job's final outcome (one per job in the ledger). */
+export const JOB_TERMINAL_KINDS = kindSet('job.completed', 'job.failed');
+
 /** Human approvals and denials. */
 export const APPROVAL_KINDS = kindSet('approval.granted', 'approval.denied');
 
