@@ -8,6 +8,7 @@
  */
 import { Redis } from 'ioredis';
 import { makeEvent, type WardenEvent } from '../../core/event.js';
+import { JOB_TERMINAL_KINDS } from '../../core/kinds.js';
 import type { InputLimits } from '../../core/input.js';
 import type { Redactor } from '../../core/redact.js';
 import type { CeleryEvent } from './envelope.js';
@@ -15,7 +16,8 @@ import type { CeleryMetadataPaths } from './metadata.js';
 import { scanTerminal } from './result-backend.js';
 import type { AmqpEventSourceOptions } from './amqp.js';
 import { sourceFor, type CeleryEventSource } from './source.js';
-import { CeleryTranslator, type PriorTask } from './translate.js';
+import { celeryTaskSpanId } from './ids.js';
+import { CeleryTranslator, TERMINAL_STATUSES, type PriorTask } from './translate.js';
 
 export interface CeleryCollectorObserver {
   onGap?(event: WardenEvent): void;
@@ -149,7 +151,8 @@ export class CeleryCollector {
   /**
    * Events of a task whose task-received was missed (the sidecar restarted mid-task) carry a guessed
    * attempt number, and without its task-sent the queue is unknown; the result backend (written
-   * before the event is sent, `result_extended`) knows both.
+   * before the event is sent, `result_extended`) knows both. A terminal record is corrected only from
+   * a terminal state (final: Celery's own count); a start or a retry from whatever state is there.
    */
   private async fixAttempts(events: WardenEvent[]): Promise<WardenEvent[]> {
     const unsure = events.filter((e) => (e.attrs.attempt_inferred === true || e.queue === null) && e.job_id);
@@ -168,9 +171,11 @@ export class CeleryCollector {
         const r = typeof m?.retries === 'number' ? m.retries : null;
         let attempt: number | null = null;
         if (e.kind === 'job.started') attempt = m === null ? 1 : r === null ? null : m.status === 'RETRY' ? r + 2 : r + 1;
+        else if (JOB_TERMINAL_KINDS.has(e.kind)) attempt = r !== null && TERMINAL_STATUSES.has(m!.status ?? '') ? r + 1 : null;
         else if (r !== null) attempt = r + 1;
         if (attempt === null) return;
         e.attempt = attempt;
+        e.span_id = celeryTaskSpanId(e.job_id!, attempt - 1);
         e.attrs.retries = attempt - 1;
         e.attrs.attempt_source = 'result_backend';
         delete e.attrs.attempt_inferred;
@@ -198,6 +203,7 @@ export class CeleryCollector {
 
   private gap(reason: string): void {
     if (!this.running) return;
+    this.translator.markUncertain();
     // One reconciliation per burst of reasons.
     if (this.pendingGap !== null) { this.pendingGap += `; ${reason}`; return; }
     this.pendingGap = reason;

@@ -18,10 +18,14 @@
  *
  * Ordering: the next attempt's task-received can arrive before the previous attempt's task-retried
  * (seen with Celery 5.2 and 5.7), so an attempt ends at the lowest attempt still open, not at the
- * newest retries count.
+ * newest retries count. That pairing is only as good as the events seen: a task tracked from the
+ * middle, resumed after a restart on a source that keeps nothing, or present at a gap is `uncertain`,
+ * and its terminal record is marked `attempt_inferred` for the collector to take Celery's own count
+ * from the result backend's terminal state.
  */
 import { makeEvent, type EventKind, type WardenEvent } from '../../core/event.js';
 import { traceIdForCorrelation, stableSpanId } from '../../core/ids.js';
+import { JOB_TERMINAL_KINDS } from '../../core/kinds.js';
 import { normalizeInput, type InputLimits } from '../../core/input.js';
 import type { Redactor } from '../../core/redact.js';
 import type { CeleryEvent } from './envelope.js';
@@ -38,6 +42,12 @@ interface TaskTrack {
   retries: number;
   /** A task-received was seen (else the attempt number is a guess: the collector asks the result backend). */
   retriesKnown: boolean;
+  /**
+   * Some of the task's events may have been lost (tracked from the middle, resumed after a restart on
+   * a source that keeps nothing, or present at a gap): the pairing of receipts and starts can be off,
+   * so its terminal record's attempt is checked against the result backend, which holds Celery's own count.
+   */
+  uncertain: boolean;
   /** `retries` of task-received events not yet paired with their task-started. */
   pending: Set<number>;
   /** Open attempts: attempt number -> start time (ms). */
@@ -236,7 +246,7 @@ export class CeleryTranslator {
   }
 
   private fresh(): TaskTrack {
-    return { queue: null, name: null, root: null, parent: null, retries: 0, retriesKnown: false, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null, highest: null, recorded: null, pending: new Set() };
+    return { queue: null, name: null, root: null, parent: null, retries: 0, retriesKnown: false, uncertain: false, open: new Map(), meta: { correlation_id: null, model: null, model_version: null, policy: null, policy_version: null }, added: false, input: null, highest: null, recorded: null, pending: new Set() };
   }
 
   /** Continues a task from the ledger's records: open attempts, the next attempt number, queue and name. */
@@ -259,6 +269,8 @@ export class CeleryTranslator {
       t = this.fresh();
       const prior = this.o.prior?.(id);
       if (prior) this.seed(t, prior);
+      // A task first seen at its task-sent or first receipt is seen whole (nothing lost before it).
+      t.uncertain = prior ? !this.o.complete : !(ev.type === 'task-sent' || (ev.type === 'task-received' && (ev.retries ?? 0) === 0));
       this.tasks.set(id, t);
       if (this.tasks.size > this.max) this.tasks.delete(this.tasks.keys().next().value!);
     }
@@ -311,6 +323,11 @@ export class CeleryTranslator {
     return Math.min(...t.open.keys());
   }
 
+  /** Events may have been lost (a reconnect, a dropped batch): every task tracked now may be missing some. */
+  markUncertain(): void {
+    for (const t of this.tasks.values()) t.uncertain = true;
+  }
+
   private forget(id: string): void {
     this.tasks.delete(id);
   }
@@ -336,7 +353,7 @@ export class CeleryTranslator {
       ...(x.traceback ? { traceback: r.redactText(x.traceback).slice(-MAX_TEXT) } : {}),
       ...(x.result !== undefined ? { result: this.redactRepr(x.result) } : {}),
       ...(x.extra ?? {}),
-      ...(attempt !== null && !t.retriesKnown && !x.extra?.reconciled ? { attempt_inferred: true } : {}),
+      ...(attempt !== null && (!t.retriesKnown || (t.uncertain && JOB_TERMINAL_KINDS.has(kind))) && !x.extra?.reconciled ? { attempt_inferred: true } : {}),
     };
     const served = x.result !== undefined ? this.served(x.result) : {};
     Object.assign(attrs, served);
