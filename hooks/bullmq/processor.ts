@@ -9,9 +9,9 @@
  * one consumer span per attempt (OpenTelemetry messaging conventions); retries stay in one trace, and
  * jobs added from inside a processor inherit its correlation ID. Telemetry never throws into the job.
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
-import { currentCorrelationId, withCorrelation } from '../correlation.js';
+import { currentCorrelationId, runWithCorrelation } from '../correlation.js';
 import { newCorrelationId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { Redactor } from '../../core/redact.js';
 import * as sc from '../../core/semconv.js';
@@ -197,7 +197,7 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
     }
     const active = trace.setSpan(parent, span);
     try {
-      const result = await context.with(active, () => withCorrelation(cid, () => fn(job, token)));
+      const result = await runWithCorrelation(active, cid, () => fn(job, token));
       span.setStatus({ code: SpanStatusCode.OK });
       return result;
     } catch (err) {
@@ -210,24 +210,37 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
   };
 }
 
-/** The span context the sidecar's rebuilt attempt span will have (agent/spans.ts, collectors/bullmq/translate.ts). */
-function attemptSpanContext(job: Job, cid: string): Context {
-  const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
-  let tp = stamp?.tp;
-  if (!tp) {
-    const opts = job.opts as { tm?: unknown; telemetry?: { metadata?: unknown } };
-    const tm = opts.telemetry?.metadata ?? opts.tm;
-    if (typeof tm === 'string') {
-      try { tp = (JSON.parse(tm) as { traceparent?: string }).traceparent; } catch { /* not a carrier */ }
+/**
+ * The span context the sidecar's rebuilt attempt span will have (agent/spans.ts,
+ * collectors/bullmq/translate.ts): trace from the job's traceparent, else from its correlation ID;
+ * span ID from queue, job ID and attempt. Computed on first read: most processors never start a
+ * child span, and then the two hashes and the traceparent parse are never paid for.
+ */
+class AttemptSpanContext implements SpanContext {
+  readonly isRemote = false;
+  private parsed: ReturnType<typeof parseTraceparent> | undefined;
+  private trace_: string | undefined;
+  private span_: string | undefined;
+
+  constructor(private readonly job: Job, private readonly cid: string) {}
+
+  private parent(): ReturnType<typeof parseTraceparent> {
+    if (this.parsed !== undefined) return this.parsed;
+    const stamp = (this.job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
+    let tp = stamp?.tp;
+    if (!tp) {
+      const opts = this.job.opts as { tm?: unknown; telemetry?: { metadata?: unknown } };
+      const tm = opts.telemetry?.metadata ?? opts.tm;
+      if (typeof tm === 'string') {
+        try { tp = (JSON.parse(tm) as { traceparent?: string }).traceparent; } catch { /* not a carrier */ }
+      }
     }
+    return (this.parsed = parseTraceparent(tp));
   }
-  const parent = parseTraceparent(tp);
-  return trace.setSpanContext(context.active(), {
-    traceId: parent?.traceId ?? traceIdForCorrelation(cid),
-    spanId: stableSpanId('bullmq', job.queueName, job.id ?? '', job.attemptsMade + 1),
-    traceFlags: parent ? parent.flags & 1 : TraceFlags.SAMPLED,
-    isRemote: false,
-  });
+
+  get traceId(): string { return (this.trace_ ??= this.parent()?.traceId ?? traceIdForCorrelation(this.cid)); }
+  get spanId(): string { return (this.span_ ??= stableSpanId('bullmq', this.job.queueName, this.job.id ?? '', this.job.attemptsMade + 1)); }
+  get traceFlags(): number { const p = this.parent(); return p ? p.flags & 1 : TraceFlags.SAMPLED; }
 }
 
 function contextOnlyProcessor<D, R, N extends string>(fn: (job: Job<D, R, N>, token?: string) => Promise<R>) {
@@ -237,10 +250,10 @@ function contextOnlyProcessor<D, R, N extends string>(fn: (job: Job<D, R, N>, to
     try {
       const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
       cid = stamp?.cid ?? `bullmq:${job.queueName}:${job.id}`;
-      active = attemptSpanContext(job as Job, cid);
+      active = trace.setSpanContext(context.active(), new AttemptSpanContext(job as Job, cid));
     } catch {
       return fn(job, token); // telemetry must never stop the job from running
     }
-    return context.with(active, () => withCorrelation(cid, () => fn(job, token)));
+    return runWithCorrelation(active, cid, () => fn(job, token));
   };
 }

@@ -10,7 +10,7 @@ import type { Context as ActivityContext, Info } from '@temporalio/activity';
 import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { breakerKey, type BreakerStatus } from '../../core/breakers.js';
-import { currentCorrelationId, withCorrelation } from '../correlation.js';
+import { currentCorrelationId, runWithCorrelation } from '../correlation.js';
 import { type EventAttrs, type EventKind, type WardenEvent } from '../../core/event.js';
 import { newEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput } from '../../core/input.js';
@@ -158,7 +158,7 @@ class WardenActivityInbound implements ActivityInboundCallsInterceptor {
     const a = attempt;
     let result: unknown;
     try {
-      result = await context.with(a.ctx, () => withCorrelation(a.cid, () => next(input)));
+      result = await runWithCorrelation(a.ctx, a.cid, () => next(input));
     } catch (err) {
       try { a.failed(err); } catch { /* never mask the activity's error */ }
       throw err;
