@@ -10,6 +10,12 @@ export const sha256Hex: (data: string) => string =
     ? (data) => oneShot('sha256', data, 'hex')
     : (data) => crypto.createHash('sha256').update(data).digest('hex');
 
+/** sha256 of bytes, hex (verify's fast path hashes a line's bytes without decoding them). */
+export const sha256HexOfBytes: (data: Uint8Array) => string =
+  typeof oneShot === 'function'
+    ? (data) => oneShot('sha256', data, 'hex')
+    : (data) => crypto.createHash('sha256').update(data).digest('hex');
+
 /** sha256 of bytes (or a string), as a Buffer: Merkle leaves and nodes. */
 export const sha256Bytes: (data: Buffer | string) => Buffer =
   typeof oneShot === 'function'

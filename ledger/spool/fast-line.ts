@@ -11,7 +11,7 @@
  * the reference check (record.ts inspectLine), which names the problem. So it can be no more lenient
  * than the reference: a line it accepts round-trips byte for byte through JSON.parse + canonicalJson.
  */
-import { sha256Hex } from '../../core/hash.js';
+import { sha256HexOfBytes as digestHex } from '../../core/hash.js';
 
 export interface FastLink {
   seq: number;
@@ -35,10 +35,10 @@ const TAIL_FIXED = HASH_AT.length + 64 + PREV_AT.length + 64 + SEQ_AT.length; //
 
 /**
  * Checks the line `buf[start, end)` (without its newline). Returns its seq/prev/hash when the line is
- * certainly good on its own (the chain links are the caller's), or null when the reference check must
- * decide.
+ * certainly good on its own (the seq link is the caller's), or null when the reference check must
+ * decide. With `expectPrev` (the hash of the record before), a line whose prev differs is null too.
  */
-export function fastCheckLine(buf: Buffer, start: number, end: number): FastLink | null {
+export function fastCheckLine(buf: Buffer, start: number, end: number, expectPrev?: string): FastLink | null {
   // Layout, read from both ends: the tail has a fixed length apart from the seq's digits.
   if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return null;
   if (buf[end - 1] !== RB) return null;
@@ -58,20 +58,37 @@ export function fastCheckLine(buf: Buffer, start: number, end: number): FastLink
   const hashAt = tail + HASH_AT.length;
   const prevAt = hashAt + 64 + PREV_AT.length;
   if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return null;
+  if (expectPrev !== undefined && !textAt(buf, prevAt, expectPrev)) return null;
   // prev and hash need no hex check here: hash must equal a digest, prev the caller's known hash.
   const evStart = start + HEAD.length;
-  const ev = buf.toString('latin1', evStart, tail);
-  // Printable ASCII without escapes only (latin1 = utf8 then, and strings are canonical as written).
-  if (ev.charCodeAt(0) !== LB || UNSAFE.test(ev)) return null;
-  const scan = new Scanner(ev);
-  if (scan.value(0, 0) !== ev.length || !scan.topOk()) return null;
-  const prev = buf.toString('latin1', prevAt, prevAt + 64);
-  const hash = buf.toString('latin1', hashAt, hashAt + 64);
-  if (sha256Hex(`${prev}\n${seq}\n${ev}`) !== hash) return null;
-  return { seq, prev, hash };
+  // Validated on the bytes, not a decoded copy: printable ASCII without escapes inside strings, and
+  // nothing but JSON structure outside them (so latin1 = utf8 and strings are canonical as written).
+  if (buf[evStart] !== LB) return null;
+  const scan = new Scanner(buf, tail);
+  if (scan.value(evStart, 0) !== tail || !scan.topOk()) return null;
+  // The digest of `prev \n seq \n event`, assembled from the line's own bytes, compared with the
+  // line's hash where it lies (the only strings made are the digest and, without expectPrev, prev).
+  const evLen = tail - evStart;
+  const msgLen = 64 + 1 + digits + 1 + evLen;
+  if (scratch.length < msgLen) scratch = Buffer.allocUnsafe(Math.max(msgLen, scratch.length * 2));
+  buf.copy(scratch, 0, prevAt, prevAt + 64);
+  scratch[64] = 0x0a;
+  for (let i = 0; i < digits; i++) scratch[65 + i] = buf[d + i];
+  scratch[65 + digits] = 0x0a;
+  buf.copy(scratch, 66 + digits, evStart, tail);
+  const hash = digestHex(scratch.subarray(0, msgLen));
+  if (!textAt(buf, hashAt, hash)) return null;
+  return { seq, prev: expectPrev ?? buf.toString('latin1', prevAt, prevAt + 64), hash };
 }
 
-const UNSAFE = /[^\x20-\x5b\x5d-\x7e]/; // anything but printable ASCII, and the backslash
+/** Whether the bytes at `at` are the ASCII text `t`. */
+function textAt(buf: Buffer, at: number, t: string): boolean {
+  for (let i = 0; i < t.length; i++) if (buf[at + i] !== t.charCodeAt(i)) return false;
+  return true;
+}
+
+/** Reused per thread: the message a line's hash covers. */
+let scratch = Buffer.allocUnsafe(16 << 10);
 
 function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
   for (let i = 0; i < want.length; i++) if (buf[at + i] !== want[i]) return false;
@@ -81,17 +98,14 @@ function bytesAt(buf: Buffer, at: number, want: Buffer): boolean {
 const MAX_DEPTH = 64;
 
 /**
- * A validating scan of canonical JSON over a string already known to be printable ASCII without
- * backslashes; every method returns the position after what it read, or -1.
+ * A validating scan of canonical JSON over the bytes `buf[.., end)`; every method returns the position
+ * after what it read, or -1. Strings must be printable ASCII without a backslash.
  */
 class Scanner {
   private tsIsNumber = false;
   private kindIsString = false;
-  private readonly end: number;
 
-  constructor(private readonly s: string) {
-    this.end = s.length;
-  }
+  constructor(private readonly b: Buffer, private readonly end: number) {}
 
   topOk(): boolean {
     return this.tsIsNumber && this.kindIsString;
@@ -99,51 +113,56 @@ class Scanner {
 
   value(p: number, depth: number): number {
     if (p >= this.end) return -1;
-    const c = this.s.charCodeAt(p);
+    const c = this.b[p];
     if (c === Q) return this.string(p);
     if (c === LB) return this.object(p, depth + 1);
     if (c === LS) return this.array(p, depth + 1);
-    if (c === 0x74) return this.s.startsWith('true', p) ? p + 4 : -1;
-    if (c === 0x66) return this.s.startsWith('false', p) ? p + 5 : -1;
-    if (c === 0x6e) return this.s.startsWith('null', p) ? p + 4 : -1;
+    if (c === 0x74) return bytesAt(this.b, p, TRUE) ? p + 4 : -1;
+    if (c === 0x66) return bytesAt(this.b, p, FALSE) ? p + 5 : -1;
+    if (c === 0x6e) return bytesAt(this.b, p, NULL) ? p + 4 : -1;
     return this.number(p);
   }
 
   /** A number token in exactly the form String(Number(token)) gives. */
   private number(p: number): number {
-    const s = this.s;
+    const b = this.b;
     let q = p;
     let simple = true; // -?(0|[1-9][0-9]*) with at most 15 digits: canonical as written
-    if (s.charCodeAt(q) === 0x2d) q++;
+    if (b[q] === 0x2d) q++;
     const firstDigit = q;
     while (q < this.end) {
-      const c = s.charCodeAt(q);
+      const c = b[q];
       if (c >= 0x30 && c <= 0x39) q++;
       else if (c === 0x2e || c === 0x65 || c === 0x45 || c === 0x2b || c === 0x2d) { simple = false; q++; }
       else break;
     }
     const n = q - firstDigit;
     if (n === 0) return -1;
-    if (simple && n <= 15 && (s.charCodeAt(firstDigit) !== 0x30 || (n === 1 && firstDigit === p))) return q;
-    const token = s.slice(p, q);
+    if (simple && n <= 15 && (b[firstDigit] !== 0x30 || (n === 1 && firstDigit === p))) return q;
+    const token = b.toString('latin1', p, q);
     return String(Number(token)) === token ? q : -1;
   }
 
-  /** No escapes and nothing outside printable ASCII (checked for the whole event up front). */
+  /** Printable ASCII up to the closing quote; an escape or any other byte: not sure. */
   private string(p: number): number {
-    const q = this.s.indexOf('"', p + 1);
-    return q < 0 ? -1 : q + 1;
+    const b = this.b;
+    const end = this.end;
+    for (let q = p + 1; q < end; q++) {
+      const k = IN_STRING[b[q]];
+      if (k !== 0) return k === 1 ? q + 1 : -1;
+    }
+    return -1;
   }
 
   private array(p: number, depth: number): number {
     if (depth > MAX_DEPTH) return -1;
-    const s = this.s;
+    const b = this.b;
     let q = p + 1;
-    if (s.charCodeAt(q) === RS) return q + 1;
+    if (b[q] === RS) return q + 1;
     for (;;) {
       q = this.value(q, depth);
       if (q < 0 || q >= this.end) return -1;
-      const c = s.charCodeAt(q);
+      const c = b[q];
       if (c === RS) return q + 1;
       if (c !== COMMA) return -1;
       q++;
@@ -152,25 +171,25 @@ class Scanner {
 
   private object(p: number, depth: number): number {
     if (depth > MAX_DEPTH) return -1;
-    const s = this.s;
+    const b = this.b;
     let q = p + 1;
-    if (s.charCodeAt(q) === RB) return q + 1;
+    if (b[q] === RB) return q + 1;
     let prevKey = -1;
     let prevKeyEnd = -1;
     for (;;) {
-      if (s.charCodeAt(q) !== Q) return -1;
+      if (b[q] !== Q) return -1;
       const keyEnd = this.string(q);
       if (keyEnd < 0) return -1;
       // Keys strictly ascending, no duplicates (printable ASCII: code units = bytes).
-      if (prevKey >= 0 && compareRange(s, prevKey + 1, prevKeyEnd - 1, q + 1, keyEnd - 1) >= 0) return -1;
+      if (prevKey >= 0 && compareRange(b, prevKey + 1, prevKeyEnd - 1, q + 1, keyEnd - 1) >= 0) return -1;
       prevKey = q;
       prevKeyEnd = keyEnd;
-      if (s.charCodeAt(keyEnd) !== COLON) return -1;
+      if (b[keyEnd] !== COLON) return -1;
       const v = keyEnd + 1;
       q = this.value(v, depth);
       if (q < 0 || q >= this.end) return -1;
       if (depth === 1) this.noteTop(prevKey, keyEnd, v);
-      const c = s.charCodeAt(q);
+      const c = b[q];
       if (c === RB) return q + 1;
       if (c !== COMMA) return -1;
       q++;
@@ -180,19 +199,28 @@ class Scanner {
   /** The top level's `ts` must be a number and its `kind` a string (eventShapeProblem). */
   private noteTop(key: number, keyEnd: number, v: number): void {
     const len = keyEnd - key - 2;
-    if (len === 2 && this.s.startsWith('ts"', key + 1)) {
-      const c = this.s.charCodeAt(v);
+    if (len === 2 && bytesAt(this.b, key + 1, TS_KEY)) {
+      const c = this.b[v];
       this.tsIsNumber = c === 0x2d || (c >= 0x30 && c <= 0x39);
-    } else if (len === 4 && this.s.startsWith('kind"', key + 1)) {
-      this.kindIsString = this.s.charCodeAt(v) === Q;
+    } else if (len === 4 && bytesAt(this.b, key + 1, KIND_KEY)) {
+      this.kindIsString = this.b[v] === Q;
     }
   }
 }
 
-function compareRange(s: string, a0: number, a1: number, c0: number, c1: number): number {
+/** Per byte inside a string: 0 plain (printable ASCII), 1 the closing quote, 2 not sure (escape, control, non-ASCII). */
+const IN_STRING = new Uint8Array(256).map((_, c) => (c === Q ? 1 : c < 0x20 || c > 0x7e || c === 0x5c ? 2 : 0));
+
+const TRUE = Buffer.from('true');
+const FALSE = Buffer.from('false');
+const NULL = Buffer.from('null');
+const TS_KEY = Buffer.from('ts"');
+const KIND_KEY = Buffer.from('kind"');
+
+function compareRange(b: Buffer, a0: number, a1: number, c0: number, c1: number): number {
   const n = Math.min(a1 - a0, c1 - c0);
   for (let i = 0; i < n; i++) {
-    const x = s.charCodeAt(a0 + i) - s.charCodeAt(c0 + i);
+    const x = b[a0 + i] - b[c0 + i];
     if (x !== 0) return x;
   }
   return (a1 - a0) - (c1 - c0);

@@ -77,7 +77,7 @@ function scan(fd: number, part: PartSpec): PartResult | null {
     for (let nl = buf.indexOf(10, pos); ; nl = buf.indexOf(10, pos)) {
       if (end !== null && bufAt + pos >= end) return done();
       if (nl < 0 || nl >= avail) break;
-      const link = fastCheckLine(buf, pos, nl);
+      const link = fastCheckLine(buf, pos, nl, count === 0 ? undefined : prev);
       if (!link) return null;
       if (bufAt + pos === 0 && link.seq !== part.segFirstSeq) return null;
       if (count === 0) {

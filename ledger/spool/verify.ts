@@ -166,8 +166,8 @@ async function fastVerify(segments: SegmentInfo[]): Promise<VerifyResult | null>
         const end = filled + bytesRead;
         let pos = 0;
         for (let nl = buf.indexOf(10, pos); nl >= 0 && nl < end; nl = buf.indexOf(10, pos)) {
-          const link = fastCheckLine(buf, pos, nl);
-          if (!link || link.seq !== expect || link.prev !== prev) return null;
+          const link = fastCheckLine(buf, pos, nl, prev);
+          if (!link || link.seq !== expect) return null;
           if (firstLine && seg.firstSeq !== link.seq) return null;
           firstLine = false;
           expect++;
@@ -285,6 +285,9 @@ async function runParts(script: URL, parts: PartSpec[], threads: number, onMain:
         });
         w.on('error', () => settle(undefined));
         w.on('exit', () => settle(undefined)); // before every part answered
+        // Two parts queued per worker: its next one is waiting while this thread, busy with a part of
+        // its own, cannot yet read the worker's answer (else the worker idles for a part's time).
+        feed(w);
         feed(w);
       }
       if (onMain) {

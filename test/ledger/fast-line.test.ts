@@ -31,6 +31,16 @@ describe('fastCheckLine', () => {
     expect(inspectLine(line)).toMatchObject({ ok: true, selfOk: true });
   });
 
+  it('with the expected prev, accepts the line only when its prev is that hash (compared in place)', () => {
+    const ev = event({ attrs: { n: 1 } });
+    const prev = 'cd'.repeat(32);
+    const line = serializeRecord({ seq: 9, prev, event: ev, hash: recordHash(prev, 9, ev) }).slice(0, -1);
+    const buf = Buffer.from(`${line}\n`);
+    expect(fastCheckLine(buf, 0, buf.length - 1, prev)).toEqual({ seq: 9, prev, hash: recordHash(prev, 9, ev) });
+    expect(fastCheckLine(buf, 0, buf.length - 1, 'cd'.repeat(31) + 'ce')).toBeNull();
+    expect(fastCheckLine(buf, 0, buf.length - 1, GENESIS_HASH)).toBeNull();
+  });
+
   const canonical = canonicalJson(event({ attrs: { b: 1, a: 'x' } }));
   const variants: [string, string][] = [
     ['added whitespace', canonical.replace('{"', '{ "')],
