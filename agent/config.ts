@@ -138,6 +138,8 @@ export const ConfigSchema = z.strictObject({
     checkpointEvery: z.number().int().min(1).default(1000),
     /** ... or this often while records arrived since the last one. */
     checkpointIntervalMs: z.number().int().min(10).default(10_000),
+    /** A count-triggered checkpoint at least this long after the one before (at high rates: one per this, not one per checkpointEvery records). */
+    checkpointMinGapMs: z.number().int().min(0).max(60_000).default(1000),
     /** The sidecar re-verifies its own ledger this often (incremental from the last verified seq); 0: never. */
     verifyIntervalMs: z.number().int().min(0).default(300_000),
     /** Every Nth self-verify re-reads the whole chain and checks the signed checkpoints. */

@@ -442,6 +442,7 @@ async function openCheckpointer(config: WardenConfig, spool: Spool, logger: Logg
     key,
     every: config.ledger.checkpointEvery,
     intervalMs: config.ledger.checkpointIntervalMs,
+    minGapMs: config.ledger.checkpointMinGapMs,
     lastSeq: spool.lastSeq,
     onError: (err, where) => logger.warn({ where, err: err.message }, 'ledger checkpoint failed (retrying)'),
   });

@@ -227,6 +227,10 @@ export function redactJoinKey(value: string, redactor: Redactor): string {
  * its argument.
  */
 export function redactEvent(ev: WardenEvent, redactor: Redactor = DEFAULT_REDACTOR): WardenEvent {
+  // Idempotent, so an event this function already returned (for this redactor) is returned as is:
+  // collectors redact at the source and the pipeline's net would otherwise redo the work per event.
+  // Such an event is final: code that changes an event changes a copy, and the copy is redacted again.
+  if (REDACTED_BY.get(ev) === redactor) return ev;
   const out: Record<string, unknown> = { ...ev };
   for (const [field, v] of Object.entries(ev)) {
     if (typeof v === 'string' && !STRUCTURAL.has(field)) out[field] = redactor.redactText(v);
@@ -242,8 +246,12 @@ export function redactEvent(ev: WardenEvent, redactor: Redactor = DEFAULT_REDACT
     attrs[key] = isSensitiveKey(k) && v !== null ? REDACTED : typeof v === 'string' ? redactor.redactText(v) : v;
   }
   out.attrs = attrs;
+  REDACTED_BY.set(out, redactor);
   return out as WardenEvent;
 }
+
+/** Events redactEvent returned, and the redactor that made them (weak: they go when the event goes). */
+const REDACTED_BY = new WeakMap<object, Redactor>();
 
 /**
  * The record of a request URL: the path (redacted text) and every parameter name, never a

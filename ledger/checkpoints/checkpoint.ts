@@ -157,6 +157,12 @@ export interface CheckpointerOptions {
   every?: number;
   /** ... or this often while there are records since the last one (default 10000 ms). */
   intervalMs?: number;
+  /**
+   * A count-triggered checkpoint comes at least this long after the one before (default 0): at a high
+   * record rate the cadence is set by time, not by count (each checkpoint costs a signature, two fsyncs
+   * and a file replace), and at a low rate by count as before.
+   */
+  minGapMs?: number;
   /** false skips fsync: tests and benchmarks only. */
   fsync?: boolean;
   /** The clock for `ts` (default Date.now). */
@@ -198,6 +204,10 @@ export class Checkpointer {
   private readonly onError: (err: Error, where: string) => void;
   private readonly listeners: CheckpointListener[] = [];
   private timer: NodeJS.Timeout | null = null;
+  /** A count-triggered checkpoint waiting out minGapMs. */
+  private gapTimer: NodeJS.Timeout | null = null;
+  private lastWriteAt = 0;
+  private readonly minGap: number;
   private chain: Promise<unknown> = Promise.resolve();
   private queued = false;
   private closed = false;
@@ -218,6 +228,7 @@ export class Checkpointer {
     this.file = checkpointsPath(opts.dir);
     this.stateFile = path.join(path.resolve(opts.dir), CHECKPOINT_STATE_FILE);
     this.every = opts.every ?? 1000;
+    this.minGap = opts.minGapMs ?? 0;
     this.fsync = opts.fsync ?? true;
     this.now = opts.now ?? Date.now;
     this.onError = opts.onError ?? (() => undefined);
@@ -238,6 +249,7 @@ export class Checkpointer {
   static async open(opts: CheckpointerOpenOptions): Promise<Checkpointer> {
     if (!(Number.isSafeInteger(opts.every ?? 1) && (opts.every ?? 1) > 0)) throw new RangeError('Checkpointer: every must be a positive integer');
     if (!(Number.isFinite(opts.intervalMs ?? 1) && (opts.intervalMs ?? 1) > 0)) throw new RangeError('Checkpointer: intervalMs must be > 0');
+    if (!(Number.isFinite(opts.minGapMs ?? 0) && (opts.minGapMs ?? 0) >= 0)) throw new RangeError('Checkpointer: minGapMs must be >= 0');
     const dir = path.resolve(opts.dir);
     const file = checkpointsPath(dir);
     const read = await readCheckpointFile(file);
@@ -300,7 +312,13 @@ export class Checkpointer {
   add(records: readonly LedgerRecord[]): void {
     if (this.closed) return;
     for (const r of records) if (r.seq > this.highest) this.highest = r.seq;
-    if (this.highest - this.lastSize >= this.every) this.schedule();
+    if (this.highest - this.lastSize < this.every) return;
+    const wait = this.lastWriteAt + this.minGap - performance.now();
+    if (wait <= 0) this.schedule();
+    else if (!this.gapTimer) {
+      this.gapTimer = setTimeout(() => { this.gapTimer = null; if (!this.closed) this.schedule(); }, wait);
+      this.gapTimer.unref();
+    }
   }
 
   /** Writes a checkpoint now if there are records since the last one; resolves with it (or null). */
@@ -339,6 +357,8 @@ export class Checkpointer {
     this.closed = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+    if (this.gapTimer) clearTimeout(this.gapTimer);
+    this.gapTimer = null;
     if (opts.lastSeq !== undefined && opts.lastSeq > this.highest) this.highest = opts.lastSeq;
     try {
       await this.checkpoint();
@@ -377,6 +397,7 @@ export class Checkpointer {
       throw new CheckpointError(`writing a checkpoint to ${this.file} failed (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); retrying at the next trigger`);
     }
     this.fileSize += buf.length;
+    this.lastWriteAt = performance.now();
     this.lastSize = size;
     this.lastCp = cp;
     this.counters.written++;

@@ -107,3 +107,21 @@ describe('redactEvent keeps positions', () => {
     expect(redactEvent(makeEvent({ kind: 'job.started', source: 'bullmq', attrs: { stream_id: 'mail bob@example.com' } }), r).attrs.stream_id).not.toContain('bob@example.com');
   });
 });
+
+describe('redactEvent does the work once per event and redactor', () => {
+  const ev = (): WardenEvent => makeEvent({ kind: 'job.failed', source: 'bullmq', queue: 'q', job_id: 'j1', error: 'login failed for alice@example.com', attrs: { note: 'token=sk-live-abcdefghijklmnop1234' }, input: { password: 'hunter2', text: 'bob@example.com' } });
+
+  it('returns an event it already redacted as is; another redactor, or a copy, is redacted again', () => {
+    const a = new Redactor();
+    const once = redactEvent(ev(), a);
+    expect(once.error).not.toContain('alice@example.com');
+    expect(redactEvent(once, a)).toBe(once);
+    const b = new Redactor({ paths: ['text'], maxDepth: 8 });
+    const other = redactEvent(once, b);
+    expect(other).not.toBe(once);
+    expect(other).toEqual(redactEvent({ ...once }, b));
+    // A copy changed after redaction is not trusted: its new content is redacted.
+    const changed = redactEvent({ ...once, error: 'again carol@example.com' }, a);
+    expect(changed.error).not.toContain('carol@example.com');
+  });
+});

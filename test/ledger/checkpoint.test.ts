@@ -119,6 +119,27 @@ describe('Checkpointer', () => {
     expect(errors.every((e) => e.startsWith('checkpoint listener'))).toBe(true);
   });
 
+  it('with minGapMs, a count-triggered checkpoint waits out the gap after the previous one and then covers everything since', async () => {
+    const dir = await fresh();
+    const key = await loadOrCreateSigningKey(dir);
+    const spool = await Spool.open({ dir, fsync: false, groupCommitMs: 0 });
+    const cp = await Checkpointer.open({ dir, key, every: 5, intervalMs: 3_600_000, minGapMs: 400, fsync: false, lastSeq: 0 });
+    const seen: { size: number; at: number }[] = [];
+    cp.onCheckpoint((c) => { seen.push({ size: c.size, at: performance.now() }); });
+    cp.add(await spool.append(events(5))); // nothing written yet: due at once
+    await cp.idle();
+    expect(seen.map((c) => c.size)).toEqual([5]);
+    for (let i = 0; i < 4; i++) cp.add(await spool.append(events(5))); // four counts' worth inside the gap
+    await cp.idle();
+    expect(seen.map((c) => c.size)).toEqual([5]);
+    await sleep(600);
+    await cp.idle();
+    expect(seen.map((c) => c.size)).toEqual([5, 25]); // one checkpoint for all of them
+    expect(seen[1].at - seen[0].at).toBeGreaterThanOrEqual(390);
+    await spool.close();
+    await cp.close({ lastSeq: spool.lastSeq });
+  });
+
   it('resumes after a restart from the saved frontier, without re-reading the spool', async () => {
     const dir = await fresh();
     const first = await buildCheckpointed(dir, 23, 10);
