@@ -117,9 +117,15 @@ const EMPTY_TS = '1970-01-01 00:00:00';
 
 /** `YYYY-MM-DD hh:mm:ss` (UTC) of epoch-ms `ms`, rounded down to the second: a DateTime('UTC') value in text form. */
 export function dateTimeText(ms: number): string {
-  const iso = new Date(Math.floor(ms / 1000) * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.000Z
-  return `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  const sec = Math.floor(ms / 1000);
+  if (sec === lastSecond) return lastText; // a batch's records mostly share their second
+  const iso = new Date(sec * 1000).toISOString(); // YYYY-MM-DDTHH:MM:SS.000Z
+  lastSecond = sec;
+  lastText = `${iso.slice(0, 10)} ${iso.slice(11, 19)}`;
+  return lastText;
 }
+let lastSecond = NaN;
+let lastText = '';
 
 const bitsView = new DataView(new ArrayBuffer(8));
 function float64Bits(x: number): string {
