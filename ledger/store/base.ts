@@ -36,9 +36,13 @@ export abstract class SqlStore implements LedgerStore {
 
   async insert(records: LedgerRecord[], ledgerId: string = LEGACY_LEDGER_ID): Promise<void> {
     if (records.length === 0) return;
+    await this.run(this.insertText(records, ledgerId), 'none');
+  }
+
+  insertText(records: LedgerRecord[], ledgerId: string = LEGACY_LEDGER_ID): string {
     const rows = records.map(recordToRow) as Array<ReturnType<typeof recordToRow> & { ledger_id?: string }>;
     for (const row of rows) row.ledger_id = ledgerId;
-    await this.run(insertTabSeparated(LEDGER_TABLE, INSERT_COLUMNS, rows), 'none');
+    return insertTabSeparated(LEDGER_TABLE, INSERT_COLUMNS, rows);
   }
 
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {

@@ -23,6 +23,9 @@ import type { LedgerStore } from './store.js';
 /** What the shipper needs from a store. */
 export interface ShipTarget {
   insert(records: LedgerRecord[]): Promise<void>;
+  /** Optional two-phase insert: what insert() would send, and sending it (the shipper prepares the next batch during an insert). */
+  encode?(records: LedgerRecord[]): string;
+  insertEncoded?(text: string): Promise<void>;
   /** Signed checkpoints, copied beside the records they cover (the store's own copy; the file stays). */
   insertCheckpoints(checkpoints: Checkpoint[]): Promise<void>;
   /** Size of the largest checkpoint the store holds (0 for none). */
@@ -61,6 +64,9 @@ export interface ShipperStatus {
 
 interface ShipperFile { version: 1; committed: number }
 
+/** Records read from the spool, and the insert statement for them when the target encodes ahead. */
+interface Batch { records: LedgerRecord[]; text: string | null }
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export class Shipper {
@@ -76,8 +82,10 @@ export class Shipper {
   /** Checkpoints with size up to this are in the store. */
   private checkpointsShipped = 0;
   private checkpointFileSize = -1;
-  /** The next batch, read from the spool while the store was inserting the one before. */
-  private ahead: Promise<LedgerRecord[]> | null = null;
+  /** The next batch, read from the spool (and encoded) while the store was inserting the one before. */
+  private ahead: Promise<Batch> | null = null;
+  private saving: Promise<void> = Promise.resolve();
+  private saveQueued = false;
   private readonly file: string;
   private readonly batch: number;
   private readonly interval: number;
@@ -120,6 +128,7 @@ export class Shipper {
         this.o.onError?.(err as Error);
       }
     }
+    await this.saving;
   }
 
   private async run(): Promise<void> {
@@ -178,16 +187,19 @@ export class Shipper {
   private async shipOnce(): Promise<number> {
     const ahead = this.ahead;
     this.ahead = null;
-    const records = ahead ? await ahead : await this.tail.read(this.batch, this.o.lastSeq());
+    const { records, text } = ahead ? await ahead : { records: await this.tail.read(this.batch, this.o.lastSeq()), text: null };
     if (records.length === 0) {
       await this.shipCheckpoints();
       return 0;
     }
     const missing = this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
-    const inserting = missing.length ? this.o.target.insert(missing) : Promise.resolve();
-    // A full batch means more is probably waiting: read and parse it while the store inserts this one.
-    // The tail only moves forward, so a failure just drops it (resync starts a new tail).
-    const next = records.length === this.batch ? this.tail.read(this.batch, this.o.lastSeq()) : null;
+    const t = this.o.target;
+    const inserting = missing.length === 0 ? Promise.resolve()
+      : text !== null && missing.length === records.length && t.insertEncoded ? t.insertEncoded(text) : t.insert(missing);
+    // A full batch means more is probably waiting: read, parse and encode it while the store inserts
+    // this one (the store parses on its own cores). The tail only moves forward, so a failure just
+    // drops it (resync starts a new tail).
+    const next = records.length === this.batch ? this.readAhead() : null;
     next?.catch(() => undefined); // its error surfaces where it is awaited (next round), never unhandled
     try {
       await inserting;
@@ -200,6 +212,12 @@ export class Shipper {
     this.ahead = next;
     this.o.onShipped?.(missing.length, this.committed);
     return records.length;
+  }
+
+  private async readAhead(): Promise<Batch> {
+    const records = await this.tail.read(this.batch, this.o.lastSeq());
+    const encode = this.o.target.encode;
+    return { records, text: records.length > 0 && encode ? encode(records) : null };
   }
 
   /** Checkpoints whose records are all in the store, not shipped yet, in order (sizes only grow). */
@@ -224,7 +242,7 @@ export class Shipper {
     if (seq <= this.committed) return;
     this.committed = seq;
     if (this.tail.next <= seq) this.tail = SpoolTail.at(this.o.dataDir, seq + 1);
-    await this.save();
+    this.scheduleSave();
     this.o.onCommitted?.(seq);
   }
 
@@ -245,6 +263,20 @@ export class Shipper {
     }
   }
 
+  /**
+   * shipper.json is saved behind the shipping, not before the next insert: the file is only where a
+   * restart's resync starts asking the store (a stale file costs a question, never a duplicate), and
+   * an fsync per batch in line with the inserts cost a few percent of the shipping rate.
+   */
+  private scheduleSave(): void {
+    if (this.saveQueued) return;
+    this.saveQueued = true;
+    this.saving = this.saving.then(() => {
+      this.saveQueued = false;
+      return this.save();
+    }).catch((err: Error) => this.o.onError?.(err));
+  }
+
   private async save(): Promise<void> {
     await replaceFile(this.file, JSON.stringify({ version: 1, committed: this.committed } satisfies ShipperFile));
   }
@@ -262,6 +294,8 @@ export function storeTarget(store: LedgerStore, ledgerId: string = LEGACY_LEDGER
     `${mine} AND seq > ${sqlNumber(after)}${upTo === undefined ? '' : ` AND seq <= ${sqlNumber(upTo)}`}`;
   return {
     insert: (records) => store.insert(records, ledgerId),
+    encode: (records) => store.insertText(records, ledgerId),
+    insertEncoded: (text) => store.exec(text),
     insertCheckpoints: (cps) => store.exec(insertJsonEachRow(CHECKPOINTS_TABLE, [LEDGER_ID_COLUMN, 'size', 'root', 'ts', 'ts_ms', 'last_seq', 'key_id', 'sig'],
       cps.map((cp) => ({ ledger_id: ledgerId, size: cp.size, root: cp.root, ts: dateTimeText(cp.ts), ts_ms: cp.ts, last_seq: cp.last_seq, key_id: cp.key_id, sig: cp.sig })))),
     async maxCheckpointSize() {

@@ -23,6 +23,8 @@ export interface LedgerStore {
    * INSERT (rows.ts). An empty array is a no-op.
    */
   insert(records: LedgerRecord[], ledgerId?: string): Promise<void>;
+  /** The statement insert() sends (encoded apart from sending: the shipper encodes the next batch while one is in flight). */
+  insertText(records: LedgerRecord[], ledgerId?: string): string;
   /**
    * Runs a SELECT (without a FORMAT clause) and returns the rows as objects. 64-bit integers come back
    * as strings, DateTime as `YYYY-MM-DD hh:mm:ss`, Nullable NULL as null.
