@@ -77,8 +77,11 @@ print(json.dumps(sorted({q['name'] for qs in r.values() for q in qs})))
       await backend.set('storm-on', '1');
       await runPython(venv, tmp.path, 'import tasks\nfor i in range(20): tasks.storm.apply_async((i,), queue="q3")\n', env);
       await until(async () => (await ledger()).some((e) => e.kind === 'breaker.opened' && e.queue === 'q3'), 60_000, 'the breaker on celery.queue.q3 to open');
-      await until(async () => !(await activeQueues()).includes('q3'), 30_000, 'the worker to stop consuming q3');
-      expect(await activeQueues()).toEqual(['q1']);
+      // Judged on the answer that showed q3 gone: asking again can land in a half-open probe window
+      // (the storm is still on, so the breaker lets probes through and re-opens), as it did under load.
+      let consuming: string[] = [];
+      await until(async () => { consuming = await activeQueues(); return !consuming.includes('q3'); }, 30_000, 'the worker to stop consuming q3');
+      expect(consuming).toEqual(['q1']);
 
       await backend.del('storm-on'); // the storm is over: the probes succeed
       await until(async () => (await ledger()).some((e) => e.kind === 'breaker.closed' && e.queue === 'q3'), 90_000, 'the breaker to close');
