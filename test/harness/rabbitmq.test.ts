@@ -48,9 +48,22 @@ it('starts a private broker: AMQP works, a durable queue with persistent message
   await rmq.start();
   const restartMs = Date.now() - t1;
   const c2 = await amqp.connect(rmq.amqplibUrl);
-  const ch2 = await c2.createChannel();
-  const q = await ch2.checkQueue('harness.q');
-  expect(q.messageCount).toBe(10);
+  // The broker can accept connections a moment before it has recovered its durable queues (seen
+  // once in CI: 404 for the queue right after the restart). A passive declare of a missing queue
+  // closes its channel, so each try gets its own channel, with its error handled.
+  let messageCount = -1;
+  await waitFor(async () => {
+    const ch2 = await c2.createChannel();
+    ch2.on('error', () => undefined);
+    try {
+      messageCount = (await ch2.checkQueue('harness.q')).messageCount;
+      await ch2.close();
+      return true;
+    } catch {
+      return false;
+    }
+  }, { timeoutMs: 15_000, what: 'the durable queue to be recovered after the restart' });
+  expect(messageCount).toBe(10);
   await c2.close();
 
   const members2 = group(rmq.pid!);
