@@ -7,6 +7,7 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { replaceFile } from '../core/files.js';
+import { WakeableSleep } from '../core/wakeable-sleep.js';
 import type { WardenEvent } from '../core/event.js';
 import { compareStreamIds } from '../collectors/bullmq/keys.js';
 import type { LedgerRecord } from '../ledger/spool/record.js';
@@ -74,7 +75,7 @@ export class PositionStore {
   private pending: PositionsFile | null = null;
   private writing: Promise<void> | null = null;
   private hurry = false;
-  private wakeEarly: (() => void) | null = null;
+  private readonly nap = new WakeableSleep();
 
   /**
    * `minIntervalMs`: the file is rewritten at most this often (latest wins). It is a shortcut the
@@ -116,7 +117,7 @@ export class PositionStore {
   /** Writes what is pending now (no waiting out the interval). */
   async flush(): Promise<void> {
     this.hurry = true;
-    this.wakeEarly?.();
+    this.nap.wake();
     try {
       while (this.writing) await this.writing;
     } finally {
@@ -130,21 +131,13 @@ export class PositionStore {
         const next = this.pending;
         this.pending = null;
         await this.write(next);
-        if (this.pending && !this.hurry) await this.pause();
+        if (this.pending && !this.hurry) await this.nap.sleep(this.minIntervalMs);
       }
     } finally {
       this.writing = null;
     }
   }
 
-  private pause(): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(done, this.minIntervalMs);
-      const self = this;
-      function done() { clearTimeout(t); self.wakeEarly = null; resolve(); }
-      this.wakeEarly = done;
-    });
-  }
 
   // Write-then-rename: a crash leaves either the old file or the new one, never half of one.
   private async write(data: PositionsFile): Promise<void> {

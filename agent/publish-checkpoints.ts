@@ -11,6 +11,7 @@
 import type { Logger } from 'pino';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { jetstream, jetstreamManager, StorageType, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream';
+import { WakeableSleep } from '../core/wakeable-sleep.js';
 import { checkpointsPath, readCheckpointFile, type Checkpoint, type Checkpointer } from '../ledger/checkpoints/checkpoint.js';
 import { maskUrlUserinfo, natsServers, type WardenConfig } from './config.js';
 import type { WardenMetrics } from './metrics.js';
@@ -61,7 +62,7 @@ export class CheckpointPublisher {
   private jsm: JetStreamManager | null = null;
   private needSync = true;
   private stopped = false;
-  private wake: (() => void) | null = null;
+  private readonly nap = new WakeableSleep();
   private loop: Promise<void> | null = null;
   private drainUntil = 0;
   private readonly st: Omit<PublisherStatus, 'connected' | 'queued'> = { dropped: 0, published: 0, lastAckedSize: 0, failing: null };
@@ -114,16 +115,7 @@ export class CheckpointPublisher {
   }
 
   private kick(): void {
-    const w = this.wake;
-    this.wake = null;
-    w?.();
-  }
-
-  private sleep(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(() => { this.wake = null; resolve(); }, ms);
-      this.wake = () => { clearTimeout(t); resolve(); };
-    });
+    this.nap.wake();
   }
 
   private get draining(): boolean {
@@ -134,7 +126,7 @@ export class CheckpointPublisher {
     let backoff = this.minBackoff;
     while (!this.stopped || (this.draining && (this.queue.length > 0 || this.needSync))) {
       if (this.queue.length === 0 && !this.needSync) {
-        await this.sleep(60_000);
+        await this.nap.sleep(60_000);
         continue;
       }
       try {
@@ -155,7 +147,7 @@ export class CheckpointPublisher {
         const wait = this.stopped ? Math.min(backoff, Math.max(0, this.drainUntil - Date.now())) : backoff;
         backoff = Math.min(backoff * 2, this.maxBackoff);
         if (this.stopped) await new Promise((r) => setTimeout(r, wait));
-        else await this.sleep(wait).then(() => undefined);
+        else await this.nap.sleep(wait).then(() => undefined);
       }
     }
   }

@@ -10,6 +10,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { replaceFile } from '../../core/files.js';
+import { WakeableSleep } from '../../core/wakeable-sleep.js';
 import path from 'node:path';
 import type { LedgerRecord } from '../spool/record.js';
 import { SpoolTail } from '../spool/tail.js';
@@ -78,7 +79,7 @@ export class Shipper {
   private running = false;
   private loop: Promise<void> | null = null;
   private failing: ShipperStatus['failing'] = null;
-  private wake: (() => void) | null = null;
+  private readonly nap = new WakeableSleep();
   /** Checkpoints with size up to this are in the store. */
   private checkpointsShipped = 0;
   private checkpointFileSize = -1;
@@ -109,7 +110,7 @@ export class Shipper {
 
   /** New records were appended: ship now rather than at the next poll. */
   poke(): void {
-    this.wake?.();
+    this.nap.wake();
   }
 
   /** Ships what is durable now (when the store is up), then stops. */
@@ -117,7 +118,7 @@ export class Shipper {
     const deadline = Date.now() + (opts.drainMs ?? 0);
     while (this.running && Date.now() < deadline && this.status().backlog > 0 && !this.failing) await sleep(20);
     this.running = false;
-    this.wake?.();
+    this.nap.wake();
     await this.loop;
     // A last pass for what arrived while stopping (e.g. the final checkpoint written at shutdown).
     if (!this.failing && !this.uncertain) {
@@ -139,14 +140,14 @@ export class Shipper {
         const shipped = await this.shipOnce();
         if (this.failing) this.failing = null;
         backoff = this.o.retryMinMs ?? 250;
-        if (shipped === 0) await this.idle(this.interval);
+        if (shipped === 0) await this.nap.sleep(this.interval);
       } catch (err) {
         const e = err as Error;
         this.failing ??= { since: Date.now(), error: e.message };
         this.failing.error = e.message;
         this.uncertain = true; // the insert may have landed, in part or whole
         this.o.onError?.(e);
-        await this.idle(backoff);
+        await this.nap.sleep(backoff);
         backoff = Math.min(backoff * 2, this.o.retryMaxMs ?? 10_000);
       }
     }
@@ -244,14 +245,6 @@ export class Shipper {
     if (this.tail.next <= seq) this.tail = SpoolTail.at(this.o.dataDir, seq + 1);
     this.scheduleSave();
     this.o.onCommitted?.(seq);
-  }
-
-  private idle(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const t = setTimeout(done, ms);
-      function done() { clearTimeout(t); resolve(); }
-      this.wake = () => { this.wake = null; done(); };
-    });
   }
 
   private async load(): Promise<number> {
