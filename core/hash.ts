@@ -4,14 +4,8 @@ import crypto from 'node:crypto';
 // crypto.hash (Node >= 20.12) is about twice as fast as createHash for one-shot digests of short input.
 const oneShot = (crypto as { hash?: typeof crypto.hash }).hash;
 
-/** sha256 of a string, hex. */
-export const sha256Hex: (data: string) => string =
-  typeof oneShot === 'function'
-    ? (data) => oneShot('sha256', data, 'hex')
-    : (data) => crypto.createHash('sha256').update(data).digest('hex');
-
-/** sha256 of bytes, hex (verify's fast path hashes a line's bytes without decoding them). */
-export const sha256HexOfBytes: (data: Uint8Array) => string =
+/** sha256 of a string (or bytes: verify's fast path hashes a line's bytes without decoding them), hex. */
+export const sha256Hex: (data: string | Uint8Array) => string =
   typeof oneShot === 'function'
     ? (data) => oneShot('sha256', data, 'hex')
     : (data) => crypto.createHash('sha256').update(data).digest('hex');

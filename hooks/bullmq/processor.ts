@@ -104,6 +104,19 @@ export function withWarden<Q extends Queue>(queue: Q, defaults: WardenMetadata =
 
 /** The context a job's attempt continues: Warden's stamp, else BullMQ telemetry's `tm`, else derived. */
 function parentContext(job: Job, cid: string): Context {
+  const carrier = jobCarrier(job);
+  if (parseTraceparent(carrier.traceparent)) return propagation.extract(context.active(), carrier);
+  // No trace context at all: join the trace the sidecar derives for this correlation ID, under its job span.
+  return trace.setSpanContext(context.active(), {
+    traceId: traceIdForCorrelation(cid),
+    spanId: stableSpanId('bullmq', job.queueName, job.id ?? ''),
+    traceFlags: TraceFlags.SAMPLED,
+    isRemote: true,
+  });
+}
+
+/** The trace context a job carries: Warden's stamp (`tp`, `tst`), else BullMQ telemetry's `tm` carrier. */
+function jobCarrier(job: Job): Record<string, string> {
   const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
   const carrier: Record<string, string> = {};
   if (stamp?.tp) {
@@ -117,14 +130,7 @@ function parentContext(job: Job, cid: string): Context {
       try { Object.assign(carrier, JSON.parse(tm)); } catch { /* not a carrier */ }
     }
   }
-  if (parseTraceparent(carrier.traceparent)) return propagation.extract(context.active(), carrier);
-  // No trace context at all: join the trace the sidecar derives for this correlation ID, under its job span.
-  return trace.setSpanContext(context.active(), {
-    traceId: traceIdForCorrelation(cid),
-    spanId: stableSpanId('bullmq', job.queueName, job.id ?? ''),
-    traceFlags: TraceFlags.SAMPLED,
-    isRemote: true,
-  });
+  return carrier;
 }
 
 const lastMarked = new Map<string, number>();
@@ -226,16 +232,7 @@ class AttemptSpanContext implements SpanContext {
 
   private parent(): ReturnType<typeof parseTraceparent> {
     if (this.parsed !== undefined) return this.parsed;
-    const stamp = (this.job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
-    let tp = stamp?.tp;
-    if (!tp) {
-      const opts = this.job.opts as { tm?: unknown; telemetry?: { metadata?: unknown } };
-      const tm = opts.telemetry?.metadata ?? opts.tm;
-      if (typeof tm === 'string') {
-        try { tp = (JSON.parse(tm) as { traceparent?: string }).traceparent; } catch { /* not a carrier */ }
-      }
-    }
-    return (this.parsed = parseTraceparent(tp));
+    return (this.parsed = parseTraceparent(jobCarrier(this.job).traceparent));
   }
 
   get traceId(): string { return (this.trace_ ??= this.parent()?.traceId ?? traceIdForCorrelation(this.cid)); }

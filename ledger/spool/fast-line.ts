@@ -11,7 +11,7 @@
  * the reference check (record.ts inspectLine), which names the problem. So it can be no more lenient
  * than the reference: a line it accepts round-trips byte for byte through JSON.parse + canonicalJson.
  */
-import { sha256HexOfBytes as digestHex } from '../../core/hash.js';
+import { sha256Hex } from '../../core/hash.js';
 
 export interface FastLink {
   seq: number;
@@ -76,7 +76,7 @@ export function fastCheckLine(buf: Buffer, start: number, end: number, expectPre
   for (let i = 0; i < digits; i++) scratch[65 + i] = buf[d + i];
   scratch[65 + digits] = 0x0a;
   buf.copy(scratch, 66 + digits, evStart, tail);
-  const hash = digestHex(scratch.subarray(0, msgLen));
+  const hash = sha256Hex(scratch.subarray(0, msgLen));
   if (!textAt(buf, hashAt, hash)) return null;
   return { seq, prev: expectPrev ?? buf.toString('latin1', prevAt, prevAt + 64), hash };
 }
