@@ -245,7 +245,8 @@ export class CeleryCollector {
     const gap = makeEvent({
       kind: 'collector.gap',
       source: 'warden',
-      reason: `celery: ${reason ?? 'terminal events missing from the event stream'}; ${what}`.slice(0, 2000),
+      // Redacted here, not only in the pipeline: the reason (worker hostnames, backend errors) is logged before it is appended.
+      reason: this.o.redactor.redactText(`celery: ${reason ?? 'terminal events missing from the event stream'}; ${what}`.slice(0, 2000)),
       attrs: { system: 'celery', reconciled: rebuilt.length, gap_until: new Date(until).toISOString(), broker_durable: this.source.durable },
     });
     this.o.observer?.onGap?.(gap);

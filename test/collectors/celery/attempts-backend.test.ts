@@ -37,8 +37,9 @@ class DrivenSource implements CeleryEventSource {
   push(events: CeleryEvent[]): Promise<void> { return this.h!.events(events); }
 }
 
-function collector(source: DrivenSource, sunk: WardenEvent[], prior: Map<string, PriorTask>): CeleryCollector {
+function collector(source: DrivenSource, sunk: WardenEvent[], prior: Map<string, PriorTask>, onGap?: (ev: WardenEvent) => void): CeleryCollector {
   return new CeleryCollector({
+    observer: { onGap },
     brokerUrl: `${redis.url}/0`, resultBackend: `${redis.url}/1`, metadata: {}, redactor: new Redactor(), inputLimits: DEFAULT_INPUT_LIMITS,
     reconcileIntervalMs: 3_600_000, reconcileGraceMs: 1000, lastSeenMs: null, hasTerminal: () => false,
     prior: (id) => prior.get(id), sink: async (evs) => { sunk.push(...evs); }, source,
@@ -86,6 +87,26 @@ it('a terminal record is not moved by a state that is not terminal, and keeps sa
     expect(done.attempt).toBe(1);
     expect(done.attrs.attempt_inferred).toBe(true);
     expect(done.span_id).toBe(celeryTaskSpanId('t-odd', 0));
+  } finally {
+    await c.stop();
+  }
+});
+
+it('a gap record is redacted where it is made: the logged reason never holds the worker hostname it names', async () => {
+  const sunk: WardenEvent[] = [];
+  const logged: WardenEvent[] = [];
+  const source = new DrivenSource();
+  const c = collector(source, sunk, new Map(), (ev) => logged.push(ev));
+  await c.start();
+  try {
+    const host = 'worker.alice@example.com';
+    await source.push([{ type: 'worker-online', hostname: host, timestamp: Date.now() / 1000, clock: 50 }]);
+    await source.push([{ type: 'worker-online', hostname: host, timestamp: Date.now() / 1000, clock: 2 }]); // restarted without going offline
+    await c.idle();
+    expect(logged).toHaveLength(1);
+    expect(logged[0].reason).toContain('restarted without going offline');
+    expect(logged[0].reason).not.toContain('alice@example.com');
+    expect(sunk.find((e) => e.kind === 'collector.gap')!.reason).toBe(logged[0].reason);
   } finally {
     await c.stop();
   }
