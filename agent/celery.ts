@@ -15,7 +15,7 @@ import type { LedgerRecord } from '../ledger/spool/record.js';
 import type { WardenConfig } from './config.js';
 import type { RecentEventIds } from './ingest.js';
 import type { WardenMetrics } from './metrics.js';
-import { JOB_TERMINAL_KINDS } from '../core/kinds.js';
+import { JOB_PROGRESS_KINDS, JOB_TERMINAL_KINDS } from '../core/kinds.js';
 
 /**
  * Celery task IDs with a terminal record in the ledger (bounded, oldest forgotten), the newest Celery
@@ -46,7 +46,7 @@ export class CeleryLedgerIndex {
       }
       return;
     }
-    if (this.terminals.has(ev.job_id) || !['job.added', 'job.started', 'job.attempt_failed'].includes(ev.kind)) return;
+    if (this.terminals.has(ev.job_id) || !JOB_PROGRESS_KINDS.has(ev.kind)) return;
     let p = this.open.get(ev.job_id);
     if (!p) {
       p = { queue: null, name: null, added: false, started: new Map(), failed: new Set(), recorded: new Map() };

@@ -33,6 +33,9 @@ export const ATTEMPT_TERMINAL_FAILURE_KINDS = kindSet('job.failed', 'activity.fa
 /** A job's final outcome (one per job in the ledger). */
 export const JOB_TERMINAL_KINDS = kindSet('job.completed', 'job.failed');
 
+/** A job's records before its outcome: what a restarted collector continues a job's attempts from. */
+export const JOB_PROGRESS_KINDS = kindSet('job.added', 'job.started', 'job.attempt_failed');
+
 /** Human approvals and denials. */
 export const APPROVAL_KINDS = kindSet('approval.granted', 'approval.denied');
 
