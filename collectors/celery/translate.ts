@@ -17,8 +17,9 @@
  * is named by the task alone, so a redelivered event or a reconciled outcome is recognised downstream.
  *
  * Ordering: the next attempt's task-received can arrive before the previous attempt's task-retried
- * (seen with Celery 5.2 and 5.7), so an attempt ends at the lowest attempt still open, not at the
- * newest retries count. That pairing is only as good as the events seen: a task tracked from the
+ * (seen with Celery 5.2 and 5.7), so a task-retried ends the lowest attempt still open, not the
+ * newest retries count; a success or failure is final and ends the highest (on a loaded pool it can
+ * overtake the previous attempt's task-retried, which then still ends its own attempt). That pairing is only as good as the events seen: a task tracked from the
  * middle, resumed after a restart on a source that keeps nothing, or present at a gap is `uncertain`,
  * and its terminal record is marked `attempt_inferred` for the collector to take Celery's own count
  * from the result backend's terminal state.
@@ -120,9 +121,17 @@ function eventKey(ev: CeleryEvent): string {
 
 export const TERMINAL_STATUSES = new Set(['SUCCESS', 'FAILURE', 'REVOKED']);
 const MAX_TEXT = 2000;
+/** Finished tasks kept for a late task-retried (a few seconds' worth of outcomes at a high rate). */
+const FINISHED_KEPT = 10_000;
 
 export class CeleryTranslator {
   private readonly tasks = new Map<string, TaskTrack>();
+  /**
+   * Finished tasks with an attempt still open: the terminal event overtook an earlier attempt's
+   * task-retried (both are sent when the pool reports a result, and a loaded pool can report the
+   * quick last attempt first). That late task-retried still ends its own attempt. Bounded.
+   */
+  private readonly finished = new Map<string, TaskTrack>();
   private readonly max: number;
 
   constructor(private readonly o: CeleryTranslateOptions) {
@@ -144,6 +153,8 @@ export class CeleryTranslator {
     const id = typeof ev.uuid === 'string' ? ev.uuid : null;
     if (!id || !ev.type.startsWith('task-')) return [];
     const ts = Math.round((typeof ev.timestamp === 'number' ? ev.timestamp : Date.now() / 1000) * 1000);
+    const done = ev.type === 'task-retried' && !this.tasks.has(id) ? this.finished.get(id) : undefined;
+    if (done) return [this.lateRetried(id, done, ts, ev)];
     const t = this.track(id, ev);
     switch (ev.type) {
       case 'task-sent': {
@@ -191,18 +202,22 @@ export class CeleryTranslator {
           t.open.delete(again);
           return [this.event(id, t, ts, 'job.attempt_failed', again, retriedId, { error: ev.exception, hostname: ev.hostname })];
         }
-        const attempt = this.closeAttempt(t);
+        const terminal = ev.type !== 'task-retried';
+        // A retry ends the oldest open attempt; an outcome is final, so it ends the newest (an older
+        // one still open is a task-retried still on its way; the attempt is then confirmed by the backend).
+        const attempt = terminal ? this.lastAttempt(t) : this.closeAttempt(t);
         const started = t.open.get(attempt);
         t.open.delete(attempt);
+        if (terminal && t.open.size > 0) t.uncertain = true;
         const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : started !== undefined ? Math.max(0, ts - started) : null;
-        if (ev.type === 'task-retried') {
+        if (!terminal) {
           return [this.event(id, t, ts, 'job.attempt_failed', attempt, retriedId, { duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname })];
         }
         const ok = ev.type === 'task-succeeded';
         const out = this.event(id, t, ts, ok ? 'job.completed' : 'job.failed', attempt, celeryEventId(ts, id, 'terminal'), {
           duration, error: ok ? undefined : ev.exception, traceback: ev.traceback, hostname: ev.hostname, result: ok ? ev.result : undefined,
         });
-        this.forget(id);
+        this.forget(id, t);
         return [out];
       }
       case 'task-rejected':
@@ -269,8 +284,8 @@ export class CeleryTranslator {
       t = this.fresh();
       const prior = this.o.prior?.(id);
       if (prior) this.seed(t, prior);
-      // A task first seen at its task-sent or first receipt is seen whole (nothing lost before it).
-      t.uncertain = prior ? !this.o.complete : !(ev.type === 'task-sent' || (ev.type === 'task-received' && (ev.retries ?? 0) === 0));
+      // A task first seen at its first task-sent or first receipt (retries 0) is seen whole (nothing lost before it).
+      t.uncertain = prior ? !this.o.complete : !((ev.type === 'task-sent' || ev.type === 'task-received') && (ev.retries ?? 0) === 0);
       this.tasks.set(id, t);
       if (this.tasks.size > this.max) this.tasks.delete(this.tasks.keys().next().value!);
     }
@@ -317,10 +332,28 @@ export class CeleryTranslator {
     return attempt;
   }
 
-  /** The attempt an outcome ends: the lowest still open (outcomes follow their own start). */
+  /** The attempt a task-retried ends: the lowest still open (outcomes follow their own start). */
   private closeAttempt(t: TaskTrack): number {
     if (t.open.size === 0) return t.retries + 1;
     return Math.min(...t.open.keys());
+  }
+
+  /** The attempt a final outcome ends: the highest still open (no attempt follows a success or a failure). */
+  private lastAttempt(t: TaskTrack): number {
+    if (t.open.size === 0) return t.retries + 1;
+    return Math.max(...t.open.keys());
+  }
+
+  /** A task-retried that arrived after its task's terminal record: it ends the oldest attempt left open. */
+  private lateRetried(id: string, t: TaskTrack, ts: number, ev: CeleryEvent): WardenEvent {
+    const attempt = Math.min(...t.open.keys());
+    const started = t.open.get(attempt)!;
+    t.open.delete(attempt);
+    if (t.open.size === 0) this.finished.delete(id);
+    const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : Math.max(0, ts - started);
+    return this.event(id, t, ts, 'job.attempt_failed', attempt, celeryEventId(ts, id, 'retried', eventKey(ev)), {
+      duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname,
+    });
   }
 
   /** Events may have been lost (a reconnect, a dropped batch): every task tracked now may be missing some. */
@@ -328,8 +361,12 @@ export class CeleryTranslator {
     for (const t of this.tasks.values()) t.uncertain = true;
   }
 
-  private forget(id: string): void {
+  private forget(id: string, t?: TaskTrack): void {
     this.tasks.delete(id);
+    if (t && t.open.size > 0) {
+      this.finished.set(id, t);
+      if (this.finished.size > FINISHED_KEPT) this.finished.delete(this.finished.keys().next().value!);
+    }
   }
 
   private event(id: string, t: TaskTrack, ts: number, kind: EventKind, attempt: number | null, eventId: string, x: {

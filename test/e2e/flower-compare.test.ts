@@ -117,6 +117,12 @@ it('after both restart mid-run, Warden\'s ledger knows every task, its terminal 
   console.log(table);
   if (process.env.WARDEN_COMPARE_OUT) writeFileSync(process.env.WARDEN_COMPARE_OUT, `${table}\n`);
 
+  // On a miss, the task's own trail says which path went wrong.
+  for (const id of ids.filter((i) => term.get(i)?.attempt !== truth.get(i)!.retries + 1).slice(0, 5)) {
+    const trail = events.filter((e) => e.source === 'celery' && e.job_id === id)
+      .map((e) => `${e.kind}#${e.attempt ?? '-'}${e.attrs.attempt_source ? `(${String(e.attrs.attempt_source)})` : ''}${e.attrs.reconciled ? '(reconciled)' : ''}${e.attrs.attempt_inferred ? '(inferred)' : ''}`);
+    console.log(`retries wrong for ${id}: celery says ${truth.get(id)!.retries}, ledger: ${trail.join(' ')}`);
+  }
   expect(row.known.warden).toBe(TASKS);
   expect(row.terminalRight.warden).toBe(TASKS);
   expect(row.retriesRight.warden).toBe(TASKS);

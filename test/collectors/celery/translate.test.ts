@@ -213,4 +213,33 @@ describe('attempt numbers under the orderings seen over RabbitMQ and after a res
     expect(after.at(-1)!.attrs.attempt_inferred).toBe(true);
     expect(after.slice(0, -1).every((e) => e.attrs.attempt_inferred === undefined)).toBe(true);
   });
+
+  // CI, flower-compare on a loaded machine: one task's terminal said attempt N for retries N. A loaded
+  // pool reported the quick last attempt's success before the previous attempt's retry.
+  it('a success that overtakes the previous attempt\'s task-retried ends the last attempt, and the late retry still ends its own', () => {
+    const order: [string, number | null][] = [
+      ['task-received', 0], ['task-started', null], ['task-received', 1], ['task-started', null], ['task-succeeded', null], ['task-retried', null],
+    ];
+    const tr = translator();
+    const out = order.flatMap(([type, retries], i) => tr.translate({ type, uuid: 'o-1', hostname: 'w1', timestamp: 200 + i / 10, clock: i + 1, ...(retries !== null ? { retries } : {}) }));
+    expect(out.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.started:1', 'job.started:2', 'job.completed:2', 'job.attempt_failed:1']);
+    // With an attempt still open the outcome's number is confirmed by the result backend; the late retry is not a guess.
+    expect(out[2].attrs.attempt_inferred).toBe(true);
+    expect(out[3].attrs.attempt_inferred).toBeUndefined();
+    expect(out[3].duration_ms).toBeGreaterThan(0);
+    // In the usual order nothing is left for the backend to confirm.
+    const usual = translator();
+    const seq: [string, number | null][] = [order[0], order[1], order[2], order[5], order[3], order[4]];
+    const ok = seq.flatMap(([type, retries], i) => usual.translate({ type, uuid: 'o-2', hostname: 'w1', timestamp: 200 + i / 10, clock: i + 1, ...(retries !== null ? { retries } : {}) }));
+    expect(ok.map((e) => `${e.kind}:${e.attempt}`)).toEqual(['job.started:1', 'job.attempt_failed:1', 'job.started:2', 'job.completed:2']);
+    expect(ok.every((e) => e.attrs.attempt_inferred === undefined)).toBe(true);
+  });
+
+  it('a task first seen at the task-sent of a retry (its first send was missed) is marked', () => {
+    const tr = translator();
+    tr.translate({ type: 'task-sent', uuid: 's-1', hostname: 'p', timestamp: 300, retries: 2, queue: 'q1', name: 't' });
+    tr.translate({ type: 'task-started', uuid: 's-1', hostname: 'w1', timestamp: 301, clock: 2 });
+    const [done] = tr.translate({ type: 'task-succeeded', uuid: 's-1', hostname: 'w1', timestamp: 302, clock: 3, runtime: 0.1 });
+    expect(done.attrs.attempt_inferred).toBe(true);
+  });
 });
