@@ -1,7 +1,7 @@
 /** The policy file: validation names the bad key, the digest is the file's sha256, the CLI check exits 0/1. */
 import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -74,6 +74,32 @@ describe('policy file validation', () => {
     expect(loaded).toEqual(['2']);
     expect(rejected).toHaveLength(1);
     expect(rejected[0][0]).toMatch(/^policies\[0\]\.retryStorm\.minRetries: /);
+    w.stop();
+  });
+
+  // CI: a poll read the file between an in-place save's truncate and its write, and rejected the empty file.
+  it('judges a file only once its bytes hold still: a poll inside a save rejects nothing', async () => {
+    const file = join(dir.path, 'saving.yaml');
+    writeFileSync(file, `${HEAD}  - { name: a, version: 1, retryStorm: {} }\n`);
+    const first = loadPolicyFile(file);
+    const loaded: string[] = [];
+    const rejected: string[][] = [];
+    const w = new PolicyFileWatcher(file, first, { loaded: (p) => loaded.push(p.policies[0].version), rejected: (_f, p) => rejected.push(p) }, 60_000, 100);
+    writeFileSync(file, ''); // the save has truncated the file ...
+    const polled = w.check();
+    await new Promise((r) => setTimeout(r, 30));
+    writeFileSync(file, `${HEAD}  - { name: a, version: 2, retryStorm: {} }\n`); // ... and writes it within the settle time
+    await polled;
+    expect(rejected).toEqual([]);
+    expect(loaded).toEqual([]);
+    await w.check(); // the next poll sees the finished file
+    expect(loaded).toEqual(['2']);
+    // A file that stays unreadable is reported once, not on every poll.
+    rmSync(file);
+    await w.check();
+    await w.check();
+    expect(rejected).toHaveLength(1);
+    expect(rejected[0][0]).toMatch(/^cannot read the file: /);
     w.stop();
   });
 });
