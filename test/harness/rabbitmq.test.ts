@@ -15,7 +15,7 @@ function group(pgid: number): number[] {
   return out.split('\n').map((l) => l.trim().split(/\s+/).map(Number)).filter(([, g]) => g === pgid).map(([p]) => p);
 }
 
-it('starts a private broker: AMQP works, a durable queue with persistent messages survives kill -9, stop leaves nothing behind', async () => {
+it('starts a private broker: AMQP works, confirmed persistent messages in a durable queue survive kill -9, stop leaves nothing behind', async () => {
   const t0 = Date.now();
   rmq = await startRabbitMq();
   const startMs = Date.now() - t0;
@@ -34,16 +34,26 @@ it('starts a private broker: AMQP works, a durable queue with persistent message
   const ours = execFileSync('epmd', ['-names'], { encoding: 'utf8', env: { ...process.env, ERL_EPMD_PORT: String((rmq.epmd.options.args[1])) } });
   expect(ours).toContain(`warden-${rmq.port}`);
 
+  // A durable queue's declaration is not promised to survive a kill -9 right after it (twice in CI
+  // under load the restarted broker logged "Recovering 0 queues": the record was lost, while the
+  // queue was found at once in every quiet run). A clean restart settles it; what a crash must not
+  // lose is the persistent messages published with confirms afterwards.
+  const c0 = await amqp.connect(rmq.amqplibUrl);
+  await (await c0.createChannel()).assertQueue('harness.q', { durable: true });
+  await c0.close().catch(() => undefined);
+  await rmq.restart();
+  expect(members.every((pid) => !pidExists(pid))).toBe(true); // the clean stop left none of the first group
+  const crashing = group(rmq.pid!);
   const c = await amqp.connect(rmq.amqplibUrl);
   const ch = await c.createConfirmChannel();
-  await ch.assertQueue('harness.q', { durable: true });
+  await ch.checkQueue('harness.q');
   for (let i = 0; i < 10; i++) ch.sendToQueue('harness.q', Buffer.from(String(i)), { persistent: true });
   await ch.waitForConfirms();
   await c.close().catch(() => undefined);
 
   await rmq.kill9();
   // The VM is reparented and reaped after its group's SIGKILL: gone within moments.
-  await waitFor(() => members.every((pid) => !pidExists(pid)), { timeoutMs: 10_000, what: 'every process of the broker group to be gone after kill -9' });
+  await waitFor(() => crashing.every((pid) => !pidExists(pid)), { timeoutMs: 10_000, what: 'every process of the broker group to be gone after kill -9' });
   const t1 = Date.now();
   await rmq.start();
   const restartMs = Date.now() - t1;
