@@ -68,7 +68,18 @@ describe('two sidecars, one Redis, one ClickHouse', () => {
     await waitFinished(w);
     const jobs = QUEUES.length * JOBS;
     const terminalIn = (id: string) => num(`SELECT count() AS n FROM warden_ledger WHERE ledger_id = '${id}' AND kind IN ('job.completed', 'job.failed')`);
-    await until(async () => (await terminalIn(idA).catch(() => 0)) === jobs && (await terminalIn(idB).catch(() => 0)) === jobs, 60_000, 'both ledgers to hold every terminal record');
+    // Failed once in CI by the test's own timeout, with no word of where: each wait now names itself
+    // and says what each sidecar had shipped and logged.
+    const shipping = async (): Promise<string> => {
+      const lines = await Promise.all([a, b].map(async (s, i) => {
+        const m = await s.metrics().catch((err: Error) => `metrics unavailable: ${err.message}`);
+        const own = m.split('\n').filter((l) => /^warden_ledger_(backlog_events|last_seq|ship_errors_total|shipped_total|append_errors_total)|^warden_collector_(errors_total|gaps_total|stream_entries_total)/.test(l)).join('; ');
+        return `sidecar ${'ab'[i]}: terminal rows ${await terminalIn(i === 0 ? idA : idB).catch((err: Error) => err.message)}; ${own}\n${s.proc.logTail(3000)}`;
+      }));
+      return lines.join('\n');
+    };
+    await until(async () => (await terminalIn(idA).catch(() => 0)) === jobs && (await terminalIn(idB).catch(() => 0)) === jobs, 120_000, 'both ledgers to hold every terminal record')
+      .catch(async (err: Error) => { throw new Error(`${err.message}\n${await shipping()}`); });
     await Promise.all([a.proc.stop(), b.proc.stop()]);
     await w.close();
 
@@ -126,5 +137,5 @@ describe('two sidecars, one Redis, one ClickHouse', () => {
     expect(one.code).toBe(1);
     expect(one.stdout).toContain('1 ledger(s) in the server store');
     expect(one.stdout).not.toContain('sidecar-a');
-  });
+  }, 180_000);
 });
