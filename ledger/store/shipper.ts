@@ -43,7 +43,7 @@ export interface ShipperOptions {
   /** Newest durable seq in the spool (only acknowledged records are shipped). */
   lastSeq: () => number;
   batchRecords?: number;
-  /** Idle poll interval; a partial batch waits at most this long. */
+  /** Idle poll interval, and the least time between two inserts of partial batches (a full batch goes at once). */
   flushIntervalMs?: number;
   /** Backoff after a failed insert, doubling up to the max. */
   retryMinMs?: number;
@@ -140,7 +140,11 @@ export class Shipper {
         const shipped = await this.shipOnce();
         if (this.failing) this.failing = null;
         backoff = this.o.retryMinMs ?? 250;
-        if (shipped === 0) await this.nap.sleep(this.interval);
+        // A full batch means a backlog: go on at once. A partial one (steady traffic trickling in)
+        // waits for the interval, so the store sees at most one insert per interval: each insert is
+        // a ClickHouse part, and parts made faster than merges can fold them get inserts delayed,
+        // then refused ("too many parts").
+        if (shipped < this.batch) await this.nap.sleep(this.interval);
       } catch (err) {
         const e = err as Error;
         this.failing ??= { since: Date.now(), error: e.message };

@@ -102,3 +102,55 @@ describe.each([
     });
   }
 });
+
+// A sidecar under steady traffic appends a few records at a time, all the time. Shipping each
+// handful as soon as the last insert returned made one ClickHouse part per insert, dozens a second
+// per sidecar: merges fall behind and the server delays, then refuses, inserts ("too many parts").
+// A partial batch waits for the flush interval; only a full one goes at once.
+describe('shipping a steady trickle', () => {
+  let dir: string;
+  let store: LedgerStore;
+  beforeAll(async () => {
+    dir = await tempDir();
+    store = await openStore({ url: clickhouse.url, dataDir: dir, database: `trickle_${Date.now()}` });
+    await store.migrate();
+  });
+  afterAll(async () => {
+    await store?.close();
+    await removeDir(dir);
+  });
+
+  it('inserts partial batches at most once per flush interval; a backlog still goes in full batches', async () => {
+    const spool = await Spool.open({ dir });
+    const target = storeTarget(store);
+    let inserts = 0;
+    const counting = {
+      ...target,
+      insert: (r: Parameters<typeof target.insert>[0]) => { inserts++; return target.insert(r); },
+      insertEncoded: (t: string) => { inserts++; return target.insertEncoded!(t); },
+    };
+    const INTERVAL = 400;
+    const shipper = new Shipper({ dataDir: dir, target: counting, lastSeq: () => spool.lastSeq, batchRecords: 1000, flushIntervalMs: INTERVAL });
+    await shipper.start();
+    const t0 = Date.now();
+    let appended = 0;
+    while (Date.now() - t0 < 2400) {
+      await spool.append(events(3));
+      appended += 3;
+      await new Promise((r) => setTimeout(r, 15));
+    }
+    const trickleMs = Date.now() - t0;
+    await until(() => shipper.status().committed === appended, 10_000, 'the trickle shipped');
+    // One insert per interval while records trickle in (plus the one that catches the tail).
+    expect(inserts).toBeLessThanOrEqual(Math.ceil(trickleMs / INTERVAL) + 2);
+    expect(inserts).toBeGreaterThanOrEqual(2);
+    // A backlog of full batches is not held back by the interval.
+    const before = inserts;
+    await spool.append(events(3000));
+    await until(() => shipper.status().committed === appended + 3000, 10_000, 'the backlog shipped');
+    expect(inserts - before).toBeGreaterThanOrEqual(3);
+    await shipper.stop();
+    await spool.close();
+    expect(await counts(store)).toEqual({ rows: appended + 3000, distinct: appended + 3000, max: appended + 3000 });
+  });
+});
