@@ -183,6 +183,11 @@ function rebuildWithLedgerId(spec: TableSpec, copyColumns: readonly string[]): s
   ];
 }
 
+const CODEC_STATEMENTS: readonly string[] = [
+  `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
+  `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
+];
+
 export const MIGRATIONS: readonly Migration[] = [
   {
     version: 1,
@@ -206,10 +211,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 4,
     name: 'zstd for input and attrs',
     requires: 'codecs',
-    statements: [
-      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
-      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
-    ],
+    statements: CODEC_STATEMENTS,
   },
   {
     version: 5,
@@ -245,10 +247,7 @@ export const MIGRATIONS: readonly Migration[] = [
     version: 8,
     name: 'zstd for input and attrs (the rebuilt ledger table)',
     requires: 'codecs',
-    statements: [
-      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
-      `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
-    ],
+    statements: CODEC_STATEMENTS,
   },
 ];
 
@@ -288,6 +287,7 @@ export async function migrate(db: SqlRunner, migrations: readonly Migration[] = 
   const rows = await db.query<{ version: number | string; checksum: string }>(
     `SELECT version, checksum FROM ${MIGRATIONS_TABLE}`,
   );
+  if (rows.length === 0 && migrations === MIGRATIONS && (await isFresh(db))) return migrateFresh(db, capabilities);
   const done = new Map<number, string>();
   for (const r of rows) done.set(Number(r.version), r.checksum);
   const result: MigrateResult = { applied: [], skipped: [], capabilities };
@@ -329,6 +329,50 @@ export async function migrate(db: SqlRunner, migrations: readonly Migration[] = 
     result.applied.push(m.version);
   }
   return result;
+}
+
+/**
+ * A database with no migration recorded and no ledger table, or one already in its final form (a
+ * sidecar beside this one is creating it right now). Every sidecar of a fleet may start at once on
+ * a new database: stepping through the migrations there ran the rebuild of migration 5 (DROP the
+ * staging table, RENAME) in several processes at once, which measured three concurrent first starts
+ * into a database with no `warden_ledger` at all, and a retry could never repair it.
+ */
+async function isFresh(db: SqlRunner): Promise<boolean> {
+  const [{ n }] = await db.query<{ n: string | number }>(sql`SELECT count() AS n FROM system.tables WHERE database = currentDatabase() AND name = ${LEDGER_TABLE}`);
+  if (Number(n) === 0) return true;
+  return Number((await db.query<{ done: string | number }>(hasLedgerId(LEDGER_TABLE)))[0]?.done ?? 0) !== 0;
+}
+
+/**
+ * A new database gets the end state of every migration directly, as the cluster form does: only
+ * CREATE ... IF NOT EXISTS and the codec ALTERs, no DROP and no RENAME, so any number of sidecars can
+ * run it at once (a statement that loses a race to an identical one fails harmlessly and the
+ * shipper's retry finds everything there). Every migration is then recorded in one insert: a sidecar
+ * starting later sees all of them or none (and then creates nothing new). The end state equals the
+ * step-by-step one (test/ledger/store/migrate-fresh.test.ts compares them column by column).
+ */
+async function migrateFresh(db: SqlRunner, capabilities: EngineCapabilities): Promise<MigrateResult> {
+  const statements = [
+    createTable(LEDGER_SPEC, { engine: 'MergeTree()' }),
+    createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
+    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+    createTable(CHECKPOINTS_SPEC, { engine: 'MergeTree()' }),
+    ...(capabilities.codecs ? CODEC_STATEMENTS : []),
+  ];
+  const last = MIGRATIONS[MIGRATIONS.length - 1];
+  for (const statement of statements) {
+    try {
+      await db.exec(statement);
+    } catch (err) {
+      if (!(err instanceof StoreQueryError)) throw err;
+      throw new MigrationError(last.version, `creating the ledger schema in a new database failed: ${err.message}`, { cause: err });
+    }
+  }
+  const applied = MIGRATIONS.filter((m) => !m.requires || capabilities[m.requires]);
+  await db.exec(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
+    applied.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n'));
+  return { applied: applied.map((m) => m.version), skipped: MIGRATIONS.filter((m) => !applied.includes(m)).map((m) => m.version), capabilities };
 }
 
 // ---------------------------------------------------------------------------------------------------
