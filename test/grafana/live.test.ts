@@ -90,7 +90,9 @@ beforeAll(async () => {
   timings.startMs = Date.now() - t0;
 
   const logger = pino({ level: 'silent' });
-  const demo = runDemo({ redisUrl: redis.url, prefix: 'bull', durationSec: 15, rate: 20, storm: true, logger });
+  // 21 s: the storm is the middle third (7 s); at 15 s a loaded CI machine once ran too few retries
+  // in its 5 s for the breaker's window, and no alert followed.
+  const demo = runDemo({ redisUrl: redis.url, prefix: 'bull', durationSec: 21, rate: 20, storm: true, logger });
   // A real gap: the sidecar is down while the stream of one queue is trimmed past its checkpoint.
   // Before the storm (the middle third of the run), so the restarted sidecar sees the whole storm.
   await sleep(2000);
@@ -205,7 +207,13 @@ describe('dashboards and alerts against a real Prometheus scraping a real Warden
 
   // The storm in the model call opens the demo policy's breaker (grafana/policies/demo.yaml).
   it('Prometheus -> Alertmanager -> webhook delivers WardenBreakerOpen from the demo\'s retry storm, routed as a page', async () => {
-    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-retry-storm', scope: 'bullmq.queue.demo-model-call' }), { timeoutMs: 8_000, what: 'WardenBreakerOpen at /page' });
+    await waitFor(() => delivered('/page', 'WardenBreakerOpen', { policy: 'demo-retry-storm', scope: 'bullmq.queue.demo-model-call' }), { timeoutMs: 30_000, what: 'WardenBreakerOpen at /page' })
+      .catch(async (err: Error) => {
+        // Which link broke: the breaker never opened, Prometheus never scraped it open, or the alert was not delivered.
+        const seen = await prometheus.query('max_over_time(warden_breaker_state{scope="bullmq.queue.demo-model-call"}[10m])').catch((e: Error) => e.message);
+        const up = await prometheus.query('avg_over_time(up[10m])').catch((e: Error) => e.message);
+        throw new Error(`${err.message}; highest breaker state Prometheus saw: ${JSON.stringify(seen)}; share of good scrapes: ${JSON.stringify(up)}; deliveries: ${JSON.stringify(deliveries.map((d) => [d.path, d.alerts.map((a) => a.labels.alertname)]))}`);
+      });
   });
 });
 
