@@ -153,9 +153,9 @@ export class CeleryTranslator {
     const id = typeof ev.uuid === 'string' ? ev.uuid : null;
     if (!id || !ev.type.startsWith('task-')) return [];
     const ts = Math.round((typeof ev.timestamp === 'number' ? ev.timestamp : Date.now() / 1000) * 1000);
-    const done = ev.type === 'task-retried' && !this.tasks.has(id) ? this.finished.get(id) : undefined;
-    if (done) return [this.lateRetried(id, done, ts, ev)];
-    const t = this.track(id, ev);
+    // A task-retried for a task that already finished still ends its own attempt (see `finished`).
+    const late = ev.type === 'task-retried' && !this.tasks.has(id) ? this.finished.get(id) : undefined;
+    const t = late ?? this.track(id, ev);
     switch (ev.type) {
       case 'task-sent': {
         if (typeof ev.queue === 'string' && ev.queue) t.queue = ev.queue;
@@ -208,6 +208,7 @@ export class CeleryTranslator {
         const attempt = terminal ? this.lastAttempt(t) : this.closeAttempt(t);
         const started = t.open.get(attempt);
         t.open.delete(attempt);
+        if (late && t.open.size === 0) this.finished.delete(id);
         if (terminal && t.open.size > 0) t.uncertain = true;
         const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : started !== undefined ? Math.max(0, ts - started) : null;
         if (!terminal) {
@@ -342,18 +343,6 @@ export class CeleryTranslator {
   private lastAttempt(t: TaskTrack): number {
     if (t.open.size === 0) return t.retries + 1;
     return Math.max(...t.open.keys());
-  }
-
-  /** A task-retried that arrived after its task's terminal record: it ends the oldest attempt left open. */
-  private lateRetried(id: string, t: TaskTrack, ts: number, ev: CeleryEvent): WardenEvent {
-    const attempt = Math.min(...t.open.keys());
-    const started = t.open.get(attempt)!;
-    t.open.delete(attempt);
-    if (t.open.size === 0) this.finished.delete(id);
-    const duration = typeof ev.runtime === 'number' ? ev.runtime * 1000 : Math.max(0, ts - started);
-    return this.event(id, t, ts, 'job.attempt_failed', attempt, celeryEventId(ts, id, 'retried', eventKey(ev)), {
-      duration, error: ev.exception, traceback: ev.traceback, hostname: ev.hostname,
-    });
   }
 
   /** Events may have been lost (a reconnect, a dropped batch): every task tracked now may be missing some. */
