@@ -2,7 +2,7 @@
  * Reads and validates a policy file. The sha256 of the file's bytes is the digest written with every
  * decision, so an auditor can tell which file (not just which policy version) decided.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../core/hash.js';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml, YAMLParseError } from 'yaml';
 import type { z } from 'zod';
@@ -53,7 +53,7 @@ export function parsePolicies(text: string | Buffer, file = '(inline)'): LoadedP
   }
   const r = PolicyFileSchema.safeParse(doc);
   if (!r.success) throw new PolicyFileError(file, formatIssues(r.error.issues));
-  return { ...r.data, file, digest: createHash('sha256').update(bytes).digest('hex') };
+  return { ...r.data, file, digest: sha256Hex(bytes) };
 }
 
 export function loadPolicyFile(file: string): LoadedPolicies {

@@ -7,7 +7,7 @@
  * second read `settleMs` later finds the same bytes, so a half-written file is never judged.
  */
 import { readFile } from 'node:fs/promises';
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../core/hash.js';
 import { parsePolicies, PolicyFileError, type LoadedPolicies } from './loader.js';
 
 export interface ReloadHandlers {
@@ -55,7 +55,7 @@ export class PolicyFileWatcher {
   private async read(): Promise<{ digest: string; bytes: Buffer } | { digest: string; error: string }> {
     try {
       const bytes = await readFile(this.file);
-      return { digest: createHash('sha256').update(bytes).digest('hex'), bytes };
+      return { digest: sha256Hex(bytes), bytes };
     } catch (err) {
       const error = (err as Error).message;
       return { digest: `unreadable: ${error}`, error };
