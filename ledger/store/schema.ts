@@ -183,6 +183,14 @@ function rebuildWithLedgerId(spec: TableSpec, copyColumns: readonly string[]): s
   ];
 }
 
+/** The lineage view over the fleet-form ledger (migration 6, and a new database). */
+const LINEAGE_VIEW_DDL = `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`;
+
+/** One insert that records the given migrations as applied (a new database, the cluster form). */
+const recordMigrations = (applied: readonly Migration[]): string =>
+  `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
+  applied.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n');
+
 const CODEC_STATEMENTS: readonly string[] = [
   `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN input String CODEC(ZSTD(3))`,
   `ALTER TABLE ${LEDGER_TABLE} MODIFY COLUMN attrs String CODEC(ZSTD(3))`,
@@ -233,7 +241,7 @@ export const MIGRATIONS: readonly Migration[] = [
       `DROP TABLE IF EXISTS ${LINEAGE_TABLE}`,
       createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
       `INSERT INTO ${LINEAGE_TABLE} (correlation_id, ledger_id, queue, ts, seq)\n${lineageSelect(LEDGER_TABLE)}`,
-      `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+      LINEAGE_VIEW_DDL,
     ],
   },
   {
@@ -356,7 +364,7 @@ async function migrateFresh(db: SqlRunner, capabilities: EngineCapabilities): Pr
   const statements = [
     createTable(LEDGER_SPEC, { engine: 'MergeTree()' }),
     createTable(LINEAGE_SPEC, { engine: 'MergeTree()' }),
-    `CREATE MATERIALIZED VIEW IF NOT EXISTS ${LINEAGE_VIEW} TO ${LINEAGE_TABLE} AS\n${lineageSelect(LEDGER_TABLE)}`,
+    LINEAGE_VIEW_DDL,
     createTable(CHECKPOINTS_SPEC, { engine: 'MergeTree()' }),
     ...(capabilities.codecs ? CODEC_STATEMENTS : []),
   ];
@@ -370,8 +378,7 @@ async function migrateFresh(db: SqlRunner, capabilities: EngineCapabilities): Pr
     }
   }
   const applied = MIGRATIONS.filter((m) => !m.requires || capabilities[m.requires]);
-  await db.exec(`INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
-    applied.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n'));
+  await db.exec(recordMigrations(applied));
   return { applied: applied.map((m) => m.version), skipped: MIGRATIONS.filter((m) => !applied.includes(m)).map((m) => m.version), capabilities };
 }
 
@@ -431,8 +438,7 @@ export function clusterSchema(cluster: string, options: ClusterSchemaOptions = {
       // cluster (it would otherwise rebuild tables that are Distributed here). Codec migrations too:
       // on a cluster, per-column codecs are the operator's choice (ALTER ... ON CLUSTER on the _local tables).
       table: MIGRATIONS_TABLE,
-      sql: `INSERT INTO ${MIGRATIONS_TABLE} (version, name, checksum, applied_at) VALUES\n` +
-        MIGRATIONS.map((m) => sql`(${m.version}, ${m.name}, ${checksum(m)}, now())`).join(',\n'),
+      sql: recordMigrations(MIGRATIONS),
     },
   ];
 }
