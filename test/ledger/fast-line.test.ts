@@ -75,7 +75,8 @@ describe('fastCheckLine', () => {
   it('refuses a wrong hash, a changed layout, a zero or leading-zero seq', () => {
     const line = lineOver(canonical);
     expect(check(line)).not.toBeNull();
-    expect(check(line.replace(/"hash":"./, '"hash":"f'))).toBeNull();
+    // One hex digit of the hash changed (to another digit: the record's IDs and time make the hash differ per run).
+    expect(check(line.replace(/"hash":"(.)/, (_m, c: string) => `"hash":"${c === 'f' ? '0' : 'f'}`))).toBeNull();
     expect(check(line.replace('"seq":7', '"seq":07'))).toBeNull();
     expect(check(lineOver(canonical, 1).replace('"seq":1}', '"seq":0}'))).toBeNull();
     expect(check(line.replace('{"event":', '{"event" :'))).toBeNull();
