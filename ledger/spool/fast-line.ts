@@ -64,7 +64,7 @@ export function fastCheckLine(buf: Buffer, start: number, end: number, expectPre
   // Validated on the bytes, not a decoded copy: printable ASCII without escapes inside strings, and
   // nothing but JSON structure outside them (so latin1 = utf8 and strings are canonical as written).
   if (buf[evStart] !== LB) return null;
-  const scan = new Scanner(buf, tail);
+  const scan = new Scanner(buf, tail, null);
   if (scan.value(evStart, 0) !== tail || !scan.topOk()) return null;
   // The digest of `prev \n seq \n event`, assembled from the line's own bytes, compared with the
   // line's hash where it lies (the only strings made are the digest and, without expectPrev, prev).
@@ -79,6 +79,57 @@ export function fastCheckLine(buf: Buffer, start: number, end: number, expectPre
   const hash = sha256Hex(scratch.subarray(0, msgLen));
   if (!textAt(buf, hashAt, hash)) return null;
   return { seq, prev: expectPrev ?? buf.toString('latin1', prevAt, prevAt + 64), hash };
+}
+
+/**
+ * Where a spool line's parts lie, for readers that take the line's bytes as they are (the shipper's
+ * fast rows, ledger/store/fast-rows.ts): the line `buf[start, end)` has the spool's layout, its event
+ * `buf[LINE.event, LINE.eventEnd)` is canonical JSON in the fast path's sense (printable ASCII, no
+ * escapes), and its top-level members are written to `members` (4 offsets each: key start and end
+ * without the quotes, value start and end). Returns the member count, or -1: not this fast path's
+ * line (too many members included); the caller then parses the line as JSON. The hash is not checked.
+ */
+export function scanSpoolLine(buf: Buffer, start: number, end: number, members: Int32Array): number {
+  if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return -1;
+  if (buf[end - 1] !== RB) return -1;
+  let d = end - 1;
+  let seq = 0;
+  let mul = 1;
+  while (d > start && buf[d - 1] >= 0x30 && buf[d - 1] <= 0x39) {
+    d--;
+    seq += (buf[d] - 0x30) * mul;
+    mul *= 10;
+  }
+  const digits = end - 1 - d;
+  if (digits === 0 || digits > 16 || buf[d] === 0x30 || !Number.isSafeInteger(seq)) return -1;
+  const tail = d - TAIL_FIXED;
+  if (tail <= start + HEAD.length) return -1;
+  if (!bytesAt(buf, start, HEAD) || !bytesAt(buf, tail, HASH_AT)) return -1;
+  const hashAt = tail + HASH_AT.length;
+  const prevAt = hashAt + 64 + PREV_AT.length;
+  if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return -1;
+  if (!isHex(buf, hashAt) || !isHex(buf, prevAt)) return -1;
+  const evStart = start + HEAD.length;
+  if (buf[evStart] !== LB) return -1;
+  const scan = new Scanner(buf, tail, members);
+  if (scan.value(evStart, 0) !== tail || !scan.topOk() || scan.count < 0) return -1;
+  LINE.seq = seq;
+  LINE.hash = hashAt;
+  LINE.prev = prevAt;
+  LINE.event = evStart;
+  LINE.eventEnd = tail;
+  return scan.count;
+}
+
+/** Filled by scanSpoolLine: seq, and the offsets of hash, prev (64 hex bytes each) and the event. */
+export const LINE = { seq: 0, hash: 0, prev: 0, event: 0, eventEnd: 0 };
+
+function isHex(buf: Buffer, at: number): boolean {
+  for (let i = at; i < at + 64; i++) {
+    const c = buf[i];
+    if (!((c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x66))) return false;
+  }
+  return true;
 }
 
 /** Whether the bytes at `at` are the ASCII text `t`. */
@@ -104,8 +155,10 @@ const MAX_DEPTH = 64;
 class Scanner {
   private tsIsNumber = false;
   private kindIsString = false;
+  /** Top-level members recorded into `members` (-1: more than it holds). */
+  count = 0;
 
-  constructor(private readonly b: Buffer, private readonly end: number) {}
+  constructor(private readonly b: Buffer, private readonly end: number, private readonly members: Int32Array | null) {}
 
   topOk(): boolean {
     return this.tsIsNumber && this.kindIsString;
@@ -188,12 +241,29 @@ class Scanner {
       const v = keyEnd + 1;
       q = this.value(v, depth);
       if (q < 0 || q >= this.end) return -1;
-      if (depth === 1) this.noteTop(prevKey, keyEnd, v);
+      if (depth === 1) {
+        this.noteTop(prevKey, keyEnd, v);
+        if (this.members !== null) this.noteMember(prevKey, keyEnd, v, q);
+      }
       const c = b[q];
       if (c === RB) return q + 1;
       if (c !== COMMA) return -1;
       q++;
     }
+  }
+
+  private noteMember(key: number, keyEnd: number, v: number, vEnd: number): void {
+    const m = this.members!;
+    const i = this.count * 4;
+    if (this.count < 0 || i + 4 > m.length) {
+      this.count = -1;
+      return;
+    }
+    m[i] = key + 1;
+    m[i + 1] = keyEnd - 1;
+    m[i + 2] = v;
+    m[i + 3] = vEnd;
+    this.count++;
   }
 
   /** The top level's `ts` must be a number and its `kind` a string (eventShapeProblem). */

@@ -28,7 +28,37 @@ export class SpoolTail {
    */
   async read(max: number, toSeq: number): Promise<LedgerRecord[]> {
     const out: LedgerRecord[] = [];
-    while (out.length < max && this.nextSeq <= toSeq) {
+    let rec: LedgerRecord | null = null;
+    await this.follow(max, toSeq, (buf, start, end, segment) => (rec = parse(buf.toString('utf8', start, end), segment)).seq, () => out.push(rec!));
+    return out;
+  }
+
+  /**
+   * The same records as read(), handed over as their lines' bytes (`buf[start, end)`, no newline;
+   * valid only during the call) without being parsed: for a reader that takes the spool's bytes as
+   * they are (the shipper's insert builder). Returns how many were handed over.
+   */
+  async readLines(max: number, toSeq: number, take: (buf: Buffer, start: number, end: number, segment: string) => void): Promise<number> {
+    let n = 0;
+    const seqOf = (buf: Buffer, start: number, end: number, segment: string) => {
+      const seq = seqAtEnd(buf, start, end);
+      return seq > 0 ? seq : parse(buf.toString('utf8', start, end), segment).seq; // a malformed line: parse names it
+    };
+    await this.follow(max, toSeq, seqOf, (buf, start, end, segment) => {
+      n++;
+      take(buf, start, end, segment);
+    });
+    return n;
+  }
+
+  /** The loop of read() and readLines(): `seqOf` reads a line's seq (or throws), `take` gets each line that is next in order. */
+  private async follow(
+    max: number, toSeq: number,
+    seqOf: (buf: Buffer, start: number, end: number, segment: string) => number,
+    take: (buf: Buffer, start: number, end: number, segment: string) => void,
+  ): Promise<void> {
+    let taken = 0;
+    while (taken < max && this.nextSeq <= toSeq) {
       if (!this.segment && !(await this.locate())) break;
       const seg = this.segment!;
       const fh = await fs.open(seg.path, 'r');
@@ -37,18 +67,18 @@ export class SpoolTail {
         const buf = Buffer.allocUnsafe(CHUNK);
         const { bytesRead } = await fh.read(buf, 0, CHUNK, this.offset);
         let start = 0;
-        for (let nl = buf.indexOf(10, 0); nl !== -1 && nl < bytesRead && out.length < max; nl = buf.indexOf(10, start)) {
-          const line = buf.toString('utf8', start, nl);
-          const lineBytes = nl + 1 - start;
+        for (let nl = buf.indexOf(10, 0); nl !== -1 && nl < bytesRead && taken < max; nl = buf.indexOf(10, start)) {
+          const lineStart = start;
           start = nl + 1;
-          const rec = parse(line, seg.name);
-          this.offset += lineBytes;
+          const seq = seqOf(buf, lineStart, nl, seg.name);
+          this.offset += nl + 1 - lineStart;
           moved = true;
-          if (rec.seq < this.nextSeq) continue; // positioning inside the segment
-          if (rec.seq !== this.nextSeq) {
-            throw new CorruptRecordError(`${seg.name}: expected seq ${this.nextSeq}, found ${rec.seq}; run \`warden ledger verify\``, rec.seq, seg.name, 0);
+          if (seq < this.nextSeq) continue; // positioning inside the segment
+          if (seq !== this.nextSeq) {
+            throw new CorruptRecordError(`${seg.name}: expected seq ${this.nextSeq}, found ${seq}; run \`warden ledger verify\``, seq, seg.name, 0);
           }
-          out.push(rec);
+          take(buf, lineStart, nl, seg.name);
+          taken++;
           this.nextSeq++;
         }
         if (start === 0 && bytesRead === CHUNK) throw new CorruptRecordError(`${seg.name}: a record longer than ${CHUNK} bytes`, null, seg.name, 0);
@@ -64,7 +94,6 @@ export class SpoolTail {
         this.offset = 0;
       }
     }
-    return out;
   }
 
   private async locate(): Promise<boolean> {
@@ -74,6 +103,17 @@ export class SpoolTail {
     this.offset = 0;
     return true;
   }
+}
+
+/** The seq a spool line ends with (`..."seq":N}`), or 0 when it does not end that way. */
+function seqAtEnd(buf: Buffer, start: number, end: number): number {
+  if (end - start < 10 || buf[end - 1] !== 0x7d) return 0;
+  let d = end - 1;
+  while (d > start && buf[d - 1] >= 0x30 && buf[d - 1] <= 0x39) d--;
+  const digits = end - 1 - d;
+  if (digits === 0 || digits > 16 || buf[d] === 0x30 || buf[d - 1] !== 0x3a) return 0;
+  const seq = Number(buf.toString('latin1', d, end - 1));
+  return Number.isSafeInteger(seq) ? seq : 0;
 }
 
 function parse(line: string, segment: string): LedgerRecord {

@@ -15,10 +15,11 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { fastCheckLine } from './fast-line.js';
 import { checkPart, type PartResult, type PartSpec } from './verify-part.js';
 import type { PartReply, PartRequest } from './verify-worker.js';
+import { giveWorker, takeWorker } from './verify-pool.js';
 
 export type ProblemKind = 'modified' | 'missing' | 'reordered' | 'inserted' | 'unparsable' | 'torn';
 
@@ -252,12 +253,14 @@ async function runParts(script: URL, parts: PartSpec[], threads: number, onMain:
   const workers: Worker[] = [];
   let next = 0;
   let remaining = parts.length;
+  let reusable = false; // every part answered: no worker has anything in flight
   try {
     return await new Promise<PartResult[] | null | undefined>((resolve) => {
       let settled = false;
       const settle = (v: PartResult[] | null | undefined) => {
         if (!settled) {
           settled = true;
+          reusable = remaining === 0;
           resolve(v);
         }
       };
@@ -270,7 +273,7 @@ async function runParts(script: URL, parts: PartSpec[], threads: number, onMain:
       for (let i = onMain ? 1 : 0; i < threads; i++) {
         let w: Worker;
         try {
-          w = new Worker(script);
+          w = takeWorker(script);
         } catch {
           return settle(undefined);
         }
@@ -309,7 +312,9 @@ async function runParts(script: URL, parts: PartSpec[], threads: number, onMain:
       }
     });
   } finally {
-    await Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
+    // Warm workers go back to the pool (verify-pool.ts); one that may still be busy is ended.
+    if (reusable) for (const w of workers) giveWorker(script, w);
+    else await Promise.all(workers.map((w) => w.terminate().catch(() => undefined)));
   }
 }
 

@@ -8,6 +8,7 @@ import { recordToRow, LEDGER_INSERT_COLUMNS, LEDGER_TABLE } from './rows.js';
 import { migrate } from './schema.js';
 import { LEDGER_ID_COLUMN, LEGACY_LEDGER_ID } from './ledger-id.js';
 import { insertTabSeparated } from './sql.js';
+import { LedgerInsertBuilder } from './fast-rows.js';
 import type { LedgerStore } from './store.js';
 
 export type SendMode = 'rows' | 'none';
@@ -43,6 +44,10 @@ export abstract class SqlStore implements LedgerStore {
     const rows = records.map(recordToRow) as Array<ReturnType<typeof recordToRow> & { ledger_id?: string }>;
     for (const row of rows) row.ledger_id = ledgerId;
     return insertTabSeparated(LEDGER_TABLE, INSERT_COLUMNS, rows);
+  }
+
+  lineEncoder(ledgerId: string = LEGACY_LEDGER_ID): LedgerInsertBuilder {
+    return new LedgerInsertBuilder(INSERT_COLUMNS, ledgerId);
   }
 
   async query<T = Record<string, unknown>>(sql: string): Promise<T[]> {

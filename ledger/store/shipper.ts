@@ -27,6 +27,8 @@ export interface ShipTarget {
   /** Optional two-phase insert: what insert() would send, and sending it (the shipper prepares the next batch during an insert). */
   encode?(records: LedgerRecord[]): string;
   insertEncoded?(text: string): Promise<void>;
+  /** Optional: builds what insert() would send from the spool lines' bytes, without parsing them (fast-rows.ts); sent with insertEncoded. */
+  lineEncoder?(): LineEncoder;
   /** Signed checkpoints, copied beside the records they cover (the store's own copy; the file stays). */
   insertCheckpoints(checkpoints: Checkpoint[]): Promise<void>;
   /** Size of the largest checkpoint the store holds (0 for none). */
@@ -65,8 +67,18 @@ export interface ShipperStatus {
 
 interface ShipperFile { version: 1; committed: number }
 
-/** Records read from the spool, and the insert statement for them when the target encodes ahead. */
-interface Batch { records: LedgerRecord[]; text: string | null }
+/** Takes spool lines as bytes, in order, and gives the insert statement for them. */
+export interface LineEncoder {
+  add(buf: Buffer, start: number, end: number, segment: string): void;
+  text(): string;
+}
+
+/**
+ * Records read from the spool: how many and the last seq; the records themselves when they were
+ * parsed (null when only their insert statement was built from their bytes); the insert statement
+ * when the target encodes ahead.
+ */
+interface Batch { count: number; lastSeq: number; records: LedgerRecord[] | null; text: string | null }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -192,19 +204,21 @@ export class Shipper {
   private async shipOnce(): Promise<number> {
     const ahead = this.ahead;
     this.ahead = null;
-    const { records, text } = ahead ? await ahead : { records: await this.tail.read(this.batch, this.o.lastSeq()), text: null };
-    if (records.length === 0) {
+    const { count, lastSeq, records, text } = ahead ? await ahead : await this.readBatch(false);
+    if (count === 0) {
       await this.shipCheckpoints();
       return 0;
     }
-    const missing = this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
+    // A batch read as bytes holds none of `already` (readBatch checks), so all of it is missing.
+    const missing = records === null ? null : this.already.size ? records.filter((r) => !this.already.has(r.seq)) : records;
+    const missingCount = missing === null ? count : missing.length;
     const t = this.o.target;
-    const inserting = missing.length === 0 ? Promise.resolve()
-      : text !== null && missing.length === records.length && t.insertEncoded ? t.insertEncoded(text) : t.insert(missing);
+    const inserting = missingCount === 0 ? Promise.resolve()
+      : text !== null && missingCount === count && t.insertEncoded ? t.insertEncoded(text) : t.insert(missing!);
     // A full batch means more is probably waiting: read, parse and encode it while the store inserts
     // this one (the store parses on its own cores). The tail only moves forward, so a failure just
     // drops it (resync starts a new tail).
-    const next = records.length === this.batch ? this.readAhead() : null;
+    const next = count === this.batch ? this.readBatch(true) : null;
     next?.catch(() => undefined); // its error surfaces where it is awaited (next round), never unhandled
     try {
       await inserting;
@@ -212,17 +226,35 @@ export class Shipper {
       await next?.catch(() => undefined);
       throw err;
     }
-    for (const r of records) this.already.delete(r.seq);
-    await this.advance(records[records.length - 1].seq);
+    if (records !== null) for (const r of records) this.already.delete(r.seq);
+    await this.advance(lastSeq);
     this.ahead = next;
-    this.o.onShipped?.(missing.length, this.committed);
-    return records.length;
+    this.o.onShipped?.(missingCount, this.committed);
+    return count;
   }
 
-  private async readAhead(): Promise<Batch> {
+  /**
+   * The next batch from the spool. Built straight from the lines' bytes when the target can (no
+   * parse, no row objects) and none of it may already be in the store; else parsed into records,
+   * and encoded too when `encode` (a read-ahead) and the target encodes.
+   */
+  private async readBatch(encode: boolean): Promise<Batch> {
+    const t = this.o.target;
+    const from = this.tail.next;
+    if (t.lineEncoder && t.insertEncoded && !this.alreadyFrom(from)) {
+      const enc = t.lineEncoder();
+      const count = await this.tail.readLines(this.batch, this.o.lastSeq(), (buf, start, end, segment) => enc.add(buf, start, end, segment));
+      return { count, lastSeq: from + count - 1, records: null, text: count > 0 ? enc.text() : null };
+    }
     const records = await this.tail.read(this.batch, this.o.lastSeq());
-    const encode = this.o.target.encode;
-    return { records, text: records.length > 0 && encode ? encode(records) : null };
+    const text = encode && records.length > 0 && t.encode ? t.encode(records) : null;
+    return { count: records.length, lastSeq: from + records.length - 1, records, text };
+  }
+
+  /** Whether any seq found in the store after a failure is at or after `seq`. */
+  private alreadyFrom(seq: number): boolean {
+    for (const s of this.already) if (s >= seq) return true;
+    return false;
   }
 
   /** Checkpoints whose records are all in the store, not shipped yet, in order (sizes only grow). */
@@ -293,6 +325,7 @@ export function storeTarget(store: LedgerStore, ledgerId: string = LEGACY_LEDGER
     insert: (records) => store.insert(records, ledgerId),
     encode: (records) => store.insertText(records, ledgerId),
     insertEncoded: (text) => store.exec(text),
+    lineEncoder: () => store.lineEncoder(ledgerId),
     insertCheckpoints: (cps) => store.exec(insertJsonEachRow(CHECKPOINTS_TABLE, [LEDGER_ID_COLUMN, 'size', 'root', 'ts', 'ts_ms', 'last_seq', 'key_id', 'sig'],
       cps.map((cp) => ({ ledger_id: ledgerId, size: cp.size, root: cp.root, ts: dateTimeText(cp.ts), ts_ms: cp.ts, last_seq: cp.last_seq, key_id: cp.key_id, sig: cp.sig })))),
     async maxCheckpointSize() {

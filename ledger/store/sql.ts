@@ -139,19 +139,25 @@ export function sql(strings: TemplateStringsArray, ...values: SqlValue[]): strin
  * (the ledger puts `seq` last).
  */
 export function insertTabSeparated(table: string, columns: readonly string[], rows: readonly Record<string, unknown>[]): string {
-  const n = columns.length;
   // Each line joined from one reused array of fields (a flat string, no ropes), the lines joined once:
   // far less garbage than one array entry per field and separator across the whole batch.
   const lines: string[] = new Array(rows.length + 1);
-  lines[0] = `INSERT INTO ${sqlIdent(table)} (${columns.map(sqlIdent).join(', ')}) FORMAT TabSeparated`;
-  const fields: string[] = new Array(n);
-  for (let r = 0; r < rows.length; r++) {
-    const row = rows[r];
-    for (let i = 0; i < n; i++) fields[i] = tsvField(row[columns[i]], columns[i]);
-    lines[r + 1] = fields.join('\t');
-  }
+  lines[0] = insertTabSeparatedHead(table, columns);
+  const fields: string[] = new Array(columns.length);
+  for (let r = 0; r < rows.length; r++) lines[r + 1] = tabSeparatedLine(rows[r], columns, fields);
   lines.push('');
   return lines.join('\n');
+}
+
+/** `INSERT INTO t (cols) FORMAT TabSeparated`, without the newline. */
+export function insertTabSeparatedHead(table: string, columns: readonly string[]): string {
+  return `INSERT INTO ${sqlIdent(table)} (${columns.map(sqlIdent).join(', ')}) FORMAT TabSeparated`;
+}
+
+/** One row's TabSeparated line (no newline); `fields` is a reused scratch array of columns.length. */
+export function tabSeparatedLine(row: Readonly<Record<string, unknown>>, columns: readonly string[], fields: string[]): string {
+  for (let i = 0; i < columns.length; i++) fields[i] = tabSeparatedField(row[columns[i]], columns[i]);
+  return fields.join('\t');
 }
 
 const TSV_SPECIAL = /[\\\t\n\r\u0000\b\f]/g;
@@ -159,7 +165,8 @@ const TSV_NEEDS_ESCAPE = /[\\\t\n\r\u0000\b\f]/;
 const TSV_ESCAPES: Record<string, string> = { '\\': '\\\\', '\t': '\\t', '\n': '\\n', '\r': '\\r', '\u0000': '\\0', '\b': '\\b', '\f': '\\f' };
 const tsvEscape = (c: string): string => TSV_ESCAPES[c];
 
-function tsvField(v: unknown, column: string): string {
+/** One value as a TabSeparated field (see insertTabSeparated). */
+export function tabSeparatedField(v: unknown, column: string): string {
   switch (typeof v) {
     case 'string':
       checkWellFormed(v, `column ${column}`);

@@ -11,6 +11,7 @@
  */
 import path from 'node:path';
 import type { LedgerRecord } from '../spool/record.js';
+import type { LedgerInsertBuilder } from './fast-rows.js';
 
 export interface LedgerStore {
   readonly kind: 'server' | 'embedded';
@@ -25,6 +26,8 @@ export interface LedgerStore {
   insert(records: LedgerRecord[], ledgerId?: string): Promise<void>;
   /** The statement insert() sends (encoded apart from sending: the shipper encodes the next batch while one is in flight). */
   insertText(records: LedgerRecord[], ledgerId?: string): string;
+  /** The same statement built from spool lines' bytes, added one by one (fast-rows.ts). */
+  lineEncoder(ledgerId?: string): LedgerInsertBuilder;
   /**
    * Runs a SELECT (without a FORMAT clause) and returns the rows as objects. 64-bit integers come back
    * as strings, DateTime as `YYYY-MM-DD hh:mm:ss`, Nullable NULL as null.

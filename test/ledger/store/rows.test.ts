@@ -10,7 +10,7 @@ import { recordHash, type LedgerRecord } from '../../../ledger/spool/record.js';
 import {
   CorruptRowError, LEDGER_COLUMN_NAMES, TS_MAX_MS, UnrepresentableValueError, recordToRow, rowToRecord, type LedgerRow,
 } from '../../../ledger/store/index.js';
-import { HOSTILE, chain, event, rebuiltHash } from './helpers.js';
+import { HOSTILE, chain, event, prng, randomEvent, rebuiltHash } from './helpers.js';
 
 /** The row as an engine hands it back after inserting `row`. */
 function asReturned(row: LedgerRow): Record<string, unknown> {
@@ -31,78 +31,6 @@ function fromBits(b: bigint): number {
 
 function roundTrip(r: LedgerRecord): LedgerRecord {
   return rowToRecord(asReturned(recordToRow(r)));
-}
-
-/** Deterministic PRNG (mulberry32) so a failure names a reproducible case. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function randomString(rand: () => number): string {
-  const len = Math.floor(rand() * 12);
-  let s = '';
-  for (let i = 0; i < len; i++) {
-    const pick = rand();
-    if (pick < 0.15) s += String.fromCharCode(Math.floor(rand() * 32)); // C0 controls, NUL included
-    else if (pick < 0.25) s += String.fromCharCode(0xd800 + Math.floor(rand() * 0x800)); // lone surrogate halves
-    else if (pick < 0.35) s += String.fromCodePoint(0x10000 + Math.floor(rand() * 0xfffff)); // astral
-    else if (pick < 0.45) s += "'\\\"`{}%$\n"[Math.floor(rand() * 9)];
-    else if (pick < 0.6) s += String.fromCharCode(0x80 + Math.floor(rand() * 0xd700));
-    else s += String.fromCharCode(32 + Math.floor(rand() * 95));
-  }
-  return s;
-}
-
-function randomNumber(rand: () => number): number {
-  const special = [0, -0, 0.1, 1e21, -1e21, 5e-324, -5e-324, 2.2250738585072014e-308, 1.7976931348623157e308, Number.MAX_SAFE_INTEGER, 2 ** 53 + 2, -1, 1.5, 33 / 7];
-  if (rand() < 0.4) return special[Math.floor(rand() * special.length)];
-  const v = new DataView(new ArrayBuffer(8));
-  v.setUint32(0, Math.floor(rand() * 2 ** 32));
-  v.setUint32(4, Math.floor(rand() * 2 ** 32));
-  const x = v.getFloat64(0);
-  return Number.isFinite(x) ? x : rand() * 1e6;
-}
-
-function randomJson(rand: () => number, depth = 0): unknown {
-  const pick = rand();
-  if (pick < 0.15) return null;
-  if (pick < 0.3) return rand() < 0.5;
-  if (pick < 0.5) return randomNumber(rand);
-  if (pick < 0.7 || depth > 3) return randomString(rand);
-  if (pick < 0.85) return Array.from({ length: Math.floor(rand() * 4) }, () => randomJson(rand, depth + 1));
-  const o: Record<string, unknown> = {};
-  for (let i = Math.floor(rand() * 4); i > 0; i--) o[randomString(rand)] = randomJson(rand, depth + 1);
-  return o;
-}
-
-/** Any field may be absent, null, of its type, or of another type; plus stray fields. */
-function randomEvent(rand: () => number): WardenEvent {
-  const ev = event() as Record<string, unknown>;
-  for (const f of EVENT_FIELDS) {
-    const pick = rand();
-    if (pick < 0.1) delete ev[f];
-    else if (pick < 0.25) ev[f] = null;
-    else if (pick < 0.4) ev[f] = randomJson(rand);
-    else if (pick < 0.55) {
-      if (f === 'ts') ev[f] = Math.floor(rand() * TS_MAX_MS * 1.01);
-      else if (f === 'attempt') ev[f] = Math.floor(rand() * 10);
-      else if (f === 'duration_ms') ev[f] = randomNumber(rand);
-      else ev[f] = randomString(rand);
-    }
-  }
-  if (rand() < 0.2) {
-    Object.defineProperty(ev, rand() < 0.5 ? '__proto__' : randomString(rand), {
-      value: randomJson(rand), enumerable: true, writable: true, configurable: true,
-    });
-  }
-  return ev as WardenEvent;
 }
 
 describe('recordToRow / rowToRecord', () => {
