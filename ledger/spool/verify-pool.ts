@@ -49,6 +49,11 @@ export function giveWorker(script: URL, w: Worker): void {
   timer.unref();
 }
 
+/** The thread IDs of the idle workers (tests). */
+export function idleWorkerIds(): number[] {
+  return [...idle.values()].flatMap((list) => list.map((w) => w.threadId));
+}
+
 /** Ends every idle worker now. */
 export function endIdleWorkers(): Promise<void> {
   if (timer) clearTimeout(timer);

@@ -12,6 +12,7 @@ import { recordHash, serializeRecord, verifyLedger, type LedgerRecord } from '..
 import { ledgerDirOf, listSegments } from '../../ledger/spool/segments.js';
 import { checkPart } from '../../ledger/spool/verify-part.js';
 import { parallelFastVerify, planParts, type ParallelTuning } from '../../ledger/spool/verify.js';
+import { endIdleWorkers, idleWorkerIds } from '../../ledger/spool/verify-pool.js';
 import { event as harnessEvent, locate, removeDir, segmentLines, tempDir } from '../harness/ledger.js';
 import { Spool } from '../../ledger/index.js';
 
@@ -106,6 +107,25 @@ describe('parallel fast verify', () => {
     expect(await verifyLedger(dir, FORCED)).toEqual(expected);
     expect(await verifyLedger(dir, WITH_MAIN)).toEqual(expected);
     expect(await verifyLedger(dir, SINGLE)).toEqual(expected);
+  });
+
+  it('keeps its workers warm between verifies, and ends those that may still be busy', async () => {
+    await endIdleWorkers();
+    const expected = { ok: true, records: 300, lastSeq: 300, headHash: written[299].hash };
+    expect(await verifyLedger(dir, FORCED)).toEqual(expected);
+    const warm = idleWorkerIds();
+    expect(warm).toHaveLength(2); // FORCED: two workers, none on this thread
+    expect(await verifyLedger(dir, FORCED)).toEqual(expected);
+    expect(idleWorkerIds().sort()).toEqual(warm.slice().sort()); // the same threads, not new ones
+    // A verdict reached before every part answered (a broken chain) ends its workers: a reused worker
+    // must never hold a stale part.
+    await rechainFrom(150, 'f'.repeat(64));
+    const broken = await verifyLedger(dir, FORCED);
+    expect(broken.ok).toBe(false);
+    expect(idleWorkerIds().some((id) => warm.includes(id))).toBe(false);
+    expect(broken).toEqual(await verifyLedger(dir, SINGLE));
+    await endIdleWorkers();
+    expect(idleWorkerIds()).toEqual([]);
   });
 
   it('stays on the calling thread for a small ledger or one thread', async () => {
