@@ -23,31 +23,30 @@ const SORTED_FIELDS: readonly string[] = [...EVENT_FIELDS].sort();
 const SORTED_BYTES = SORTED_FIELDS.map((f) => Buffer.from(f, 'latin1'));
 const MEMBER = new Map(SORTED_FIELDS.map((f, i) => [f, i]));
 
-type Emit =
-  | { kind: 'ledger' | 'prev' | 'hash' | 'seq' | 'ts' | 'ts_ms' | 'spill' }
-  | { kind: 'string' | 'nullable' | 'attempt' | 'duration_bits' | 'json'; member: number };
+/** What one insert column is made of (numbers: the per-column switch stays monomorphic). */
+const enum Col { Ledger, Prev, Hash, Seq, Ts, TsMs, Spill, Str, Nullable, Attempt, DurationBits, Json }
 
-const BACKSLASH_N = Buffer.from('\\N');
 const TAB = 0x09;
 const NL = 0x0a;
 
-/** How to write each insert column, in the insert's column order. */
-function planColumns(columns: readonly string[]): Emit[] {
-  return columns.map((c): Emit => {
-    switch (c) {
-      case 'ledger_id': return { kind: 'ledger' };
-      case 'prev': case 'hash': case 'seq': case 'ts': case 'ts_ms': case 'spill': return { kind: c };
-      case 'duration_bits': return { kind: 'duration_bits', member: MEMBER.get('duration_ms')! };
-      case 'attempt': return { kind: 'attempt', member: MEMBER.get('attempt')! };
-      case 'attrs': case 'input': return { kind: 'json', member: MEMBER.get(c)! };
-      case 'event_id': case 'kind': case 'source': case 'queue': return { kind: 'string', member: MEMBER.get(c)! };
-      default: {
-        const member = MEMBER.get(c);
-        if (member === undefined) throw new Error(`ledger/store/fast-rows.ts: no rule for insert column ${c}`);
-        return { kind: 'nullable', member };
-      }
+/** How to write each insert column, in the insert's column order: its kind, and the event member it comes from (-1: none). */
+function planColumns(columns: readonly string[]): { kinds: Uint8Array; members: Int32Array } {
+  const kinds = new Uint8Array(columns.length);
+  const members = new Int32Array(columns.length).fill(-1);
+  columns.forEach((c, i) => {
+    const fixed: Record<string, Col> = { ledger_id: Col.Ledger, prev: Col.Prev, hash: Col.Hash, seq: Col.Seq, ts: Col.Ts, ts_ms: Col.TsMs, spill: Col.Spill };
+    if (c in fixed) {
+      kinds[i] = fixed[c];
+      return;
     }
+    const field = c === 'duration_bits' ? 'duration_ms' : c;
+    const member = MEMBER.get(field);
+    if (member === undefined) throw new Error(`ledger/store/fast-rows.ts: no rule for insert column ${c}`);
+    members[i] = member;
+    kinds[i] = c === 'duration_bits' ? Col.DurationBits : c === 'attempt' ? Col.Attempt : c === 'attrs' || c === 'input' ? Col.Json
+      : c === 'event_id' || c === 'kind' || c === 'source' || c === 'queue' ? Col.Str : Col.Nullable;
   });
+  return { kinds, members };
 }
 
 /**
@@ -57,17 +56,20 @@ function planColumns(columns: readonly string[]): Emit[] {
 export class LedgerInsertBuilder {
   private out = Buffer.allocUnsafe(1 << 20);
   private pos = 0;
-  private readonly plan: Emit[];
+  private readonly kinds: Uint8Array;
+  private readonly planMembers: Int32Array;
   private readonly ledgerField: Buffer;
   private readonly fields: string[];
   private readonly members = new Int32Array(4 * (SORTED_FIELDS.length + 1));
   private readonly tsMember = MEMBER.get('ts')!;
+  private tsSecond = NaN;
+  private tsBytes = Buffer.alloc(0);
   /** Lines added, and how many of them went the reference way. */
   count = 0;
   slow = 0;
 
   constructor(private readonly columns: readonly string[], private readonly ledgerId: string) {
-    this.plan = planColumns(columns);
+    ({ kinds: this.kinds, members: this.planMembers } = planColumns(columns));
     this.ledgerField = Buffer.from(tabSeparatedField(ledgerId, 'ledger_id'), 'utf8');
     this.fields = new Array(columns.length);
     this.writeText(`${insertTabSeparatedHead(LEDGER_TABLE, columns)}\n`);
@@ -102,88 +104,81 @@ export class LedgerInsertBuilder {
     if (n !== SORTED_FIELDS.length) return false;
     for (let i = 0; i < n; i++) {
       const want = SORTED_BYTES[i];
-      const k = i * 4;
-      if (m[k + 1] - m[k] !== want.length || buf.compare(want, 0, want.length, m[k], m[k + 1]) !== 0) return false;
+      const at = m[i * 4];
+      if (m[i * 4 + 1] - at !== want.length) return false;
+      for (let j = 0; j < want.length; j++) if (buf[at + j] !== want[j]) return false; // short: a loop beats Buffer.compare's checks
     }
-    const ts = this.timestamp(buf);
+    const tsAt = this.tsMember * 4;
+    const ts = timestamp(buf, m[tsAt + 2], m[tsAt + 3]);
     if (ts < 0) return false;
-    const plan = this.plan;
-    for (let c = 0; c < plan.length; c++) {
-      if (c > 0) this.byte(TAB);
-      const e = plan[c];
-      switch (e.kind) {
-        case 'ledger': this.copy(this.ledgerField, 0, this.ledgerField.length); break;
-        case 'prev': this.copy(buf, LINE.prev, LINE.prev + 64); break;
-        case 'hash': this.copy(buf, LINE.hash, LINE.hash + 64); break;
-        case 'seq': this.copy(buf, end - 1 - digitsBefore(buf, end - 1), end - 1); break;
-        case 'ts': this.writeText(dateTimeText(ts)); break;
-        case 'ts_ms': { const k = this.tsMember * 4; this.copy(buf, m[k + 2], m[k + 3]); break; }
-        case 'spill': break; // nothing spills: every field present with its column's type
-        default: if (!this.member(buf, e.kind, e.member)) return false;
+    // Every field is a slice of the line, shorter than its JSON form, apart from the ledger ID, the
+    // DateTime text and a duration's bits: room for the whole row up front, no bounds checks per byte.
+    if (this.pos + (end - start) + this.ledgerField.length + 64 > this.out.length) this.grow(end - start + this.ledgerField.length + 64);
+    const out = this.out;
+    let p = this.pos;
+    const kinds = this.kinds;
+    const members = this.planMembers;
+    for (let c = 0; c < kinds.length; c++) {
+      if (c > 0) out[p++] = TAB;
+      let from = 0;
+      let to = 0;
+      let src = buf;
+      switch (kinds[c]) {
+        case Col.Ledger: src = this.ledgerField; to = src.length; break;
+        case Col.Prev: from = LINE.prev; to = from + 64; break;
+        case Col.Hash: from = LINE.hash; to = from + 64; break;
+        case Col.Seq: to = end - 1; from = to - digitsBefore(buf, to); break;
+        case Col.Ts: src = this.tsText(ts); to = src.length; break;
+        case Col.TsMs: from = m[tsAt + 2]; to = m[tsAt + 3]; break;
+        case Col.Spill: break; // nothing spills: every field present with its column's type
+        default: {
+          const k = members[c] * 4;
+          const v = m[k + 2];
+          const vEnd = m[k + 3];
+          const first = buf[v];
+          const isNull = first === 0x6e;
+          switch (kinds[c]) {
+            case Col.Json: from = v; to = vEnd; break;
+            case Col.Str:
+              if (first !== 0x22) return false;
+              from = v + 1; to = vEnd - 1;
+              break;
+            case Col.Nullable:
+              if (first === 0x22) { from = v + 1; to = vEnd - 1; } else if (isNull) { src = NULL_FIELD; to = 2; } else return false;
+              break;
+            case Col.Attempt:
+              if (isNull) { src = NULL_FIELD; to = 2; } else if (vEnd - v <= 15 && allDigits(buf, v, vEnd)) { from = v; to = vEnd; } else return false;
+              break;
+            case Col.DurationBits:
+              if (isNull) { src = NULL_FIELD; to = 2; break; }
+              if (first !== 0x2d && !(first >= 0x30 && first <= 0x39)) return false; // a number (the scan checked its form)
+              src = durationBits(buf, v, vEnd);
+              if (src.length === 0) return false;
+              to = src.length;
+              break;
+            default: return false;
+          }
+        }
       }
+      if (to - from < 64) for (let i = from; i < to; i++) out[p++] = src[i]; // most fields are a few bytes: cheaper than Buffer#copy's checks
+      else p += src.copy(out, p, from, to);
     }
-    this.byte(NL);
+    out[p++] = NL;
+    this.pos = p;
     return true;
   }
 
-  /** `ts` as an integer epoch-ms the DateTime column holds (digits only), or -1. */
-  private timestamp(buf: Buffer): number {
-    const k = this.tsMember * 4;
-    const v = this.members[k + 2];
-    const vEnd = this.members[k + 3];
-    if (vEnd - v > 15 || !allDigits(buf, v, vEnd)) return -1;
-    const ts = Number(buf.toString('latin1', v, vEnd));
-    return ts <= TS_MAX_MS ? ts : -1;
-  }
-
-  private member(buf: Buffer, kind: Emit['kind'], member: number): boolean {
-    const k = member * 4;
-    const v = this.members[k + 2];
-    const vEnd = this.members[k + 3];
-    const first = buf[v];
-    switch (kind) {
-      case 'json': this.copy(buf, v, vEnd); return true;
-      case 'string':
-        if (first !== 0x22) return false;
-        this.copy(buf, v + 1, vEnd - 1);
-        return true;
-      case 'nullable':
-        if (first === 0x22) this.copy(buf, v + 1, vEnd - 1);
-        else if (first === 0x6e) this.copy(BACKSLASH_N, 0, 2); // null
-        else return false;
-        return true;
-      case 'attempt':
-        if (first === 0x6e) this.copy(BACKSLASH_N, 0, 2);
-        else if (vEnd - v <= 15 && allDigits(buf, v, vEnd)) this.copy(buf, v, vEnd);
-        else return false;
-        return true;
-      case 'duration_bits': {
-        if (first === 0x6e) {
-          this.copy(BACKSLASH_N, 0, 2);
-          return true;
-        }
-        if (first !== 0x2d && !(first >= 0x30 && first <= 0x39)) return false; // a number (the scan checked its form)
-        const x = Number(buf.toString('latin1', v, vEnd));
-        if (!Number.isFinite(x)) return false;
-        bits.setFloat64(0, x === 0 ? 0 : x);
-        this.writeText(bits.getBigUint64(0).toString());
-        return true;
-      }
-      default: return false;
+  /** The DateTime text of `ts` as bytes, remembered per second (a batch's records mostly share theirs). */
+  private tsText(ts: number): Buffer {
+    const sec = Math.floor(ts / 1000);
+    if (sec !== this.tsSecond) {
+      this.tsSecond = sec;
+      this.tsBytes = Buffer.from(dateTimeText(ts), 'latin1');
     }
+    return this.tsBytes;
   }
 
-  private byte(b: number): void {
-    if (this.pos === this.out.length) this.grow(1);
-    this.out[this.pos++] = b;
-  }
 
-  private copy(src: Buffer, from: number, to: number): void {
-    const n = to - from;
-    if (this.pos + n > this.out.length) this.grow(n);
-    src.copy(this.out, this.pos, from, to);
-    this.pos += n;
-  }
 
   private writeText(t: string): void {
     const max = Buffer.byteLength(t, 'utf8');
@@ -199,6 +194,23 @@ export class LedgerInsertBuilder {
 }
 
 const bits = new DataView(new ArrayBuffer(8));
+const NULL_FIELD = Buffer.from('\\N');
+const NO_BYTES = Buffer.alloc(0);
+
+/** `ts` as an integer epoch-ms the DateTime column holds (digits only), or -1. */
+function timestamp(buf: Buffer, v: number, vEnd: number): number {
+  if (vEnd - v > 15 || !allDigits(buf, v, vEnd)) return -1;
+  const ts = Number(buf.toString('latin1', v, vEnd));
+  return ts <= TS_MAX_MS ? ts : -1;
+}
+
+/** The IEEE-754 bits of the duration number token `buf[v, vEnd)`, as decimal digits; empty when it is not finite. */
+function durationBits(buf: Buffer, v: number, vEnd: number): Buffer {
+  const x = Number(buf.toString('latin1', v, vEnd));
+  if (!Number.isFinite(x)) return NO_BYTES;
+  bits.setFloat64(0, x === 0 ? 0 : x);
+  return Buffer.from(bits.getBigUint64(0).toString(), 'latin1');
+}
 
 function allDigits(buf: Buffer, from: number, to: number): boolean {
   if (to <= from) return false;
