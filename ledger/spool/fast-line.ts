@@ -39,28 +39,10 @@ const TAIL_FIXED = HASH_AT.length + 64 + PREV_AT.length + 64 + SEQ_AT.length; //
  * decide. With `expectPrev` (the hash of the record before), a line whose prev differs is null too.
  */
 export function fastCheckLine(buf: Buffer, start: number, end: number, expectPrev?: string): FastLink | null {
-  // Layout, read from both ends: the tail has a fixed length apart from the seq's digits.
-  if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return null;
-  if (buf[end - 1] !== RB) return null;
-  let d = end - 1;
-  let seq = 0;
-  let mul = 1;
-  while (d > start && buf[d - 1] >= 0x30 && buf[d - 1] <= 0x39) {
-    d--;
-    seq += (buf[d] - 0x30) * mul;
-    mul *= 10;
-  }
-  const digits = end - 1 - d;
-  if (digits === 0 || digits > 16 || buf[d] === 0x30 || !Number.isSafeInteger(seq)) return null;
-  const tail = d - TAIL_FIXED; // where `,"hash":"` starts = end of the event
-  if (tail <= start + HEAD.length) return null;
-  if (!bytesAt(buf, start, HEAD) || !bytesAt(buf, tail, HASH_AT)) return null;
-  const hashAt = tail + HASH_AT.length;
-  const prevAt = hashAt + 64 + PREV_AT.length;
-  if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return null;
+  if (!lineLayout(buf, start, end)) return null;
+  const { seq, seqAt, hash: hashAt, prev: prevAt, event: evStart, eventEnd: tail } = LINE;
   if (expectPrev !== undefined && !textAt(buf, prevAt, expectPrev)) return null;
   // prev and hash need no hex check here: hash must equal a digest, prev the caller's known hash.
-  const evStart = start + HEAD.length;
   // Validated on the bytes, not a decoded copy: printable ASCII without escapes inside strings, and
   // nothing but JSON structure outside them (so latin1 = utf8 and strings are canonical as written).
   if (buf[evStart] !== LB) return null;
@@ -68,12 +50,13 @@ export function fastCheckLine(buf: Buffer, start: number, end: number, expectPre
   if (scan.value(evStart, 0) !== tail || !scan.topOk()) return null;
   // The digest of `prev \n seq \n event`, assembled from the line's own bytes, compared with the
   // line's hash where it lies (the only strings made are the digest and, without expectPrev, prev).
+  const digits = end - 1 - seqAt;
   const evLen = tail - evStart;
   const msgLen = 64 + 1 + digits + 1 + evLen;
   if (scratch.length < msgLen) scratch = Buffer.allocUnsafe(Math.max(msgLen, scratch.length * 2));
   buf.copy(scratch, 0, prevAt, prevAt + 64);
   scratch[64] = 0x0a;
-  for (let i = 0; i < digits; i++) scratch[65 + i] = buf[d + i];
+  for (let i = 0; i < digits; i++) scratch[65 + i] = buf[seqAt + i];
   scratch[65 + digits] = 0x0a;
   buf.copy(scratch, 66 + digits, evStart, tail);
   const hash = sha256Hex(scratch.subarray(0, msgLen));
@@ -81,17 +64,17 @@ export function fastCheckLine(buf: Buffer, start: number, end: number, expectPre
   return { seq, prev: expectPrev ?? buf.toString('latin1', prevAt, prevAt + 64), hash };
 }
 
+/** Filled by lineLayout: the seq and where its digits start, and the offsets of hash, prev (64 bytes each) and the event. */
+export const LINE = { seq: 0, seqAt: 0, hash: 0, prev: 0, event: 0, eventEnd: 0 };
+
 /**
- * Where a spool line's parts lie, for readers that take the line's bytes as they are (the shipper's
- * fast rows, ledger/store/fast-rows.ts): the line `buf[start, end)` has the spool's layout, its event
- * `buf[LINE.event, LINE.eventEnd)` is canonical JSON in the fast path's sense (printable ASCII, no
- * escapes), and its top-level members are written to `members` (4 offsets each: key start and end
- * without the quotes, value start and end). Returns the member count, or -1: not this fast path's
- * line (too many members included); the caller then parses the line as JSON. The hash is not checked.
+ * Whether `buf[start, end)` has the spool's fixed layout `{"event":E,"hash":"H","prev":"P","seq":N}`,
+ * read from both ends (the tail has a fixed length apart from the seq's digits); when it does, LINE
+ * says where its parts lie. Nothing inside E, H or P is checked.
  */
-export function scanSpoolLine(buf: Buffer, start: number, end: number, members: Int32Array): number {
-  if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return -1;
-  if (buf[end - 1] !== RB) return -1;
+export function lineLayout(buf: Buffer, start: number, end: number): boolean {
+  if (end - start < HEAD.length + 2 + TAIL_FIXED + 2) return false;
+  if (buf[end - 1] !== RB) return false;
   let d = end - 1;
   let seq = 0;
   let mul = 1;
@@ -101,28 +84,37 @@ export function scanSpoolLine(buf: Buffer, start: number, end: number, members: 
     mul *= 10;
   }
   const digits = end - 1 - d;
-  if (digits === 0 || digits > 16 || buf[d] === 0x30 || !Number.isSafeInteger(seq)) return -1;
-  const tail = d - TAIL_FIXED;
-  if (tail <= start + HEAD.length) return -1;
-  if (!bytesAt(buf, start, HEAD) || !bytesAt(buf, tail, HASH_AT)) return -1;
+  if (digits === 0 || digits > 16 || buf[d] === 0x30 || !Number.isSafeInteger(seq)) return false;
+  const tail = d - TAIL_FIXED; // where `,"hash":"` starts = end of the event
+  if (tail <= start + HEAD.length) return false;
+  if (!bytesAt(buf, start, HEAD) || !bytesAt(buf, tail, HASH_AT)) return false;
   const hashAt = tail + HASH_AT.length;
   const prevAt = hashAt + 64 + PREV_AT.length;
-  if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return -1;
-  if (!isHex(buf, hashAt) || !isHex(buf, prevAt)) return -1;
-  const evStart = start + HEAD.length;
-  if (buf[evStart] !== LB) return -1;
-  const scan = new Scanner(buf, tail, members);
-  if (scan.value(evStart, 0) !== tail || !scan.topOk() || scan.count < 0) return -1;
+  if (!bytesAt(buf, hashAt + 64, PREV_AT) || !bytesAt(buf, prevAt + 64, SEQ_AT)) return false;
   LINE.seq = seq;
+  LINE.seqAt = d;
   LINE.hash = hashAt;
   LINE.prev = prevAt;
-  LINE.event = evStart;
+  LINE.event = start + HEAD.length;
   LINE.eventEnd = tail;
-  return scan.count;
+  return true;
 }
 
-/** Filled by scanSpoolLine: seq, and the offsets of hash, prev (64 hex bytes each) and the event. */
-export const LINE = { seq: 0, hash: 0, prev: 0, event: 0, eventEnd: 0 };
+/**
+ * For readers that take a line's bytes as they are (the shipper's fast rows, ledger/store/fast-rows.ts):
+ * the line has the spool's layout (LINE says where), hash and prev are lowercase hex, its event is
+ * canonical JSON in the fast path's sense (printable ASCII, no escapes), and its top-level members
+ * are written to `members` (4 offsets each: key start and end without the quotes, value start and
+ * end). Returns the member count, or -1: not this fast path's line (too many members included); the
+ * caller then parses the line as JSON. The hash is not checked.
+ */
+export function scanSpoolLine(buf: Buffer, start: number, end: number, members: Int32Array): number {
+  if (!lineLayout(buf, start, end) || !isHex(buf, LINE.hash) || !isHex(buf, LINE.prev)) return -1;
+  if (buf[LINE.event] !== LB) return -1;
+  const scan = new Scanner(buf, LINE.eventEnd, members);
+  if (scan.value(LINE.event, 0) !== LINE.eventEnd || !scan.topOk() || scan.count < 0) return -1;
+  return scan.count;
+}
 
 function isHex(buf: Buffer, at: number): boolean {
   for (let i = at; i < at + 64; i++) {

@@ -5,6 +5,7 @@
 import fs from 'node:fs/promises';
 import { CorruptRecordError } from '../errors.js';
 import { parseRecordLine, type LedgerRecord } from './record.js';
+import { LINE, lineLayout } from './fast-line.js';
 import { ledgerDirOf, listSegments, segmentsFrom, type SegmentInfo } from './segments.js';
 
 const CHUNK = 1 << 20;
@@ -29,7 +30,7 @@ export class SpoolTail {
   async read(max: number, toSeq: number): Promise<LedgerRecord[]> {
     const out: LedgerRecord[] = [];
     let rec: LedgerRecord | null = null;
-    await this.follow(max, toSeq, (buf, start, end, segment) => (rec = parse(buf.toString('utf8', start, end), segment)).seq, () => out.push(rec!));
+    await this.follow(max, toSeq, (buf, start, end, segment) => (rec = parseSegmentLine(buf.toString('utf8', start, end), segment)).seq, () => out.push(rec!));
     return out;
   }
 
@@ -40,10 +41,8 @@ export class SpoolTail {
    */
   async readLines(max: number, toSeq: number, take: (buf: Buffer, start: number, end: number, segment: string) => void): Promise<number> {
     let n = 0;
-    const seqOf = (buf: Buffer, start: number, end: number, segment: string) => {
-      const seq = seqAtEnd(buf, start, end);
-      return seq > 0 ? seq : parse(buf.toString('utf8', start, end), segment).seq; // a malformed line: parse names it
-    };
+    const seqOf = (buf: Buffer, start: number, end: number, segment: string) =>
+      lineLayout(buf, start, end) ? LINE.seq : parseSegmentLine(buf.toString('utf8', start, end), segment).seq; // a malformed line: the parse names it
     await this.follow(max, toSeq, seqOf, (buf, start, end, segment) => {
       n++;
       take(buf, start, end, segment);
@@ -105,18 +104,8 @@ export class SpoolTail {
   }
 }
 
-/** The seq a spool line ends with (`..."seq":N}`), or 0 when it does not end that way. */
-function seqAtEnd(buf: Buffer, start: number, end: number): number {
-  if (end - start < 10 || buf[end - 1] !== 0x7d) return 0;
-  let d = end - 1;
-  while (d > start && buf[d - 1] >= 0x30 && buf[d - 1] <= 0x39) d--;
-  const digits = end - 1 - d;
-  if (digits === 0 || digits > 16 || buf[d] === 0x30 || buf[d - 1] !== 0x3a) return 0;
-  const seq = Number(buf.toString('latin1', d, end - 1));
-  return Number.isSafeInteger(seq) ? seq : 0;
-}
-
-function parse(line: string, segment: string): LedgerRecord {
+/** parseRecordLine, its error naming the segment the line is in (the shipper's insert builder reports the same way). */
+export function parseSegmentLine(line: string, segment: string): LedgerRecord {
   try {
     return parseRecordLine(line);
   } catch (err) {

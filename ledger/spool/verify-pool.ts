@@ -10,7 +10,9 @@ import os from 'node:os';
 import { Worker } from 'node:worker_threads';
 
 const IDLE_MS = 30_000;
-const MAX_IDLE = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+/** Cores this process may use: verify's default thread count, and the most idle workers kept. */
+export const CORES = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
+const MAX_IDLE = CORES;
 
 const idle = new Map<string, Worker[]>();
 let timer: NodeJS.Timeout | undefined;

@@ -12,14 +12,13 @@ import { liveHolder } from './lock.js';
 import { ledgerDirOf, listSegments, readLines, segmentName, type SegmentInfo } from './segments.js';
 import { existsSync } from 'node:fs';
 import fs from 'node:fs/promises';
-import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import type { Worker } from 'node:worker_threads';
 import { fastCheckLine } from './fast-line.js';
 import { checkPart, type PartResult, type PartSpec } from './verify-part.js';
 import type { PartReply, PartRequest } from './verify-worker.js';
-import { giveWorker, takeWorker } from './verify-pool.js';
+import { CORES, giveWorker, takeWorker } from './verify-pool.js';
 
 export type ProblemKind = 'modified' | 'missing' | 'reordered' | 'inserted' | 'unparsable' | 'torn';
 
@@ -77,7 +76,7 @@ export const DEFAULT_PARALLEL: ParallelTuning = {
   // Spawning a worker costs a few ms to tens of ms on a loaded machine; the fast path checks ~1 MiB in ~5 ms.
   minBytes: 8 << 20,
   partBytes: 4 << 20,
-  threads: typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length,
+  threads: CORES,
   onMain: true,
 };
 

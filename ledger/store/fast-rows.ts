@@ -12,10 +12,9 @@
  * by line, with the same errors as before.
  */
 import { EVENT_FIELDS } from '../../core/event.js';
-import { parseRecordLine } from '../spool/record.js';
+import { parseSegmentLine } from '../spool/tail.js';
 import { LINE, scanSpoolLine } from '../spool/fast-line.js';
-import { CorruptRecordError } from '../errors.js';
-import { dateTimeText, LEDGER_TABLE, recordToRow, TS_MAX_MS } from './rows.js';
+import { dateTimeText, JSON_FIELDS, LEDGER_TABLE, NULLABLE_STRING_FIELDS, recordToRow, STRING_FIELDS, TS_MAX_MS } from './rows.js';
 import { insertTabSeparatedHead, tabSeparatedField, tabSeparatedLine } from './sql.js';
 
 /** The event's fields in canonical (sorted) order: an ordinary event's members, one by one. */
@@ -29,22 +28,32 @@ const enum Col { Ledger, Prev, Hash, Seq, Ts, TsMs, Spill, Str, Nullable, Attemp
 const TAB = 0x09;
 const NL = 0x0a;
 
+/** The columns that are not an event field's own. */
+const FIXED = new Map<string, Col>([['ledger_id', Col.Ledger], ['prev', Col.Prev], ['hash', Col.Hash], ['seq', Col.Seq], ['ts', Col.Ts], ['ts_ms', Col.TsMs], ['spill', Col.Spill]]);
+/** An event field's column kind, from rows.ts's column groups. */
+const FIELD_KIND = new Map<string, Col>([
+  ...STRING_FIELDS.map((f) => [f, Col.Str] as const),
+  ...NULLABLE_STRING_FIELDS.map((f) => [f, Col.Nullable] as const),
+  ...JSON_FIELDS.map((f) => [f, Col.Json] as const),
+  ['attempt', Col.Attempt],
+  ['duration_bits', Col.DurationBits],
+]);
+
 /** How to write each insert column, in the insert's column order: its kind, and the event member it comes from (-1: none). */
 function planColumns(columns: readonly string[]): { kinds: Uint8Array; members: Int32Array } {
   const kinds = new Uint8Array(columns.length);
   const members = new Int32Array(columns.length).fill(-1);
   columns.forEach((c, i) => {
-    const fixed: Record<string, Col> = { ledger_id: Col.Ledger, prev: Col.Prev, hash: Col.Hash, seq: Col.Seq, ts: Col.Ts, ts_ms: Col.TsMs, spill: Col.Spill };
-    if (c in fixed) {
-      kinds[i] = fixed[c];
+    const fixed = FIXED.get(c);
+    if (fixed !== undefined) {
+      kinds[i] = fixed;
       return;
     }
-    const field = c === 'duration_bits' ? 'duration_ms' : c;
-    const member = MEMBER.get(field);
-    if (member === undefined) throw new Error(`ledger/store/fast-rows.ts: no rule for insert column ${c}`);
+    const member = MEMBER.get(c === 'duration_bits' ? 'duration_ms' : c);
+    const kind = FIELD_KIND.get(c);
+    if (member === undefined || kind === undefined) throw new Error(`ledger/store/fast-rows.ts: no rule for insert column ${c}`);
     members[i] = member;
-    kinds[i] = c === 'duration_bits' ? Col.DurationBits : c === 'attempt' ? Col.Attempt : c === 'attrs' || c === 'input' ? Col.Json
-      : c === 'event_id' || c === 'kind' || c === 'source' || c === 'queue' ? Col.Str : Col.Nullable;
+    kinds[i] = kind;
   });
   return { kinds, members };
 }
@@ -64,8 +73,7 @@ export class LedgerInsertBuilder {
   private readonly tsMember = MEMBER.get('ts')!;
   private tsSecond = NaN;
   private tsBytes = Buffer.alloc(0);
-  /** Lines added, and how many of them went the reference way. */
-  count = 0;
+  /** Lines that went the reference way. */
   slow = 0;
 
   constructor(private readonly columns: readonly string[], private readonly ledgerId: string) {
@@ -77,18 +85,11 @@ export class LedgerInsertBuilder {
 
   /** Adds the record in `buf[start, end)` (one spool line, without its newline). `segment` names it in errors. */
   add(buf: Buffer, start: number, end: number, segment: string): void {
-    this.count++;
     const mark = this.pos;
     if (this.fast(buf, start, end)) return;
     this.pos = mark;
     this.slow++;
-    let record;
-    try {
-      record = parseRecordLine(buf.toString('utf8', start, end));
-    } catch (err) {
-      throw new CorruptRecordError(`${segment}: ${(err as Error).message}; run \`warden ledger verify\``, null, segment, 0);
-    }
-    const row = recordToRow(record) as ReturnType<typeof recordToRow> & { ledger_id?: string };
+    const row = recordToRow(parseSegmentLine(buf.toString('utf8', start, end), segment)) as ReturnType<typeof recordToRow> & { ledger_id?: string };
     row.ledger_id = this.ledgerId;
     this.writeText(`${tabSeparatedLine(row, this.columns, this.fields)}\n`);
   }
@@ -127,7 +128,7 @@ export class LedgerInsertBuilder {
         case Col.Ledger: src = this.ledgerField; to = src.length; break;
         case Col.Prev: from = LINE.prev; to = from + 64; break;
         case Col.Hash: from = LINE.hash; to = from + 64; break;
-        case Col.Seq: to = end - 1; from = to - digitsBefore(buf, to); break;
+        case Col.Seq: from = LINE.seqAt; to = end - 1; break;
         case Col.Ts: src = this.tsText(ts); to = src.length; break;
         case Col.TsMs: from = m[tsAt + 2]; to = m[tsAt + 3]; break;
         case Col.Spill: break; // nothing spills: every field present with its column's type
@@ -216,11 +217,4 @@ function allDigits(buf: Buffer, from: number, to: number): boolean {
   if (to <= from) return false;
   for (let i = from; i < to; i++) if (buf[i] < 0x30 || buf[i] > 0x39) return false;
   return true;
-}
-
-/** How many decimal digits end just before `at`. */
-function digitsBefore(buf: Buffer, at: number): number {
-  let n = 0;
-  while (buf[at - 1 - n] >= 0x30 && buf[at - 1 - n] <= 0x39) n++;
-  return n;
 }

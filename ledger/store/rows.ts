@@ -41,14 +41,14 @@ export const LEDGER_TABLE = 'warden_ledger';
 const DURATION_FROM_BITS = 'reinterpretAsFloat64(reinterpretAsString(duration_bits))';
 
 /** Event fields stored in non-nullable String columns (a null goes to spill). `queue` is in the sort key. */
-const STRING_FIELDS = ['event_id', 'kind', 'source', 'queue'] as const;
+export const STRING_FIELDS = ['event_id', 'kind', 'source', 'queue'] as const;
 /** Event fields stored in Nullable(String) columns. */
-const NULLABLE_STRING_FIELDS = [
+export const NULLABLE_STRING_FIELDS = [
   'correlation_id', 'trace_id', 'span_id', 'job_id', 'job_name', 'workflow_id', 'run_id', 'activity_type',
   'input_digest', 'model', 'model_version', 'policy', 'policy_version', 'actor', 'decision', 'reason', 'error',
 ] as const;
 /** Event fields stored as canonical JSON text in String columns. */
-const JSON_FIELDS = ['attrs', 'input'] as const;
+export const JSON_FIELDS = ['attrs', 'input'] as const;
 
 /** Every column of `warden_ledger`, in table order, with its ClickHouse type (schema.ts builds the DDL from this). */
 export const LEDGER_COLUMNS: ReadonlyArray<readonly [name: string, type: string]> = [

@@ -4,23 +4,14 @@ import { BullMQCollector, type CollectedBatch } from '../../collectors/bullmq/co
 import type { WardenEvent } from '../../core/event.js';
 import { DEFAULT_INPUT_LIMITS } from '../../core/input.js';
 import { Redactor } from '../../core/redact.js';
+import { rng } from './random.js';
 
 export const connectionFor = (url: string) => {
   const u = new URL(url);
   return { host: u.hostname, port: Number(u.port), maxRetriesPerRequest: null };
 };
 
-/** A seeded PRNG so a failing workload can be re-run exactly. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { rng };
 
 export interface Workload {
   queues: Queue[];

@@ -14,7 +14,8 @@ import { SpoolTail } from '../../../ledger/spool/tail.js';
 import { Spool } from '../../../ledger/index.js';
 import { CorruptRecordError } from '../../../ledger/errors.js';
 import { SqlStore } from '../../../ledger/store/base.js';
-import { HOSTILE, chain, event, prng, randomEvent } from './helpers.js';
+import { HOSTILE, chain, event, randomEvent } from './helpers.js';
+import { rng } from '../../harness/random.js';
 import { removeDir, tempDir } from '../../harness/ledger.js';
 
 /** The store's text side without an engine: insertText (the reference) and lineEncoder (the builder). */
@@ -89,7 +90,7 @@ describe('LedgerInsertBuilder (insert text from spool bytes)', () => {
   });
 
   it('agrees with the reference on 3 000 random records, ordinary ones mixed in', () => {
-    const rand = prng(20261207);
+    const rand = rng(20261207);
     const evs: WardenEvent[] = [];
     while (evs.length < 3000) {
       const ev = rand() < 0.5 ? plain({ attrs: { i: evs.length, ok: rand() < 0.5 } }) : randomEvent(rand);

@@ -1,6 +1,7 @@
 /** Shared helpers for the ClickHouse store tests: record chains, hostile values, mutation waits. */
 import { EVENT_FIELDS, makeEvent, type EventInit, type WardenEvent } from '../../../core/event.js';
 import { TS_MAX_MS } from '../../../ledger/store/rows.js';
+import { rng } from '../../harness/random.js';
 import { GENESIS_HASH, recordHash, type LedgerRecord } from '../../../ledger/spool/record.js';
 import type { LedgerStore } from '../../../ledger/store/index.js';
 
@@ -80,17 +81,6 @@ export async function waitForMutations(store: LedgerStore, table: string, timeou
   }
 }
 
-/** Deterministic PRNG (mulberry32) so a failure names a reproducible case. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function randomString(rand: () => number): string {
   const len = Math.floor(rand() * 12);

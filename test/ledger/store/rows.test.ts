@@ -10,7 +10,8 @@ import { recordHash, type LedgerRecord } from '../../../ledger/spool/record.js';
 import {
   CorruptRowError, LEDGER_COLUMN_NAMES, TS_MAX_MS, UnrepresentableValueError, recordToRow, rowToRecord, type LedgerRow,
 } from '../../../ledger/store/index.js';
-import { HOSTILE, chain, event, prng, randomEvent, rebuiltHash } from './helpers.js';
+import { HOSTILE, chain, event, randomEvent, rebuiltHash } from './helpers.js';
+import { rng } from '../../harness/random.js';
 
 /** The row as an engine hands it back after inserting `row`. */
 function asReturned(row: LedgerRow): Record<string, unknown> {
@@ -67,7 +68,7 @@ describe('recordToRow / rowToRecord', () => {
   });
 
   it('round-trip 5 000 random events with the same hash', () => {
-    const rand = prng(20261124);
+    const rand = rng(20261124);
     for (let i = 0; i < 5000; i++) {
       const [r] = chain([randomEvent(rand)], i + 1);
       let back: LedgerRecord;
