@@ -112,10 +112,18 @@ function redactPlain(text: string): string {
 interface KeyInfo { readonly shown: string; readonly sensitive: boolean }
 const MAX_CACHED_KEYS = 4096;
 const MAX_CACHED_KEY_CHARS = 128;
+const MAX_CLEAN_TEXTS = 8192;
+const MAX_CLEAN_TEXT_CHARS = 128;
 
 export class Redactor {
   private readonly paths: string[][];
   private readonly keys = new Map<string, KeyInfo>();
+  /**
+   * Short texts found to hold nothing to redact. Events repeat the same queue, job, model and
+   * correlation names, each re-checked on every path it passes (collector, pipeline); a set lookup is
+   * cheaper than the patterns' pre-check. Only clean texts are kept, so no secret is held here.
+   */
+  private readonly clean = new Set<string>();
 
   constructor(private readonly opts: RedactionOptions = DEFAULT_REDACTION) {
     this.paths = opts.paths.map((p) => p.replace(/^\$\.?/, '').split('.').filter(Boolean));
@@ -123,6 +131,17 @@ export class Redactor {
 
   /** Replaces secrets and personal data found anywhere inside a free-text string. */
   redactText(text: string): string {
+    const short = text.length <= MAX_CLEAN_TEXT_CHARS;
+    if (short && this.clean.has(text)) return text;
+    const out = this.redactUncached(text);
+    if (short && out === text) {
+      if (this.clean.size >= MAX_CLEAN_TEXTS) this.clean.clear();
+      this.clean.add(text);
+    }
+    return out;
+  }
+
+  private redactUncached(text: string): string {
     // Percent-encoded secrets (`Bearer%20...`, `jane%40corp.example`) are matched after decoding.
     if (PERCENT.test(text)) {
       const decoded = percentDecode(text);
@@ -187,7 +206,7 @@ export class Redactor {
    * An object key's redacted text and whether its value is a secret. Inputs repeat the same few key
    * names, so short keys are remembered (bounded; the answer depends on the key alone).
    */
-  private keyInfo(key: string): KeyInfo {
+  keyInfo(key: string): KeyInfo {
     const known = this.keys.get(key);
     if (known) return known;
     const info: KeyInfo = { shown: this.redactText(key), sensitive: isSensitiveKey(key) };
@@ -236,18 +255,23 @@ export function redactEvent(ev: WardenEvent, redactor: Redactor = DEFAULT_REDACT
   // Such an event is final: code that changes an event changes a copy, and the copy is redacted again.
   if (REDACTED_BY.get(ev) === redactor) return ev;
   const out: Record<string, unknown> = { ...ev };
-  for (const [field, v] of Object.entries(ev)) {
+  // Keys, not entries: an event has ~26 fields and entries() made a pair for each (garbage per event).
+  for (const field of Object.keys(ev)) {
+    const v = out[field];
     if (typeof v === 'string' && !STRUCTURAL.has(field)) out[field] = redactor.redactText(v);
   }
   for (const k of JOIN_KEYS) if (typeof ev[k] === 'string') out[k] = redactJoinKey(ev[k] as string, redactor);
   out.input = ev.input === null || ev.input === undefined ? null : redactor.redactValue(ev.input);
   const attrs: EventAttrs = {};
-  for (const [k, v] of Object.entries(ev.attrs ?? {})) {
+  const given = ev.attrs ?? {};
+  for (const k of Object.keys(given)) {
+    const v = given[k];
     // A Redis stream entry ID (`<ms>-<n>`) is a position, not data: its digits can pass the card
     // pattern's Luhn check, and a redacted position made the collector re-read entries after a restart.
     if (k === 'stream_id' && typeof v === 'string' && STREAM_ID.test(v)) { attrs[k] = v; continue; }
-    const key = redactor.redactText(k);
-    attrs[key] = isSensitiveKey(k) && v !== null ? REDACTED : typeof v === 'string' ? redactor.redactText(v) : v;
+    // The same few attrs keys recur on every event: their redacted text and sensitivity are remembered.
+    const key = redactor.keyInfo(k);
+    attrs[key.shown] = key.sensitive && v !== null ? REDACTED : typeof v === 'string' ? redactor.redactText(v) : v;
   }
   out.attrs = attrs;
   REDACTED_BY.set(out, redactor);

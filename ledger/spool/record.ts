@@ -28,6 +28,22 @@ function hashOf(prev: string, seq: number, eventJson: string): string {
   return sha256Hex(`${prev}\n${seq}\n${eventJson}`);
 }
 
+/** Reused per thread: the message a record's hash covers. */
+let message = Buffer.allocUnsafe(16 << 10);
+
+/** recordHash of an event given as its canonical JSON's UTF-8 bytes (the spool's commit). */
+export function recordHashOfBytes(prev: string, seq: number, eventJson: Uint8Array): string {
+  const digits = String(seq);
+  const room = prev.length * 3 + digits.length + 2 + eventJson.length;
+  if (message.length < room) message = Buffer.allocUnsafe(Math.max(room, message.length * 2));
+  let p = message.write(prev, 0, 'utf8'); // hex in practice; UTF-8 as the string form is hashed
+  message[p++] = 0x0a;
+  for (let i = 0; i < digits.length; i++) message[p++] = digits.charCodeAt(i);
+  message[p++] = 0x0a;
+  message.set(eventJson, p);
+  return sha256Hex(message.subarray(0, p + eventJson.length));
+}
+
 /**
  * The hash and the line of a record whose event is already canonical JSON. Written out by hand
  * because canonical key order is event, hash, prev, seq and the event JSON can be reused as is:

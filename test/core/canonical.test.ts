@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import canonicalizeModule from 'canonicalize';
-import { NotJsonError, canonicalJson } from '../../core/canonical.js';
+import { CanonicalWriter, NotJsonError, canonicalJson } from '../../core/canonical.js';
 import { event } from '../harness/ledger.js';
 
 // CommonJS whose typings declare an ES default export; at runtime the import is the function.
@@ -83,5 +83,72 @@ describe('canonicalJson', () => {
     const a: Record<string, unknown> = {};
     a.b = { a };
     expect(() => canonicalJson(a)).toThrow(NotJsonError);
+  });
+});
+
+describe('CanonicalWriter (canonical JSON as bytes)', () => {
+  /** Long strings (the native UTF-8 path), big and negative numbers, next to the generator's values. */
+  function genWide(r: () => number, depth: number): unknown {
+    const p = r();
+    if (p < 0.15) return Array.from({ length: 40 + Math.floor(r() * 200) }, () => CHARS[Math.floor(r() * CHARS.length)]).join('');
+    if (p < 0.25) return 'x'.repeat(60 + Math.floor(r() * 10)) + (r() < 0.5 ? 'é' : '');
+    if (p < 0.35) return Math.floor((r() - 0.5) * 2 * 10 ** Math.floor(r() * 17));
+    if (p < 0.4) return [-1e15, 1e15, -999_999_999_999_999, 999_999_999_999_999, 2 ** 53, -(2 ** 31), -0, 10, 1e16][Math.floor(r() * 9)];
+    if (p < 0.55 && depth < 3) return { long: genWide(r, depth + 1), list: [genWide(r, depth + 1), gen(r, 2)] };
+    return gen(r, depth);
+  }
+
+  it('writes exactly the UTF-8 bytes of canonicalJson, value after value into one buffer', () => {
+    const r = rng(4242);
+    const w = new CanonicalWriter(16); // starts tiny: growing is exercised
+    const expected: Buffer[] = [];
+    for (let i = 0; i < 20_000; i++) {
+      const v = i % 2 ? genWide(r, 0) : gen(r, 0);
+      let text: string;
+      try { text = canonicalJson(v); } catch { continue; }
+      const at = w.length;
+      w.write(v);
+      expect(w.buf.subarray(at, w.length).toString('utf8'), JSON.stringify(v)).toBe(text);
+      expected.push(Buffer.from(text, 'utf8'));
+    }
+    expect(Buffer.compare(w.buf.subarray(0, w.length), Buffer.concat(expected))).toBe(0);
+  });
+
+  it('writes events as canonicalJson does, whatever their insertion order', () => {
+    const r = rng(99);
+    const w = new CanonicalWriter();
+    for (let i = 0; i < 2000; i++) {
+      const ev = event({ input: genWide(r, 1), attrs: { z: 1, a: 'x', '10': true, '9': null, note: 'ünïcödé ✓ '.repeat(i % 12) } });
+      const shuffled = Object.fromEntries(i % 2 ? Object.entries(ev).reverse() : Object.entries(ev));
+      w.length = 0;
+      w.write(shuffled);
+      expect(w.buf.subarray(0, w.length).equals(Buffer.from(canonicalJson(ev), 'utf8'))).toBe(true);
+    }
+  });
+
+  it.each([
+    ['NaN', { a: Number.NaN }],
+    ['Infinity', [Number.POSITIVE_INFINITY]],
+    ['a function', { f: () => 1 }],
+    ['a BigInt', { n: 1n }],
+    ['a sparse array', [1, , 3]], // eslint-disable-line no-sparse-arrays
+    ['a top-level undefined', undefined],
+  ])('refuses %s with canonicalJson\'s error and keeps what it had written', (_name, value) => {
+    const w = new CanonicalWriter();
+    w.write({ before: 1 });
+    const kept = w.length;
+    let message = '';
+    try { canonicalJson(value); } catch (err) { message = (err as Error).message; }
+    // Nested after something written (a top-level undefined is only an error at the top).
+    if (value !== undefined) expect(() => w.write({ ok: 'partial', z: value })).toThrow(NotJsonError);
+    expect(() => w.write(value)).toThrow(message);
+    expect(w.length).toBe(kept);
+    expect(w.buf.subarray(0, w.length).toString()).toBe('{"before":1}');
+  });
+
+  it('refuses a cycle', () => {
+    const a: Record<string, unknown> = {};
+    a.b = { a };
+    expect(() => new CanonicalWriter().write(a)).toThrow(NotJsonError);
   });
 });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson } from '../../core/event.js';
-import { encodeRecord } from '../../ledger/spool/record.js';
+import { encodeRecord, recordHashOfBytes } from '../../ledger/spool/record.js';
 import {
   CorruptRecordError, GENESIS_HASH, parseRecordLine, recordHash, serializeRecord, type LedgerRecord,
 } from '../../ledger/index.js';
@@ -36,6 +36,15 @@ describe('record format', () => {
     expect(line.indexOf('\n')).toBe(line.length - 1);
     expect(line).toBe(`${canonicalJson(r)}\n`);
     expect(encodeRecord(r.prev, r.seq, canonicalJson(r.event))).toEqual({ hash: r.hash, line });
+  });
+
+  it('hashes an event given as canonical bytes exactly as recordHash does', () => {
+    for (const reason of ['ascii', 'ünïcödé ✓', 'x'.repeat(40_000), '😀\n"']) {
+      const r = record();
+      const ev = { ...r.event, reason };
+      const bytes = Buffer.from(canonicalJson(ev), 'utf8');
+      for (const seq of [1, 9, 10, 123_456_789_012]) expect(recordHashOfBytes(r.prev, seq, bytes)).toBe(recordHash(r.prev, seq, ev));
+    }
   });
 
   it('parses its own lines, with or without the newline', () => {

@@ -57,6 +57,18 @@ describe('Spool append/read', () => {
     expect(lines[0]).toBe(`${canonicalJson({ event: read[0].event, hash: read[0].hash, prev: read[0].prev, seq: 1 })}\n`);
   });
 
+  it('writes canonical bytes for any text: non-ASCII, escapes, surrogate pairs, long and huge strings', async () => {
+    const spool = await Spool.open({ dir, groupCommitMs: 0 });
+    const texts = ['plain', 'ünïcödé ✓ 中文', 'quote " backslash \\ newline \n tab \t nul \u0000', 'pair 😀 lone \ud800', 'é'.repeat(5000), 'x'.repeat(300_000)];
+    const written = [];
+    for (const t of texts) written.push(...(await spool.append([event({ reason: t, input: { [t.slice(0, 40)]: t, n: -12.5, big: 2 ** 60 }, attrs: { note: t.slice(0, 100) } }), event()])));
+    await spool.close();
+    const lines = (await Promise.all((await segmentFiles(dir)).map(segmentLines))).flat();
+    expect(lines).toEqual(written.map(serializeRecord));
+    for (const r of written) expect(r.hash).toBe(recordHash(r.prev, r.seq, r.event));
+    expect((await verifyLedger(dir)).ok).toBe(true);
+  });
+
   it('reads from a seq, skipping earlier segments, and up to a seq', async () => {
     const spool = await Spool.open({ dir, segmentBytes: 2048, groupCommitMs: 0, fsync: false });
     for (let i = 0; i < 20; i++) await spool.append(events(2));
