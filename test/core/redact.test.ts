@@ -18,6 +18,18 @@ describe('Redactor', () => {
     expect(out).toMatch(/\[REDACTED:[a-z_]+\]/);
   });
 
+  it('gives the same answers once texts are remembered, past the memory\'s bound, and never remembers a secret as clean', () => {
+    const fresh = new Redactor();
+    const texts = Array.from({ length: 20_000 }, (_, i) => (i % 5 === 0 ? `user${i}@corp.example` : i % 7 === 0 ? `token=sk-${'a'.repeat(20)}${i}` : `queue-${i}`));
+    const first = texts.map((t) => fresh.redactText(t));
+    expect(first.filter((t) => t.includes('@corp.example'))).toEqual([]);
+    // Asked again (clean ones now come from memory, which was cleared and refilled on the way).
+    expect(texts.map((t) => fresh.redactText(t))).toEqual(first);
+    expect(texts.map((t) => new Redactor().redactText(t))).toEqual(first);
+    expect(fresh.redactText('queue-1')).toBe('queue-1');
+    expect(fresh.redactText('user5@corp.example')).toBe('[REDACTED:email]');
+  });
+
   it('leaves ordinary text and non-Luhn digit runs alone', () => {
     expect(r.redactText('order 1234567890123 shipped to Berlin')).toBe('order 1234567890123 shipped to Berlin');
   });
