@@ -3,7 +3,13 @@ import type { Redis } from 'ioredis';
 import { jobKey } from './keys.js';
 
 const FIELDS = ['name', 'opts', 'timestamp', 'delay', 'processedOn', 'finishedOn', 'atm', 'failedReason', 'parentKey', 'data', 'returnvalue'] as const;
-const WITHOUT_DATA = FIELDS.length - 2;
+const WITHOUT_DATA = FIELDS.slice(0, FIELDS.length - 2);
+/**
+ * What later entries of a job the translator already tracks need: whether and how an attempt ended.
+ * Not `opts` (the largest field, parsed each time) nor `name`. `timestamp` is in every live job's
+ * hash, so a job that is gone still reads as gone (all null).
+ */
+const STATUS = ['timestamp', 'processedOn', 'finishedOn', 'atm', 'failedReason'] as const;
 
 export interface JobSnapshot {
   name: string | null;
@@ -51,19 +57,30 @@ export function toSnapshot(values: (string | null)[]): JobSnapshot | null {
   };
 }
 
-export interface SnapshotRequest { queue: string; jobId: string; withData: boolean }
+export interface SnapshotRequest {
+  queue: string;
+  jobId: string;
+  withData: boolean;
+  /** Only STATUS (a job the translator tracks: its name, metadata and input were read before). */
+  statusOnly?: boolean;
+}
+
+/** A status-only reply in toSnapshot's positions (FIELDS order). */
+function statusValues(v: (string | null)[]): (string | null)[] {
+  return [null, null, v[0], null, v[1], v[2], v[3], v[4], null, null, null];
+}
 
 /** One pipeline for every job a batch mentions, across queues. */
 export async function fetchSnapshots(redis: Redis, prefix: string, reqs: SnapshotRequest[]): Promise<Map<string, JobSnapshot | null>> {
   const out = new Map<string, JobSnapshot | null>();
   if (reqs.length === 0) return out;
   const pipe = redis.pipeline();
-  for (const r of reqs) pipe.hmget(jobKey(prefix, r.queue, r.jobId), ...(r.withData ? FIELDS : FIELDS.slice(0, WITHOUT_DATA)));
+  for (const r of reqs) pipe.hmget(jobKey(prefix, r.queue, r.jobId), ...(r.statusOnly ? STATUS : r.withData ? FIELDS : WITHOUT_DATA));
   const results = (await pipe.exec()) ?? [];
   results.forEach(([err, values], i) => {
     const r = reqs[i];
     if (err) throw err;
-    out.set(snapshotKey(r.queue, r.jobId), toSnapshot(values as (string | null)[]));
+    out.set(snapshotKey(r.queue, r.jobId), toSnapshot(r.statusOnly ? statusValues(values as (string | null)[]) : values as (string | null)[]));
   });
   return out;
 }

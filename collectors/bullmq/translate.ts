@@ -82,7 +82,11 @@ export class QueueTranslator {
    * job already tracked needs no round trip.
    */
   snapshotRequests(entries: StreamEntry[]): SnapshotRequest[] {
-    const want = new Map<string, boolean>();
+    // 0: status only (a tracked job: its name, metadata and input were read when it was first seen),
+    // 1: the job's fields, 2: with its data. Near the tracking bound a job tracked now may be
+    // forgotten before its entry is translated (and then needs everything): ask for everything.
+    const nearBound = this.jobs.size + entries.length >= this.maxTracked;
+    const want = new Map<string, number>();
     const seen = new Set<string>();
     for (const e of entries) {
       const id = e.fields.jobId;
@@ -91,9 +95,11 @@ export class QueueTranslator {
       const first = !this.jobs.has(id) && !seen.has(id);
       seen.add(id);
       const needs = first || ev === 'added' || ev === 'completed' || ev === 'failed' || RETRY_LIKE(e);
-      if (needs) want.set(id, (want.get(id) ?? false) || first || ev === 'added');
+      if (!needs) continue;
+      const level = first || ev === 'added' ? 2 : nearBound ? 1 : 0;
+      want.set(id, Math.max(want.get(id) ?? 0, level));
     }
-    return [...want].map(([jobId, withData]) => ({ queue: this.opts.queue, jobId, withData }));
+    return [...want].map(([jobId, level]) => ({ queue: this.opts.queue, jobId, withData: level === 2, ...(level === 0 ? { statusOnly: true } : {}) }));
   }
 
   translate(entries: StreamEntry[], snapshots: Map<string, JobSnapshot | null>, batchWasFull: boolean): TranslateResult {
