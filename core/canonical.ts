@@ -17,17 +17,11 @@ export class NotJsonError extends Error {
 // (any surrogate goes the slow way; JSON.stringify keeps valid pairs as they are).
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
 
-function quote(s: string): string {
-  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`;
-}
-
 interface Shape {
   keys: string[];
   sorted: string[];
-  /** `"key":` for each sorted key, quoted once. */
-  prefixes: string[];
-  /** The same as UTF-8 bytes (CanonicalWriter), made on first use. */
-  prefixBytes?: Buffer[];
+  /** `"key":` for each sorted key, quoted once (JSON.stringify's form of a key), as UTF-8 bytes. */
+  prefixes: Buffer[];
 }
 
 // Events, their attrs and inputs come in a few dozen key layouts. Small layouts are cached too: sorting
@@ -48,7 +42,7 @@ function shapeOf(obj: object): Shape {
     return shapes[s];
   }
   const sorted = keys.slice().sort();
-  const shape: Shape = { keys, sorted, prefixes: sorted.map((k) => `${quote(k)}:`) };
+  const shape: Shape = { keys, sorted, prefixes: sorted.map((k) => Buffer.from(`${JSON.stringify(k)}:`, 'utf8')) };
   if (n > 0 && n <= MAX_CACHED_KEYS) { // a huge one-off object (hostile input) is not kept
     if (shapes.length >= SHAPE_CACHE_SIZE) shapes.shift();
     shapes.push(shape);
@@ -62,20 +56,19 @@ function shapeOf(obj: object): Shape {
  */
 export function canonicalJson(value: unknown): string {
   // A toJSON that itself asks for canonical JSON must not write into the buffer in use.
-  const w = shared.busy ? new CanonicalWriter(1024) : shared.writer;
   const outer = !shared.busy;
+  const w = outer ? shared.writer : new CanonicalWriter(1024);
   shared.busy = true;
-  w.length = 0;
+  w.clear();
   try {
     w.write(value);
     return w.buf.toString('utf8', 0, w.length);
   } finally {
-    if (outer) {
-      shared.busy = false;
-      if (w.buf.length > MAX_KEPT_BYTES) shared.writer = new CanonicalWriter(); // one huge value does not stay
-    }
+    if (outer) shared.busy = false;
   }
 }
+
+const MAX_KEPT_BYTES = 4 << 20;
 
 /**
  * Canonical JSON straight into bytes, written into one growing buffer with no intermediate strings.
@@ -87,8 +80,14 @@ export class CanonicalWriter {
   /** Bytes written so far. */
   length = 0;
 
-  constructor(initialBytes = 64 << 10) {
+  constructor(private readonly initialBytes = 64 << 10) {
     this.buf = Buffer.allocUnsafe(initialBytes);
+  }
+
+  /** Empties it for reuse; a buffer one huge value grew past MAX_KEPT_BYTES is dropped, not kept. */
+  clear(): void {
+    this.length = 0;
+    if (this.buf.length > MAX_KEPT_BYTES) this.buf = Buffer.allocUnsafe(this.initialBytes);
   }
 
   /** Appends the canonical JSON of `value`. On a throw, `length` is where it was before. */
@@ -221,9 +220,7 @@ export class CanonicalWriter {
       this.byte(0x5d);
       return;
     }
-    const shape = shapeOf(obj);
-    const { sorted } = shape;
-    const prefixes = (shape.prefixBytes ??= shape.prefixes.map((p) => Buffer.from(p, 'utf8')));
+    const { sorted, prefixes } = shapeOf(obj);
     this.byte(0x7b);
     let first = true;
     for (let i = 0; i < sorted.length; i++) {
@@ -238,5 +235,4 @@ export class CanonicalWriter {
   }
 }
 
-const MAX_KEPT_BYTES = 4 << 20;
 const shared = { writer: new CanonicalWriter(), busy: false };

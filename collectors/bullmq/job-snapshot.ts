@@ -65,9 +65,12 @@ export interface SnapshotRequest {
   statusOnly?: boolean;
 }
 
+/** Where each of FIELDS stands in a status-only reply (-1: not asked for). */
+const STATUS_AT = FIELDS.map((f) => (STATUS as readonly string[]).indexOf(f));
+
 /** A status-only reply in toSnapshot's positions (FIELDS order). */
 function statusValues(v: (string | null)[]): (string | null)[] {
-  return [null, null, v[0], null, v[1], v[2], v[3], v[4], null, null, null];
+  return STATUS_AT.map((i) => (i < 0 ? null : v[i]));
 }
 
 /** One pipeline for every job a batch mentions, across queues. */

@@ -4,6 +4,7 @@
  * and any changed byte is detectable.
  */
 import { canonicalJson, type WardenEvent } from '../../core/event.js';
+import type { CanonicalWriter } from '../../core/canonical.js';
 import { sha256Hex } from '../../core/hash.js';
 import { CorruptRecordError } from '../errors.js';
 
@@ -42,6 +43,25 @@ export function recordHashOfBytes(prev: string, seq: number, eventJson: Uint8Arr
   message[p++] = 0x0a;
   message.set(eventJson, p);
   return sha256Hex(message.subarray(0, p + eventJson.length));
+}
+
+/**
+ * encodeRecord for an event given as canonical bytes: appends the record's line to `out` and returns
+ * its hash (the spool's commit, which builds a batch's lines in one buffer).
+ */
+export function writeRecordLine(out: CanonicalWriter, prev: string, seq: number, eventJson: Uint8Array): string {
+  const hash = recordHashOfBytes(prev, seq, eventJson);
+  out.ascii('{"event":');
+  out.bytes(eventJson);
+  // Piece by piece: no string per line (prev and hash are hex).
+  out.ascii(',"hash":"');
+  out.ascii(hash);
+  out.ascii('","prev":"');
+  out.ascii(prev);
+  out.ascii('","seq":');
+  out.ascii(String(seq));
+  out.ascii('}\n');
+  return hash;
 }
 
 /**

@@ -18,7 +18,7 @@ import { CanonicalWriter, NotJsonError } from '../../core/canonical.js';
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE, writeAll } from '../../core/files.js';
 import { InvalidEventError, SpoolClosedError, SpoolFailedError, SpoolWriteError } from '../errors.js';
 import { acquireLock, releaseLock } from './lock.js';
-import { eventShapeProblem, recordHashOfBytes, type LedgerRecord } from './record.js';
+import { eventShapeProblem, writeRecordLine, type LedgerRecord } from './record.js';
 import { readRecords, type ReadOptions } from './reader.js';
 import { recoverTail, type RecoveryReport } from './recover.js';
 import { ledgerDirOf, listSegments, segmentName, syncDir } from './segments.js';
@@ -50,9 +50,6 @@ export interface SpoolStats {
   /** Records accepted by append but not yet committed. */
   pending: number;
 }
-
-/** A scratch buffer grown past this by one huge append is dropped rather than kept. */
-const MAX_KEPT_BUFFER = 4 << 20;
 
 interface PendingAppend {
   events: WardenEvent[];
@@ -87,7 +84,7 @@ export class Spool {
 
   private queue: PendingAppend[] = [];
   /** Encodes each append's events (reused: append is synchronous). */
-  private encoder = new CanonicalWriter();
+  private readonly encoder = new CanonicalWriter();
   /** A commit's lines (reused: one commit at a time, done with it when it resolves). */
   private readonly lines = new CanonicalWriter(256 << 10);
   private queued = 0;
@@ -200,7 +197,7 @@ export class Spool {
    */
   private encodeEvents(events: readonly WardenEvent[]): { json: Buffer; ends: Uint32Array } {
     const w = this.encoder;
-    w.length = 0;
+    w.clear();
     const ends = new Uint32Array(events.length);
     for (let i = 0; i < events.length; i++) {
       const event = events[i];
@@ -216,7 +213,6 @@ export class Spool {
     }
     const json = Buffer.allocUnsafe(w.length);
     w.buf.copy(json, 0, 0, w.length);
-    if (w.buf.length > MAX_KEPT_BUFFER) this.encoder = new CanonicalWriter();
     return { json, ends };
   }
 
@@ -318,18 +314,8 @@ export class Spool {
         seq++;
         const json = call.json.subarray(start, call.ends[i]);
         start = call.ends[i];
-        const hash = recordHashOfBytes(prev, seq, json);
+        const hash = writeRecordLine(out, prev, seq, json);
         records[i] = { seq, prev, hash, event: call.events[i] };
-        // The record's canonical JSON: keys event, hash, prev, seq (serializeRecord gives the same; tested).
-        out.ascii('{"event":');
-        out.bytes(json);
-        out.ascii(',"hash":"');
-        out.ascii(hash);
-        out.ascii('","prev":"');
-        out.ascii(prev);
-        out.ascii('","seq":');
-        out.ascii(String(seq));
-        out.ascii('}\n');
         prev = hash;
       }
       results.push(records);
