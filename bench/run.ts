@@ -7,9 +7,18 @@
  * A scenario is a module exporting `run(options: ScenarioOptions): Promise<ScenarioResult>` (see
  * lib/report.ts). A module without `run` is still accepted: importing it runs it, and only its
  * printed output is kept (its entry in latest.json says so).
+ *
+ * Each scenario runs in its own Node process (this file again, told which scenario and where to
+ * write its result): a scenario's figures must not depend on which ran before it in one process.
+ * They did: after the ledger and outage scenarios had run in-process, the Temporal interceptor's
+ * per-call figure was ~1.6x its figure alone (inline caches made polymorphic by other scenarios'
+ * shapes through the same core modules, a larger old generation), and only Warden's variant paid it.
  */
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { spawn } from 'node:child_process';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { renderFigures, replaceFigures } from './lib/markdown.js';
 import { machine, printSummary, repoRoot, type ScenarioOptions, type ScenarioRecord, type ScenarioResult } from './lib/report.js';
 
@@ -71,6 +80,54 @@ async function readResults(): Promise<ResultsFile | null> {
   }
 }
 
+/** Set in a scenario's own process: the file its result goes to (the parent reads and merges it). */
+const CHILD_RESULT = 'WARDEN_BENCH_CHILD_RESULT';
+
+type Outcome = Omit<ScenarioRecord, 'ranAt' | 'durationMs' | 'machine' | 'options'> | { error: string };
+
+/** In the scenario's own process: run it and write what the parent records. */
+async function runHere(key: string, scale: number): Promise<Outcome> {
+  const options: ScenarioOptions = { scale, log: (line) => console.log(line) };
+  const mod = await SCENARIOS[key].load();
+  if (typeof mod.run === 'function') return await mod.run(options);
+  return { figures: {}, ratios: {}, notes: ['this scenario module has no run() export: it ran on import and its figures are in the printed output only'] };
+}
+
+/** Runs one scenario in a fresh Node process (same flags), its output on ours; resolves with its outcome. */
+async function runIsolated(key: string, scale: number): Promise<Outcome> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'warden-bench-'));
+  const resultFile = path.join(dir, 'result.json');
+  try {
+    const code = await new Promise<number | string>((resolve) => {
+      const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), key, '--scale', String(scale)], {
+        stdio: 'inherit', env: { ...process.env, [CHILD_RESULT]: resultFile },
+      });
+      child.on('error', (err) => resolve(err.message));
+      child.on('exit', (c, signal) => resolve(signal ?? c ?? 1));
+    });
+    try {
+      return JSON.parse(await readFile(resultFile, 'utf8')) as Outcome;
+    } catch {
+      return { error: `the scenario's process ended (${code}) without a result` };
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+async function childMain(resultFile: string): Promise<void> {
+  const { names, scale } = parseArgs(process.argv.slice(2));
+  let outcome: Outcome;
+  try {
+    outcome = await runHere(names[0], scale);
+  } catch (err) {
+    console.error(`scenario ${names[0]} failed: ${(err as Error).stack ?? err}`);
+    outcome = { error: String((err as Error).message ?? err) };
+  }
+  await writeFile(resultFile, JSON.stringify(outcome));
+  process.exit(0); // scenarios may leave handles (clients, timers) behind; the result is written
+}
+
 async function main(): Promise<void> {
   const { names, scale } = parseArgs(process.argv.slice(2));
   const unknown = names.filter((n) => !SCENARIOS[n]);
@@ -89,23 +146,10 @@ async function main(): Promise<void> {
     console.log(`\n== ${key}: ${s.what}`);
     const ranAt = new Date().toISOString();
     const t = performance.now();
-    const options: ScenarioOptions = { scale, log: (line) => console.log(line) };
-    try {
-      const mod = await s.load();
-      if (typeof mod.run === 'function') {
-        const result = await mod.run(options);
-        file.scenarios[key] = { ranAt, durationMs: Math.round(performance.now() - t), machine: machine(), options: { scale }, ...result };
-      } else {
-        file.scenarios[key] = {
-          ranAt, durationMs: Math.round(performance.now() - t), machine: machine(), options: { scale }, figures: {}, ratios: {},
-          notes: ['this scenario module has no run() export: it ran on import and its figures are in the printed output only'],
-        };
-      }
-    } catch (err) {
-      failed++;
-      console.error(`scenario ${key} failed: ${(err as Error).stack ?? err}`);
-      file.scenarios[key] = { ranAt, durationMs: Math.round(performance.now() - t), machine: machine(), options: { scale }, error: String((err as Error).message ?? err) };
-    }
+    const outcome = await runIsolated(key, scale);
+    const base = { ranAt, durationMs: Math.round(performance.now() - t), machine: machine(), options: { scale } };
+    if ('error' in outcome) failed++;
+    file.scenarios[key] = { ...base, ...outcome } as ResultsFile['scenarios'][string];
     console.log(`(${key}: ${((performance.now() - t) / 1000).toFixed(1)} s)`);
     await mkdir(path.dirname(RESULTS_FILE), { recursive: true });
     await writeFile(RESULTS_FILE, `${JSON.stringify(file, null, 2)}\n`); // after each scenario: a later crash keeps the earlier ones
@@ -120,4 +164,5 @@ async function main(): Promise<void> {
   process.exit(failed ? 1 : 0);
 }
 
-await main();
+const childResult = process.env[CHILD_RESULT];
+await (childResult ? childMain(childResult) : main());
