@@ -10,9 +10,10 @@
  *
  * Each scenario runs in its own Node process (this file again, told which scenario and where to
  * write its result): a scenario's figures must not depend on which ran before it in one process.
- * They did: after the ledger and outage scenarios had run in-process, the Temporal interceptor's
- * per-call figure was ~1.6x its figure alone (inline caches made polymorphic by other scenarios'
- * shapes through the same core modules, a larger old generation), and only Warden's variant paid it.
+ * They did: in the full run of 2026-12-07 the Temporal interceptor's per-call figure was 2.55 x the
+ * official one after four scenarios had run in the same process, 1.40 with the scenario alone (1.78
+ * after worker-overhead only, 1.60 after ledger only: other code through the same core modules, a
+ * larger heap); only Warden's variant paid it.
  */
 import { spawn } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

@@ -108,17 +108,33 @@ function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTe
 const JSON_PLAIN = Buffer.from('json/plain');
 
 /**
+ * Decoded stamps by their payload text: every attempt of a workflow run carries the same stamp, so
+ * most attempts skip the parse. Frozen (shared between attempts); bounded in count and text size.
+ */
+const stampCache = new Map<string, Readonly<WardenTemporalStamp>>();
+const MAX_CACHED_STAMPS = 1024;
+const MAX_CACHED_STAMP_CHARS = 1024;
+
+/**
  * readStamp for the worker side: a `json/plain` payload (what every Warden hook writes) is decoded
  * with Buffer instead of the payload converter's sandbox-safe JavaScript UTF-8 decoder; anything
  * else goes through readStamp. Same result either way; never throws.
  */
-function readStampFast(headers: ActivityExecuteInput['headers']): WardenTemporalStamp | undefined {
+function readStampFast(headers: ActivityExecuteInput['headers']): Readonly<WardenTemporalStamp> | undefined {
   const p = headers?.[WARDEN_HEADER];
   const enc = p?.metadata?.encoding;
   const data = p?.data;
   if (!enc || !data || !JSON_PLAIN.equals(enc)) return readStamp(headers);
   try {
-    return stampFromValue(JSON.parse(Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8')));
+    const text = Buffer.from(data.buffer, data.byteOffset, data.byteLength).toString('utf8');
+    const cached = stampCache.get(text);
+    if (cached) return cached;
+    const stamp = stampFromValue(JSON.parse(text));
+    if (stamp && text.length <= MAX_CACHED_STAMP_CHARS) {
+      if (stampCache.size >= MAX_CACHED_STAMPS) stampCache.clear();
+      stampCache.set(text, Object.freeze(stamp));
+    }
+    return stamp;
   } catch {
     return undefined;
   }

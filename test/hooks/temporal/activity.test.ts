@@ -72,6 +72,21 @@ describe('warden/temporal activity interceptor (MockActivityEnvironment)', () =>
     expect(JSON.stringify(spans[0].attributes)).not.toContain('sk-live');
   });
 
+  it('each attempt reads its own stamp: attempts of different runs interleaved (decoded stamps are remembered by their text)', async () => {
+    const em = new CollectingEmitter();
+    const stamps = [
+      { cid: 'wc_RUN_A', tp: `00-${TRACE}-${PARENT}-01`, model: 'claims-llm', model_version: '2024-06' },
+      { cid: 'wc_RUN_B', tp: `00-${'b'.repeat(32)}-${'c'.repeat(16)}-01`, model: 'claims-llm', model_version: '2024-07' },
+      { cid: 'wc_RUN_C', psid: 'd'.repeat(16) }, // no traceparent: the trace is derived from the correlation ID
+    ];
+    for (const i of [0, 1, 0, 2, 1, 2, 0]) await env(em, {}, {}, withStamp({}, stamps[i])).run(async () => 'ok');
+    const started = em.events.filter((e) => e.kind === 'activity.started');
+    expect(started.map((e) => e.correlation_id)).toEqual(['wc_RUN_A', 'wc_RUN_B', 'wc_RUN_A', 'wc_RUN_C', 'wc_RUN_B', 'wc_RUN_C', 'wc_RUN_A']);
+    expect(started.map((e) => e.model_version)).toEqual(['2024-06', '2024-07', '2024-06', null, '2024-07', null, '2024-06']);
+    expect(started.map((e) => e.trace_id)).toEqual([TRACE, 'b'.repeat(32), TRACE, traceIdForCorrelation('wc_RUN_C'), 'b'.repeat(32), traceIdForCorrelation('wc_RUN_C'), TRACE]);
+    expect(started[3].attrs.parent_span_id).toBe('d'.repeat(16));
+  });
+
   it('one span per attempt: a retryable failure is attempt_failed, the last allowed attempt and non-retryable failures are failed', async () => {
     otel.exporter.reset();
     const em = new CollectingEmitter();
