@@ -9,7 +9,7 @@
  * one consumer span per attempt (OpenTelemetry messaging conventions); retries stay in one trace, and
  * jobs added from inside a processor inherit its correlation ID. Telemetry never throws into the job.
  */
-import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Context, type Span, type SpanContext } from '@opentelemetry/api';
+import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
 import { currentCorrelationId, runWithCorrelation } from '../correlation.js';
 import { newCorrelationId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
@@ -179,22 +179,21 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
       const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
       cid = stamp?.cid ?? `bullmq:${job.queueName}:${job.id}`;
       parent = parentContext(job as Job, cid);
-      span = tracer().startSpan(`process ${job.queueName}`, {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          [sc.MESSAGING_SYSTEM]: 'bullmq',
-          [sc.MESSAGING_DESTINATION]: job.queueName,
-          [sc.MESSAGING_OPERATION_TYPE]: 'process',
-          [sc.MESSAGING_OPERATION_NAME]: 'process',
-          [sc.MESSAGING_MESSAGE_ID]: job.id ?? '',
-          [sc.MESSAGING_CONVERSATION_ID]: cid,
-          [sc.WARDEN_CORRELATION_ID]: cid,
-          [sc.WARDEN_JOB_NAME]: redactedName(job.name),
-          [sc.WARDEN_ATTEMPT]: job.attemptsMade + 1,
-          ...(stamp?.model ? { [sc.WARDEN_MODEL]: stamp.model } : {}),
-          ...(stamp?.model_version ? { [sc.WARDEN_MODEL_VERSION]: stamp.model_version } : {}),
-        },
-      }, parent);
+      const attributes: Attributes = {
+        [sc.MESSAGING_SYSTEM]: 'bullmq',
+        [sc.MESSAGING_DESTINATION]: job.queueName,
+        [sc.MESSAGING_OPERATION_TYPE]: 'process',
+        [sc.MESSAGING_OPERATION_NAME]: 'process',
+        [sc.MESSAGING_MESSAGE_ID]: job.id ?? '',
+        [sc.MESSAGING_CONVERSATION_ID]: cid,
+        [sc.WARDEN_CORRELATION_ID]: cid,
+        [sc.WARDEN_JOB_NAME]: redactedName(job.name),
+        [sc.WARDEN_ATTEMPT]: job.attemptsMade + 1,
+      };
+      // Assigned, not spread in: a spread of a one-key object per job is measurable here.
+      if (stamp?.model) attributes[sc.WARDEN_MODEL] = stamp.model;
+      if (stamp?.model_version) attributes[sc.WARDEN_MODEL_VERSION] = stamp.model_version;
+      span = tracer().startSpan(`process ${job.queueName}`, { kind: SpanKind.CONSUMER, attributes }, parent);
       // Only a recording span is a trace of the attempt: without an OTel SDK the sidecar rebuilds it.
       if (span.isRecording()) markInstrumented(job as Job);
     } catch {

@@ -58,6 +58,8 @@ describe('warden/bullmq hooks', () => {
       expect(c.parentSpanContext?.spanId).toBe(producer.spanContext().spanId);
       expect(c.attributes['messaging.system']).toBe('bullmq');
       expect(c.attributes['warden.correlation_id']).toBe(stamp.warden.cid);
+      expect(c.attributes['warden.model']).toBe('llm-x'); // from the stamp
+      expect(c.attributes['warden.model_version']).toBe('7');
     }
     expect(consumers.map((c) => c.attributes['warden.attempt']).sort()).toEqual([1, 2, 3]);
     expect(consumers.filter((c) => c.status.code === 2)).toHaveLength(2);
