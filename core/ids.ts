@@ -33,8 +33,8 @@ function random40(): number {
   return b[i] * 2 ** 32 + ((b[i + 1] << 24) >>> 0) + (b[i + 2] << 16) + (b[i + 3] << 8) + b[i + 4];
 }
 
-/** A monotonic ULID generator drawing 40 random bits at a time from `random40` (exported for tests). */
-export function monotonicUlid(random40: () => number): (seedTime?: number) => string {
+/** A monotonic ULID generator drawing 40 random bits at a time from `draw40` (exported for tests). */
+export function monotonicUlid(draw40: () => number): (seedTime?: number) => string {
   let lastTime = -Infinity;
   let lastTimeText = '';
   let randHi = 0;
@@ -49,8 +49,8 @@ export function monotonicUlid(random40: () => number): (seedTime?: number) => st
     } else {
       lastTimeText = encodeTime(seed, 10); // validates too: throws ulid's errors for a time it cannot encode
       lastTime = seed;
-      randHi = random40();
-      randLo = random40();
+      randHi = draw40();
+      randLo = draw40();
     }
     return lastTimeText + enc40(randHi) + enc40(randLo);
   };

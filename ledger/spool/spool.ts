@@ -303,7 +303,8 @@ export class Spool {
     let prev = this.head;
     const results: LedgerRecord[][] = [];
     // Lines are written into one buffer this spool reuses: commits run one at a time, and each has
-    // written and synced it before the next begins.
+    // written and synced it before the next begins. Emptied without clear(): a full batch's lines
+    // (up to maxBatch records) pass clear()'s size bound, and would be reallocated every commit.
     const out = this.lines;
     out.length = 0;
     for (const call of batch) {
