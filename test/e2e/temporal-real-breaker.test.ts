@@ -74,7 +74,16 @@ async function ledger(): Promise<WardenEvent[]> {
   return out;
 }
 
-const ms = (d: { seconds?: unknown; nanos?: number | null } | null | undefined): number => Number(String(d?.seconds ?? 0)) * 1000 + Math.round((d?.nanos ?? 0) / 1e6);
+type Timestamp = { seconds?: unknown; nanos?: number | null } | null | undefined;
+const ms = (d: Timestamp): number => Number(String(d?.seconds ?? 0)) * 1000 + Math.round((d?.nanos ?? 0) / 1e6);
+/**
+ * Milliseconds from `a` to `b`, rounded once. The server stamps the two a few microseconds apart
+ * (measured: delay + 4-6 µs), so rounding each to ms first was off by one when they straddled a .5.
+ */
+const msBetween = (a: Timestamp, b: Timestamp): number => {
+  const ns = (d: Timestamp) => BigInt(String(d?.seconds ?? 0)) * 1_000_000_000n + BigInt(d?.nanos ?? 0);
+  return Math.round(Number(ns(b) - ns(a)) / 1e6);
+};
 
 describe('a sidecar breaker on a real Temporal activity', () => {
   it('opens on a retry storm, fails attempts fast at its delay (seen in the server\'s pending activity), and a forced close lets the next attempt run', async () => {
@@ -112,7 +121,7 @@ describe('a sidecar breaker on a real Temporal activity', () => {
       expect(delay).toBeLessThanOrEqual(RESET_MS);
       expect(pending.activityType.name).toBe('embed');
       expect(ms(pending.currentRetryInterval)).toBe(delay);
-      expect(ms(pending.nextAttemptScheduleTime) - ms(pending.lastAttemptCompleteTime)).toBe(delay);
+      expect(msBetween(pending.lastAttemptCompleteTime, pending.nextAttemptScheduleTime)).toBe(delay);
       expect(pending.lastFailure.message).toMatch(/^Warden breaker temporal\.activity\.embed is open: retry storm/);
 
       // The upstream recovers; an admin closes the breaker by force; the next attempts run and succeed.
