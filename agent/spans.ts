@@ -20,7 +20,28 @@ import { stableSpanId } from '../core/ids.js';
 import * as sc from '../core/semconv.js';
 import { ACTIVITY_ATTEMPT_END_KINDS } from '../core/kinds.js';
 
-interface OpenJob { startMs: number; attempts: Map<number, number> }
+/**
+ * A job (or run) whose span is still open. One attempt runs at a time, so its start is kept inline;
+ * a Map appears only when an attempt starts while an earlier one is still open (its end unseen).
+ * Every open job lives until its end is read (seconds, in a backlog), so this is per-job old space.
+ */
+interface OpenJob { startMs: number; attempt: number | null; attemptStartMs: number; earlier: Map<number, number> | null }
+
+const openJob = (startMs: number): OpenJob => ({ startMs, attempt: null, attemptStartMs: 0, earlier: null });
+
+function attemptStarted(job: OpenJob, attempt: number, ms: number): void {
+  if (job.attempt !== null && job.attempt !== attempt) (job.earlier ??= new Map()).set(job.attempt, job.attemptStartMs);
+  job.attempt = attempt;
+  job.attemptStartMs = ms;
+}
+
+/** When the attempt started (undefined if its start was not seen); forgets it. */
+function attemptEnded(job: OpenJob, attempt: number): number | undefined {
+  if (job.attempt === attempt) { job.attempt = null; return job.attemptStartMs; }
+  const ms = job.earlier?.get(attempt);
+  job.earlier?.delete(attempt);
+  return ms;
+}
 
 
 const SCOPE = { name: 'warden-sidecar', version: '0.1.0' };
@@ -40,19 +61,20 @@ export class EventSpanBuilder {
     const key = `${ev.queue}\0${ev.job_id}`;
     let job = this.open.get(key);
     if (!job) {
-      job = { startMs: ev.ts, attempts: new Map() };
+      job = openJob(ev.ts);
       this.open.set(key, job);
       if (this.open.size > MAX_OPEN_JOBS) this.open.delete(this.open.keys().next().value!);
     }
-    const jobSpanId = stableSpanId(ev.source, ev.queue, ev.job_id);
     switch (ev.kind) {
       case 'job.started':
-        if (ev.attempt !== null) job.attempts.set(ev.attempt, ev.ts);
+        if (ev.attempt !== null) attemptStarted(job, ev.attempt, ev.ts);
         break;
       case 'job.attempt_failed':
       case 'job.completed':
       case 'job.failed': {
-        const started = ev.attempt !== null ? job.attempts.get(ev.attempt) : undefined;
+        // Only the events that end something need the job's span ID (one sha256 per job, not per event).
+        const jobSpanId = stableSpanId(ev.source, ev.queue, ev.job_id);
+        const started = ev.attempt !== null ? attemptEnded(job, ev.attempt) : undefined;
         if (!instrumented && ev.attempt !== null && (started !== undefined || ev.duration_ms !== null)) {
           const startMs = started ?? ev.ts - (ev.duration_ms ?? 0);
           // Celery attempts keep the span ID the worker hook ran them under (the event's span_id).
@@ -62,7 +84,6 @@ export class EventSpanBuilder {
             [sc.MESSAGING_OPERATION_NAME]: 'process',
             [sc.WARDEN_ATTEMPT]: ev.attempt,
           });
-          job.attempts.delete(ev.attempt);
         }
         if (ev.kind !== 'job.attempt_failed') {
           this.open.delete(key);
@@ -86,7 +107,7 @@ export class EventSpanBuilder {
     const parent = typeof ev.attrs.parent_span_id === 'string' ? ev.attrs.parent_span_id : undefined;
     const runKey = `temporal\0${ev.workflow_id}\0${ev.run_id ?? ''}`;
     const remember = (key: string) => {
-      this.open.set(key, { startMs: ev.ts, attempts: new Map() });
+      this.open.set(key, openJob(ev.ts));
       if (this.open.size > MAX_OPEN_JOBS) this.open.delete(this.open.keys().next().value!);
     };
     const startOf = (key: string) => {
@@ -133,21 +154,25 @@ export class EventSpanBuilder {
     const failed = ev.kind === 'job.failed' || ev.kind === 'job.attempt_failed' || ev.kind.endsWith('.failed') || ev.kind === 'activity.attempt_failed';
     const ctx: SpanContext = { traceId: ev.trace_id!, spanId, traceFlags: TraceFlags.SAMPLED, isRemote: false };
     const temporal = ev.source === 'temporal';
-    const attributes: Attributes = {
-      [sc.MESSAGING_SYSTEM]: ev.source,
-      [sc.MESSAGING_DESTINATION]: ev.queue ?? undefined,
-      [sc.MESSAGING_MESSAGE_ID]: temporal ? (ev.activity_type ? String(ev.attrs.activity_id ?? '') : ev.workflow_id!) : ev.job_id!,
-      ...(temporal ? { 'temporal.workflow.id': ev.workflow_id!, 'temporal.run.id': ev.run_id ?? undefined, 'temporal.workflow.type': ev.job_name ?? (typeof ev.attrs.workflow_type === 'string' ? ev.attrs.workflow_type : undefined) } : {}),
-      ...(ev.activity_type ? { 'temporal.activity.type': ev.activity_type } : {}),
-      ...(ev.correlation_id ? { [sc.WARDEN_CORRELATION_ID]: ev.correlation_id, [sc.MESSAGING_CONVERSATION_ID]: ev.correlation_id } : {}),
-      ...(ev.job_name ? { [sc.WARDEN_JOB_NAME]: ev.job_name } : {}),
-      ...(ev.model ? { [sc.WARDEN_MODEL]: ev.model } : {}),
-      ...(ev.model_version ? { [sc.WARDEN_MODEL_VERSION]: ev.model_version } : {}),
-      ...(ev.policy_version ? { [sc.WARDEN_POLICY_VERSION]: ev.policy_version } : {}),
-      'warden.rebuilt': true,
-      ...extra,
-    };
-    for (const k of Object.keys(attributes)) if (attributes[k] === undefined) delete attributes[k];
+    // Assigned, not spread and then pruned with delete: a deleted key turns the object into a slow
+    // dictionary, and two spans per job are built here. Same keys, order and values as before.
+    const attributes: Attributes = { [sc.MESSAGING_SYSTEM]: ev.source };
+    if (ev.queue !== null) attributes[sc.MESSAGING_DESTINATION] = ev.queue;
+    attributes[sc.MESSAGING_MESSAGE_ID] = temporal ? (ev.activity_type ? String(ev.attrs.activity_id ?? '') : ev.workflow_id!) : ev.job_id!;
+    if (temporal) {
+      attributes['temporal.workflow.id'] = ev.workflow_id!;
+      if (ev.run_id !== null) attributes['temporal.run.id'] = ev.run_id;
+      const type = ev.job_name ?? (typeof ev.attrs.workflow_type === 'string' ? ev.attrs.workflow_type : undefined);
+      if (type !== undefined) attributes['temporal.workflow.type'] = type;
+    }
+    if (ev.activity_type) attributes['temporal.activity.type'] = ev.activity_type;
+    if (ev.correlation_id) { attributes[sc.WARDEN_CORRELATION_ID] = ev.correlation_id; attributes[sc.MESSAGING_CONVERSATION_ID] = ev.correlation_id; }
+    if (ev.job_name) attributes[sc.WARDEN_JOB_NAME] = ev.job_name;
+    if (ev.model) attributes[sc.WARDEN_MODEL] = ev.model;
+    if (ev.model_version) attributes[sc.WARDEN_MODEL_VERSION] = ev.model_version;
+    if (ev.policy_version) attributes[sc.WARDEN_POLICY_VERSION] = ev.policy_version;
+    attributes['warden.rebuilt'] = true;
+    for (const k in extra) if (extra[k] !== undefined) attributes[k] = extra[k];
     const start = hr(startMs);
     const end = hr(Math.max(endMs, startMs));
     const durMs = Math.max(0, endMs - startMs);

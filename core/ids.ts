@@ -1,7 +1,7 @@
 /** Identifiers: ULIDs for events, W3C trace/span IDs derived deterministically where a source has none. */
 import { randomFillSync } from 'node:crypto';
-import { sha256Hex } from './hash.js';
-import { encodeTime, ulid } from 'ulid';
+import { sha256Bytes, sha256Hex } from './hash.js';
+import { encodeTime } from 'ulid';
 
 /**
  * Monotonic ULIDs (the `ulid` package's monotonicFactory, same output format and ordering): 80
@@ -12,6 +12,7 @@ import { encodeTime, ulid } from 'ulid';
  */
 const B32 = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const PAIRS: string[] = Array.from({ length: 1024 }, (_, i) => B32[i >> 5] + B32[i & 31]);
+const C32 = Uint8Array.from(B32, (c) => c.charCodeAt(0));
 const TWO_20 = 2 ** 20;
 const TWO_40 = 2 ** 40;
 
@@ -62,6 +63,10 @@ export function newEventId(ts: number = Date.now()): string {
   return nextUlid(ts);
 }
 
+/** The time part of the last derived ID (a batch's events share milliseconds). */
+let derivedTime = NaN;
+let derivedTimeText = '';
+
 /**
  * The event ID of an event derived from a source record with a stable identity (a BullMQ stream
  * entry, a Temporal history event, a Celery task event): a ULID whose time part is the record's time
@@ -70,11 +75,16 @@ export function newEventId(ts: number = Date.now()): string {
  * same ID, so copies of it in several ledgers are recognizably one event.
  */
 export function derivedEventId(ts: number, namespace: string, ...parts: (string | number)[]): string {
-  const hex = sha256Hex(`${namespace}\0${parts.join('\0')}`);
-  let i = 0;
-  return ulid(ts, () => parseInt(hex.slice(2 * (i % 32), 2 * (i++ % 32) + 2), 16) / 256);
+  const d = sha256Bytes(`${namespace}\0${parts.join('\0')}`);
+  // ulid(ts, prng) with prng() = byte[i] / 256 for the i-th call: each character is B32[byte >> 3],
+  // the first call's the last character. Written out: the package prepends 16 one-character
+  // strings and parsed the bytes back out of hex (a tenth of the sidecar's allocation per event).
+  const seed = !ts || Number.isNaN(ts) ? Date.now() : ts;
+  if (seed !== derivedTime) { derivedTimeText = encodeTime(seed, 10); derivedTime = seed; } // validates, as ulid() does
+  return derivedTimeText + String.fromCharCode(
+    C32[d[15] >> 3], C32[d[14] >> 3], C32[d[13] >> 3], C32[d[12] >> 3], C32[d[11] >> 3], C32[d[10] >> 3], C32[d[9] >> 3], C32[d[8] >> 3],
+    C32[d[7] >> 3], C32[d[6] >> 3], C32[d[5] >> 3], C32[d[4] >> 3], C32[d[3] >> 3], C32[d[2] >> 3], C32[d[1] >> 3], C32[d[0] >> 3]);
 }
-
 /**
  * The trace ID of a correlation ID that arrived without trace context. Deterministic, so spans the
  * sidecar rebuilds from events and spans made in-process for the same correlation ID share one trace.

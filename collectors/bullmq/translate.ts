@@ -30,7 +30,11 @@ interface JobTrack {
   ids: JobIds;
 }
 
-interface JobIds { correlation: string; traceId: string; parentSpanId: string | null; name: string | null }
+interface JobIds {
+  correlation: string; traceId: string; parentSpanId: string | null; name: string | null;
+  /** Span IDs remembered once computed (a sha256 each): the job's, and its current attempt's. */
+  jobSpanId: string | null; attemptSpanId: string | null; attemptOfSpanId: number;
+}
 
 /** A job's state as known from elsewhere (the ledger, after a restart). */
 export interface JobSeed {
@@ -287,7 +291,20 @@ export class QueueTranslator {
       traceId: parent?.traceId ?? traceIdForCorrelation(correlation),
       parentSpanId: parent?.spanId ?? null,
       name: snap?.name == null ? null : this.opts.redactor.redactText(snap.name),
+      jobSpanId: null,
+      attemptSpanId: null,
+      attemptOfSpanId: 0,
     };
+  }
+
+  /** The span an event belongs to: its attempt's, or the job's (started and completed share one). */
+  private spanId(ids: JobIds, jobId: string, attempt: number | null): string {
+    if (attempt === null) return ids.jobSpanId ??= stableSpanId('bullmq', this.opts.queue, jobId);
+    if (ids.attemptOfSpanId !== attempt || ids.attemptSpanId === null) {
+      ids.attemptSpanId = stableSpanId('bullmq', this.opts.queue, jobId, attempt);
+      ids.attemptOfSpanId = attempt;
+    }
+    return ids.attemptSpanId;
   }
 
   private event(kind: EventKind, entry: StreamEntry, jobId: string, track: JobTrack, extra: Partial<WardenEvent>): WardenEvent {
@@ -306,7 +323,7 @@ export class QueueTranslator {
       correlation_id: ids.correlation,
       trace_id: ids.traceId,
       // Events of one attempt share the span the sidecar (or the wrapped worker) builds for it.
-      span_id: attempt !== null ? stableSpanId('bullmq', q, jobId, attempt) : stableSpanId('bullmq', q, jobId),
+      span_id: this.spanId(ids, jobId, attempt),
       queue: q,
       job_id: jobId,
       job_name: ids.name,

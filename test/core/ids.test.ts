@@ -1,6 +1,7 @@
-import { decodeTime, isValid, monotonicFactory } from 'ulid';
+import { decodeTime, isValid, monotonicFactory, ulid } from 'ulid';
 import { describe, expect, it } from 'vitest';
-import { monotonicUlid, newCorrelationId, newEventId } from '../../core/ids.js';
+import { sha256Hex } from '../../core/hash.js';
+import { derivedEventId, monotonicUlid, newCorrelationId, newEventId } from '../../core/ids.js';
 
 const CROCKFORD = /^[0-9A-HJKMNP-TV-Z]{26}$/;
 
@@ -46,5 +47,34 @@ describe('newEventId: monotonic ULIDs', () => {
     expect(() => gen(2 ** 48)).toThrow(/Cannot encode a time larger than/);
     expect(() => gen(-5)).toThrow(/Time must be positive/);
     expect(() => gen(1.5)).toThrow(/Time must be an integer/);
+  });
+});
+
+describe('derivedEventId: a ULID from the record time and a digest of its identity', () => {
+  /** What it was defined as: the ulid package fed the digest's bytes as its prng (byte / 256 per call). */
+  const reference = (ts: number, namespace: string, ...parts: (string | number)[]) => {
+    const hex = sha256Hex(`${namespace}\0${parts.join('\0')}`);
+    let i = 0;
+    return ulid(ts, () => parseInt(hex.slice(2 * (i % 32), 2 * (i++ % 32) + 2), 16) / 256);
+  };
+
+  it('gives the reference ID for the same time and parts, interleaved times included', () => {
+    const base = 1_700_000_000_000;
+    for (let i = 0; i < 3000; i++) {
+      const ts = base + (i % 7) * 13 + (i % 2 ? 0 : 86_400_000);
+      const parts = ['bull', `q${i % 5}`, `${ts}-${i}`, i % 3, 'ünï ✓'];
+      const id = derivedEventId(ts, 'warden.bullmq', ...parts);
+      expect(id).toBe(reference(ts, 'warden.bullmq', ...parts));
+      expect(decodeTime(id)).toBe(ts);
+    }
+  });
+
+  it('differs when any part differs, and refuses a time a ULID cannot hold (the time after it still works)', () => {
+    const ts = 1_700_000_000_123;
+    expect(derivedEventId(ts, 'n', 'a', 'b')).not.toBe(derivedEventId(ts, 'n', 'a', 'c'));
+    expect(derivedEventId(ts, 'n', 'a', 'b').slice(10)).toBe(derivedEventId(ts + 1, 'n', 'a', 'b').slice(10));
+    expect(() => derivedEventId(2 ** 48, 'n', 'x')).toThrow(/Cannot encode a time larger than/);
+    expect(() => derivedEventId(1.5, 'n', 'x')).toThrow(/Time must be an integer/);
+    expect(derivedEventId(ts, 'n', 'x')).toBe(reference(ts, 'n', 'x'));
   });
 });
