@@ -43,7 +43,6 @@ function attemptEnded(job: OpenJob, attempt: number): number | undefined {
   return ms;
 }
 
-
 const SCOPE = { name: 'warden-sidecar', version: '0.1.0' };
 const MAX_OPEN_JOBS = 200_000;
 
