@@ -12,8 +12,11 @@
  * All three run under the same OpenTelemetry setup: a BasicTracerProvider with a BatchSpanProcessor
  * into an in-memory exporter, AsyncLocalStorage context, W3C propagation (plain makes no spans).
  *
- * Each repetition runs the three variants in a rotated order (interleaved, so drift in machine load
- * hits all of them alike); each measures the producer (addBulk of N jobs, jobs/s) and then the
+ * Each repetition runs the four variants in an order from a Williams design (interleaved, so drift
+ * in machine load hits all of them alike; over every 4 repetitions each variant follows each other
+ * variant once, so none always pays for the garbage and the warm or cold state its one predecessor
+ * leaves: with a plain rotation warden-context always ran right after warden's 10 000 spans were
+ * released); each measures the producer (addBulk of N jobs, jobs/s) and then the
  * workers (N jobs processed from the full queue, jobs/s). Redis is flushed between runs. Reported:
  * per-variant median rates, and the median over repetitions of each variant's ratio to plain measured
  * in the same repetition; and the CPU time per job of the worker process (process.cpuUsage) and of
@@ -57,6 +60,17 @@ async function work(job: Job): Promise<{ ok: boolean; n: number }> {
   return { ok: true, n: JSON.stringify(job.data).length };
 }
 
+/**
+ * Row `r` of a Williams design for `n` (even) treatments: the first row is 0, 1, n-1, 2, n-2, ...
+ * and row r adds r to each entry (mod n). Over n consecutive rows every treatment comes right after
+ * every other exactly once (first-order carry-over balanced), unlike a plain rotation, where each
+ * treatment always has the same predecessor.
+ */
+export function williamsRow(r: number, n: number): number[] {
+  const first = Array.from({ length: n }, (_, j) => (j === 0 ? 0 : j % 2 === 1 ? (j + 1) / 2 : n - j / 2));
+  return first.map((x) => (x + r) % n);
+}
+
 interface RunFigures { produceMs: number; processMs: number; workerCpuMicros: number; redisCpuMicros: number }
 
 async function runOnce(variant: Variant, connection: object, queueName: string, n: number, redisPid?: number): Promise<RunFigures> {
@@ -97,7 +111,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   // Many short interleaved repetitions: other work on a shared machine comes and goes within seconds,
   // and a median over 7 same-moment ratios shrugs off a repetition it disturbed.
   const n = scaled(10_000, opts, 200);
-  const reps = opts.scale >= 0.5 ? 7 : 1;
+  const reps = opts.scale >= 0.5 ? 8 : 1;
   const log = opts.log;
 
   const exporter = new InMemorySpanExporter();
@@ -120,11 +134,11 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
   const cpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
   const redisCpuPerJob: Record<Variant, number[]> = { plain: [], warden: [], 'warden-context': [], 'bullmq-otel': [] };
   try {
-    log(`${n} jobs per run, concurrency ${CONCURRENCY}, ${reps} repetition(s), variants rotated each repetition`);
+    log(`${n} jobs per run, concurrency ${CONCURRENCY}, ${reps} repetition(s), variants in a Williams-design order`);
     await runOnce('plain', connection, 'warmup', Math.min(n, 2000)); // JIT, connections, Lua script load
     await admin.flushall();
     for (let rep = 0; rep < reps; rep++) {
-      const order = VARIANTS.map((_, i) => VARIANTS[(i + rep) % VARIANTS.length]);
+      const order = williamsRow(rep, VARIANTS.length).map((i) => VARIANTS[i]);
       for (const v of order) {
         const r = await runOnce(v, connection, `wo-${rep}-${v}`, n, redis.pid);
         cpuPerJob[v].push(round(r.workerCpuMicros / n, 1));
@@ -164,13 +178,13 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     jobsPerRun: n,
     concurrency: CONCURRENCY,
     repetitions: reps,
-    processJobsPerSec: Object.fromEntries(VARIANTS.map((v) => [v, median(process_[v])])),
-    addJobsPerSec: Object.fromEntries(VARIANTS.map((v) => [v, median(produce[v])])),
+    processJobsPerSec: Object.fromEntries(VARIANTS.map((v) => [v, Math.round(median(process_[v]))])),
+    addJobsPerSec: Object.fromEntries(VARIANTS.map((v) => [v, Math.round(median(produce[v]))])),
     processRuns: process_,
     addRuns: produce,
     spansPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(spans[v] / (n * reps), 2)])),
-    workerCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, median(cpuPerJob[v])])),
-    redisCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, median(redisCpuPerJob[v])])),
+    workerCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(median(cpuPerJob[v]), 1)])),
+    redisCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(median(redisCpuPerJob[v]), 1)])),
     // Worker time each job costs beyond plain, from the median rates (a no-op processor: the worst case).
     addedMicrosPerJob: Object.fromEntries(VARIANTS.filter((v) => v !== 'plain').map((v) => [v, round(1e6 / median(process_[v]) - 1e6 / median(process_.plain), 1)])),
   };
@@ -194,12 +208,12 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
       {
         target: "same two targets judged on worker CPU per job (robust to other load): plain/warden >= 0.95 and warden cheaper than bullmq-otel",
         met: ratios['plain/warden worker CPU per job'] >= 0.95 && ratios['plain/warden worker CPU per job'] > ratios['plain/bullmq-otel worker CPU per job'],
-        detail: `worker CPU per job: plain ${median(cpuPerJob.plain)} µs, warden ${median(cpuPerJob.warden)} µs, bullmq-otel ${median(cpuPerJob['bullmq-otel'])} µs`,
+        detail: `worker CPU per job: plain ${round(median(cpuPerJob.plain), 1)} µs, warden ${round(median(cpuPerJob.warden), 1)} µs, bullmq-otel ${round(median(cpuPerJob['bullmq-otel']), 1)} µs`,
       },
       {
         target: "context-only hooks (wardenProcessor(fn, { span: false })) keep >= 0.95 of plain worker CPU per job",
         met: ratios['plain/warden-context worker CPU per job'] >= 0.95,
-        detail: `worker CPU per job: plain ${median(cpuPerJob.plain)} µs, warden-context ${median(cpuPerJob['warden-context'])} µs (process ratio ${ratios['warden-context/plain process']})`,
+        detail: `worker CPU per job: plain ${round(median(cpuPerJob.plain), 1)} µs, warden-context ${round(median(cpuPerJob['warden-context']), 1)} µs (process ratio ${ratios['warden-context/plain process']})`,
       },
     ],
     notes: [

@@ -21,6 +21,27 @@ export interface LeafReadOptions {
 }
 
 const SEQ_TAIL = /"seq":(\d{1,16})\}$/;
+const SEQ_KEY = Buffer.from('"seq":');
+
+/**
+ * The seq a record line ends with (what SEQ_TAIL reads: `"seq":` then 1-16 digits then `}`), or -1;
+ * read from the bytes, with no string or match per line (the Checkpointer reads every line).
+ */
+function tailSeq(b: Uint8Array): number {
+  let i = b.length - 1;
+  if (i < 0 || b[i] !== 0x7d) return -1;
+  let seq = 0;
+  let mul = 1;
+  while (i > 0 && b[i - 1] >= 0x30 && b[i - 1] <= 0x39) {
+    i--;
+    seq += (b[i] - 0x30) * mul;
+    mul *= 10;
+  }
+  const digits = b.length - 1 - i;
+  if (digits < 1 || digits > 16 || i < SEQ_KEY.length) return -1;
+  for (let k = 0; k < SEQ_KEY.length; k++) if (b[i - SEQ_KEY.length + k] !== SEQ_KEY[k]) return -1;
+  return seq;
+}
 
 export async function* readLeafLines(dir: string, opts: LeafReadOptions = {}): AsyncGenerator<LeafLine> {
   const fromSeq = opts.fromSeq ?? 1;
@@ -76,7 +97,10 @@ export class LeafTail {
     return this.next;
   }
 
-  /** Leaves from nextSeq through toSeq, in order. */
+  /**
+   * Leaves from nextSeq through toSeq, in order. Each leaf's bytes are a view into a read buffer
+   * the next step reuses: hash them (or copy them) before asking for the next.
+   */
   async *read(toSeq: number): AsyncGenerator<LeafLine> {
     while (this.next <= toSeq) {
       if (!this.seg || this.seq > this.next) await this.locate();
@@ -96,9 +120,11 @@ export class LeafTail {
           carry = null;
           let pos = 0;
           for (let nl = data.indexOf(10); nl >= 0 && this.next <= toSeq; nl = data.indexOf(10, pos)) {
-            const bytes = Buffer.from(data.subarray(pos, nl)); // a copy: buf is reused
-            const m = SEQ_TAIL.exec(bytes.toString('latin1', Math.max(0, bytes.length - 32)));
-            if (!m || Number(m[1]) !== this.seq) {
+            // A view, not a copy (buf is reused): valid until the caller asks for the next leaf.
+            const bytes = data.subarray(pos, nl);
+            const said = tailSeq(bytes);
+            if (said !== this.seq) {
+              const m = SEQ_TAIL.exec(bytes.toString('latin1', Math.max(0, bytes.length - 32)));
               throw new CorruptRecordError(`${seg.name}: the record where seq ${this.seq} belongs says ${m ? `seq ${m[1]}` : 'no seq'}; run \`warden ledger verify\``, this.seq, seg.name);
             }
             this.offset += nl - pos + 1;

@@ -28,11 +28,20 @@ export const EMPTY_ROOT: Buffer = sha256(Buffer.alloc(0));
 
 const LEAF_PREFIX = Buffer.from([0]);
 
+/** Reused: 0x00 and a leaf's bytes, hashed at once (a concat per leaf was one more copy of every record). */
+let leafScratch = Buffer.alloc(4096);
+const MAX_KEPT_LEAF_SCRATCH = 1 << 20;
+
 /** `SHA-256(0x00 || data)`; a string is hashed as its UTF-8 bytes. */
 export function leafHash(data: Uint8Array | string): Buffer {
   // "\u0000" encodes to the single byte 0x00, so a string leaf needs no Buffer round trip.
   if (typeof data === 'string') return sha256(`\u0000${data}`);
-  return sha256(Buffer.concat([LEAF_PREFIX, data]));
+  const n = data.length + 1;
+  if (n > MAX_KEPT_LEAF_SCRATCH) return sha256(Buffer.concat([LEAF_PREFIX, data])); // rare: not kept
+  if (leafScratch.length < n) leafScratch = Buffer.alloc(Math.max(n, leafScratch.length * 2));
+  leafScratch[0] = 0;
+  leafScratch.set(data, 1);
+  return sha256(leafScratch.subarray(0, n));
 }
 
 const nodeBuf = Buffer.alloc(1 + 2 * HASH_BYTES);

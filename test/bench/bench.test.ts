@@ -50,6 +50,20 @@ describe('bench scenarios at tiny sizes', () => {
     expect(r.ratios['warden/plain process']).toBeGreaterThan(0);
   });
 
+  it('worker-overhead orders its variants by a Williams design: over n repetitions each follows each other once', async () => {
+    const { williamsRow } = await import('../../bench/worker-overhead.js');
+    for (const n of [2, 4, 6]) {
+      const follows = new Map<string, number>();
+      for (let r = 0; r < n; r++) {
+        const row = williamsRow(r, n);
+        expect([...row].sort((a, b) => a - b)).toEqual(Array.from({ length: n }, (_, i) => i)); // each variant once per row
+        for (let i = 1; i < n; i++) follows.set(`${row[i - 1]}>${row[i]}`, (follows.get(`${row[i - 1]}>${row[i]}`) ?? 0) + 1);
+      }
+      expect(follows.size).toBe(n * (n - 1)); // every ordered pair of distinct variants ...
+      expect([...follows.values()].every((c) => c === 1)).toBe(true); // ... exactly once
+    }
+  });
+
   it('capacity: the warden start process records every job (3 records per job) and reports CPU and RSS', async () => {
     const { run: scenario } = await import('../../bench/capacity.js');
     const o = tiny(0.015);
