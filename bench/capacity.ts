@@ -19,6 +19,12 @@
  *    long it needs after the workers finish.
  * D. Steady 1 000 jobs/s for a fixed time (producer paced every 50 ms, workers draining): CPU and
  *    RSS of the sidecar, entries behind.
+ * Floor (after B, with the sidecar idle): what the sidecar's unavoidable work costs on its own, run in
+ * this process with the sidecar's own functions: the collector's stream read (its Lua read, 2 000
+ * entries at a time) over the same entries, each job's hash read twice as the collector reads it
+ * (input when added, status when it ended), and the records the sidecar wrote for these jobs appended
+ * again to a spool of its own (fsync, hash chain). Not in it: translation, redaction, spans, metrics,
+ * policies and Merkle checkpoints. It says how much of the CPU target that work alone leaves.
  * CPU per job is reported for both sides (BullMQ: this process's producer and workers plus
  * redis-server; the sidecar: its whole catch-up): a figure other load on the machine barely moves.
  * "Keeps up" = B's entries/s >= A's fastest entries/s (the sidecar alone reads the stream at least as
@@ -29,6 +35,13 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
+import { fetchSnapshots, type SnapshotRequest } from '../collectors/bullmq/job-snapshot.js';
+import { eventsKey } from '../collectors/bullmq/keys.js';
+import { readStreams } from '../collectors/bullmq/stream-read.js';
+import { instrumentedKey } from '../core/bullmq-convention.js';
+import type { WardenEvent } from '../core/event.js';
+import { readRecords } from '../ledger/spool/reader.js';
+import { Spool } from '../ledger/spool/spool.js';
 import { startRedis } from '../test/harness/index.js';
 import { openLoad } from './lib/bullmq-load.js';
 import { readProc } from './lib/proc-sampler.js';
@@ -61,6 +74,54 @@ async function untilCaughtUp(sidecar: SidecarProcess, redis: Redis, timeoutMs: n
     await sleep(everyMs);
   }
 }
+
+interface Floor { total: number; stream: number; snapshots: number; spool: number }
+
+/** CPU µs per job of the floor (see the header); the records are read back outside the timed part. */
+async function floorMicrosPerJob(redisUrl: string, sidecarDataDir: string, spoolDir: string, n: number, records: number): Promise<Floor> {
+  const events: WardenEvent[] = [];
+  for await (const r of readRecords(sidecarDataDir, { toSeq: records })) events.push(r.event);
+  const redis = new Redis(redisUrl);
+  const spool = await Spool.open({ dir: spoolDir, fsync: true });
+  const us = (c: NodeJS.CpuUsage) => round((c.user + c.system) / n, 1);
+  try {
+    const t0 = process.cpuUsage();
+    const jobs: string[] = [];
+    const seen = new Set<string>();
+    for (let after = '0-0'; ;) {
+      const [r] = await readStreams(redis, [{ key: eventsKey('bull', QUEUE), marker: instrumentedKey('bull', QUEUE), after }], 2000);
+      if (r instanceof Error) throw r;
+      for (const e of r.entries) {
+        const id = e.fields.jobId;
+        if (id && !seen.has(id)) { seen.add(id); jobs.push(id); }
+      }
+      if (r.entries.length < 2000) break;
+      after = r.entries[r.entries.length - 1].id;
+    }
+    const t1 = process.cpuUsage();
+    for (let i = 0; i < jobs.length; i += 1000) {
+      const reqs: SnapshotRequest[] = jobs.slice(i, i + 1000).flatMap((jobId) => [
+        { queue: QUEUE, jobId, withData: true },
+        { queue: QUEUE, jobId, withData: false, statusOnly: true },
+      ]);
+      await fetchSnapshots(redis, 'bull', reqs);
+    }
+    const t2 = process.cpuUsage();
+    for (let i = 0; i < events.length; i += 2000) await spool.append(events.slice(i, i + 2000));
+    const t3 = process.cpuUsage();
+    return {
+      stream: us(diff(t1, t0)),
+      snapshots: us(diff(t2, t1)),
+      spool: us(diff(t3, t2)),
+      total: us(diff(t3, t0)),
+    };
+  } finally {
+    redis.disconnect();
+    await spool.close();
+  }
+}
+
+const diff = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage): NodeJS.CpuUsage => ({ user: a.user - b.user, system: a.system - b.system });
 
 export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
   const log = opts.log;
@@ -111,6 +172,10 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     log(`   CPU per job: BullMQ (producer + workers + redis-server) ${bullmqCpuMicrosPerJob} µs, sidecar ${sidecarCpuMicrosPerJob} µs`);
     log(`B. sidecar catch-up: ${fmt(sidecarJobs)} jobs/s = ${fmt(sidecarRecords)} records/s (${round(recordsPerJob, 2)} records/job), ${fmt(sidecarEntries)} entries/s; CPU ${round(b.cpuPercent, 0)}%, RSS max ${mib(b.rssMaxBytes)} MiB`);
 
+    // Floor: the same entries, job hashes and records, through the sidecar's own read and append code only.
+    const floor = await floorMicrosPerJob(redis.url, sidecar.dataDir, path.join(dir, 'floor'), n, recordsB);
+    log(`   floor (stream read + 2 job-hash reads + spool append of its ${fmt(recordsB)} records, in this process): ${floor.total} µs per job (stream ${floor.stream}, job hashes ${floor.snapshots}, spool ${floor.spool})`);
+
     // C. Live, both at full speed on the same cores.
     await load.add(n);
     const cpuC = sidecar.sampler();
@@ -160,7 +225,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         jobsPerPhase: n,
         recordsPerJob: round(recordsPerJob, 2),
         bullmqAlone: { addJobsPerSec: perSecond(n, addMs), processJobsPerSec: bullmqJobs, lifecycleJobsPerSec: bullmqLifecycleJobs, maxEntriesPerSec: bullmqEntries },
-        cpuMicrosPerJob: { bullmqProducerWorkersAndRedis: bullmqCpuMicrosPerJob, sidecar: sidecarCpuMicrosPerJob },
+        cpuMicrosPerJob: { bullmqProducerWorkersAndRedis: bullmqCpuMicrosPerJob, sidecar: sidecarCpuMicrosPerJob, floor: floor.total },
+        floorMicrosPerJob: floor,
         sidecarCatchUp: { jobsPerSec: sidecarJobs, recordsPerSec: sidecarRecords, entriesPerSec: sidecarEntries, cpuPercent: round(b.cpuPercent, 0), rssMaxMiB: mib(b.rssMaxBytes) },
         liveFullSpeed: { bullmqJobsPerSec: liveJobs, entriesBehindMax: behindMax, lagSecondsMax, catchUpMsAfterWorkers: Math.round(catchUpMs), cpuPercent: round(c.cpuPercent, 0), rssMaxMiB: mib(c.rssMaxBytes) },
         steady: { jobsPerSec: steadyRate, seconds: round(steadyMs / 1000, 1), cpuPercent: round(d.cpuPercent, 0), rssMaxMiB: mib(d.rssMaxBytes), entriesBehindMax: behindD, catchUpMsAfterLastAdd: Math.round(catchUpD) },
@@ -175,6 +241,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
         ...(sidecarCpuMicrosPerJob > 0 && bullmqCpuMicrosPerJob > 0
           ? { 'sidecar CPU per job / BullMQ CPU per job (producer + workers + redis)': ratio(sidecarCpuMicrosPerJob, bullmqCpuMicrosPerJob) }
           : {}),
+        ...(floor.total > 0 && bullmqCpuMicrosPerJob > 0 ? { 'floor CPU per job / BullMQ CPU per job': ratio(floor.total, bullmqCpuMicrosPerJob) } : {}),
+        ...(floor.total > 0 && sidecarCpuMicrosPerJob > 0 ? { 'sidecar CPU per job / floor CPU per job': ratio(sidecarCpuMicrosPerJob, floor.total) } : {}),
       },
       targets: [{
         target: 'the sidecar keeps up with everything BullMQ can produce here',

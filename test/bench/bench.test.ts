@@ -73,6 +73,10 @@ describe('bench scenarios at tiny sizes', () => {
     const b = r.figures.sidecarCatchUp as { rssMaxMiB: number; cpuPercent: number };
     expect(b.rssMaxMiB).toBeGreaterThan(20);
     expect(b.cpuPercent).toBeGreaterThan(0);
+    // The floor re-reads the same stream and job hashes and re-appends the sidecar's own records.
+    const floor = r.figures.floorMicrosPerJob as { total: number; stream: number; snapshots: number; spool: number };
+    for (const part of [floor.stream, floor.snapshots, floor.spool]) expect(part).toBeGreaterThan(0);
+    expect(floor.total).toBeCloseTo(floor.stream + floor.snapshots + floor.spool, 0);
   });
 
   it('ledger: append, verify, ship to the server, raw insert and chdb all complete', async () => {
