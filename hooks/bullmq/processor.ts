@@ -12,6 +12,7 @@
 import { context, propagation, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api';
 import type { Job, JobsOptions, Queue } from 'bullmq';
 import { currentCorrelationId, runWithCorrelation } from '../correlation.js';
+import { remoteParent } from '../trace-context.js';
 import { newCorrelationId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { Redactor } from '../../core/redact.js';
 import * as sc from '../../core/semconv.js';
@@ -104,6 +105,13 @@ export function withWarden<Q extends Queue>(queue: Q, defaults: WardenMetadata =
 
 /** The context a job's attempt continues: Warden's stamp, else BullMQ telemetry's `tm`, else derived. */
 function parentContext(job: Job, cid: string): Context {
+  const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
+  // Warden's own stamp with a bare traceparent (what withWarden writes): parsed once, here. A
+  // tracestate, or BullMQ telemetry's carrier (the app's propagator wrote it), goes through extract.
+  if (stamp?.tp && !stamp.tst) {
+    const parsed = parseTraceparent(stamp.tp);
+    if (parsed) return remoteParent(context.active(), parsed);
+  }
   const carrier = jobCarrier(job);
   if (parseTraceparent(carrier.traceparent)) return propagation.extract(context.active(), carrier);
   // No trace context at all: join the trace the sidecar derives for this correlation ID, under its job span.

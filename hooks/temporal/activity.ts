@@ -11,6 +11,7 @@ import { ApplicationFailure, CancelledFailure } from '@temporalio/common';
 import type { ActivityExecuteInput, ActivityInboundCallsInterceptor, ActivityInterceptorsFactory, Next } from '@temporalio/worker';
 import { breakerKey, type BreakerStatus } from '../../core/breakers.js';
 import { currentCorrelationId, runWithCorrelation } from '../correlation.js';
+import { remoteParent } from '../trace-context.js';
 import { type EventAttrs, type EventKind, type WardenEvent } from '../../core/event.js';
 import { newEventId, stableSpanId, traceIdForCorrelation } from '../../core/ids.js';
 import { normalizeInput } from '../../core/input.js';
@@ -88,6 +89,12 @@ function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTe
   const carrier = incomingTrace(headers, stamp);
   const psid = stamp?.psid;
   if (carrier) {
+    // A bare traceparent (Warden's stamp, or the official interceptors' header under W3C): parsed once,
+    // here; a tracestate needs the propagator's TraceState.
+    if (carrier.tracestate === undefined) {
+      const parsed = parseTraceparent(carrier.traceparent);
+      if (parsed) return remoteParent(ROOT_CONTEXT, parsed);
+    }
     const extracted = propagation.extract(ROOT_CONTEXT, carrier);
     const found = trace.getSpanContext(extracted);
     if (found && trace.isSpanContextValid(found)) return extracted;
