@@ -83,45 +83,46 @@ async function floorMicrosPerJob(redisUrl: string, sidecarDataDir: string, spool
   for await (const r of readRecords(sidecarDataDir, { toSeq: records })) events.push(r.event);
   const redis = new Redis(redisUrl);
   const spool = await Spool.open({ dir: spoolDir, fsync: true });
-  const us = (c: NodeJS.CpuUsage) => round((c.user + c.system) / n, 1);
+  // CPU µs per job of one step (process.cpuUsage(previous) is the usage since that reading).
+  const cpuOf = async (step: () => Promise<void>): Promise<number> => {
+    const c0 = process.cpuUsage();
+    await step();
+    const c = process.cpuUsage(c0);
+    return round((c.user + c.system) / n, 1);
+  };
   try {
-    const t0 = process.cpuUsage();
     const jobs: string[] = [];
-    const seen = new Set<string>();
-    for (let after = '0-0'; ;) {
-      const [r] = await readStreams(redis, [{ key: eventsKey('bull', QUEUE), marker: instrumentedKey('bull', QUEUE), after }], 2000);
-      if (r instanceof Error) throw r;
-      for (const e of r.entries) {
-        const id = e.fields.jobId;
-        if (id && !seen.has(id)) { seen.add(id); jobs.push(id); }
+    const stream = await cpuOf(async () => {
+      const seen = new Set<string>();
+      for (let after = '0-0'; ;) {
+        const [r] = await readStreams(redis, [{ key: eventsKey('bull', QUEUE), marker: instrumentedKey('bull', QUEUE), after }], 2000);
+        if (r instanceof Error) throw r;
+        for (const e of r.entries) {
+          const id = e.fields.jobId;
+          if (id && !seen.has(id)) { seen.add(id); jobs.push(id); }
+        }
+        if (r.entries.length < 2000) break;
+        after = r.entries[r.entries.length - 1].id;
       }
-      if (r.entries.length < 2000) break;
-      after = r.entries[r.entries.length - 1].id;
-    }
-    const t1 = process.cpuUsage();
-    for (let i = 0; i < jobs.length; i += 1000) {
-      const reqs: SnapshotRequest[] = jobs.slice(i, i + 1000).flatMap((jobId) => [
-        { queue: QUEUE, jobId, withData: true },
-        { queue: QUEUE, jobId, withData: false, statusOnly: true },
-      ]);
-      await fetchSnapshots(redis, 'bull', reqs);
-    }
-    const t2 = process.cpuUsage();
-    for (let i = 0; i < events.length; i += 2000) await spool.append(events.slice(i, i + 2000));
-    const t3 = process.cpuUsage();
-    return {
-      stream: us(diff(t1, t0)),
-      snapshots: us(diff(t2, t1)),
-      spool: us(diff(t3, t2)),
-      total: us(diff(t3, t0)),
-    };
+    });
+    const snapshots = await cpuOf(async () => {
+      for (let i = 0; i < jobs.length; i += 1000) {
+        const reqs: SnapshotRequest[] = jobs.slice(i, i + 1000).flatMap((jobId) => [
+          { queue: QUEUE, jobId, withData: true },
+          { queue: QUEUE, jobId, withData: false, statusOnly: true },
+        ]);
+        await fetchSnapshots(redis, 'bull', reqs);
+      }
+    });
+    const spooled = await cpuOf(async () => {
+      for (let i = 0; i < events.length; i += 2000) await spool.append(events.slice(i, i + 2000));
+    });
+    return { stream, snapshots, spool: spooled, total: round(stream + snapshots + spooled, 1) };
   } finally {
     redis.disconnect();
     await spool.close();
   }
 }
-
-const diff = (a: NodeJS.CpuUsage, b: NodeJS.CpuUsage): NodeJS.CpuUsage => ({ user: a.user - b.user, system: a.system - b.system });
 
 export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<ScenarioResult> {
   const log = opts.log;

@@ -161,6 +161,8 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     propagation.disable();
   }
 
+  /** A variant's median worker CPU per job, as printed (an even count of runs averages the middle two). */
+  const medianCpu = (v: Variant) => round(median(cpuPerJob[v]), 1);
   // Ratio per repetition (same moment of the machine), then the median across repetitions.
   const ratioMedian = (series: Record<Variant, number[]>, v: Variant) => round(median(series[v].map((x, i) => x / series.plain[i])), 3);
   const ratios = {
@@ -183,7 +185,7 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
     processRuns: process_,
     addRuns: produce,
     spansPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(spans[v] / (n * reps), 2)])),
-    workerCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(median(cpuPerJob[v]), 1)])),
+    workerCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, medianCpu(v)])),
     redisCpuMicrosPerJob: Object.fromEntries(VARIANTS.map((v) => [v, round(median(redisCpuPerJob[v]), 1)])),
     // Worker time each job costs beyond plain, from the median rates (a no-op processor: the worst case).
     addedMicrosPerJob: Object.fromEntries(VARIANTS.filter((v) => v !== 'plain').map((v) => [v, round(1e6 / median(process_[v]) - 1e6 / median(process_.plain), 1)])),
@@ -208,12 +210,12 @@ export async function run(opts: ScenarioOptions = DEFAULT_OPTIONS): Promise<Scen
       {
         target: "same two targets judged on worker CPU per job (robust to other load): plain/warden >= 0.95 and warden cheaper than bullmq-otel",
         met: ratios['plain/warden worker CPU per job'] >= 0.95 && ratios['plain/warden worker CPU per job'] > ratios['plain/bullmq-otel worker CPU per job'],
-        detail: `worker CPU per job: plain ${round(median(cpuPerJob.plain), 1)} µs, warden ${round(median(cpuPerJob.warden), 1)} µs, bullmq-otel ${round(median(cpuPerJob['bullmq-otel']), 1)} µs`,
+        detail: `worker CPU per job: plain ${medianCpu('plain')} µs, warden ${medianCpu('warden')} µs, bullmq-otel ${medianCpu('bullmq-otel')} µs`,
       },
       {
         target: "context-only hooks (wardenProcessor(fn, { span: false })) keep >= 0.95 of plain worker CPU per job",
         met: ratios['plain/warden-context worker CPU per job'] >= 0.95,
-        detail: `worker CPU per job: plain ${round(median(cpuPerJob.plain), 1)} µs, warden-context ${round(median(cpuPerJob['warden-context']), 1)} µs (process ratio ${ratios['warden-context/plain process']})`,
+        detail: `worker CPU per job: plain ${medianCpu('plain')} µs, warden-context ${medianCpu('warden-context')} µs (process ratio ${ratios['warden-context/plain process']})`,
       },
     ],
     notes: [

@@ -104,14 +104,11 @@ export function withWarden<Q extends Queue>(queue: Q, defaults: WardenMetadata =
 }
 
 /** The context a job's attempt continues: Warden's stamp, else BullMQ telemetry's `tm`, else derived. */
-function parentContext(job: Job, cid: string): Context {
-  const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
+function parentContext(job: Job, stamp: Partial<WardenJobStamp> | undefined, cid: string): Context {
   // Warden's own stamp with a bare traceparent (what withWarden writes): parsed once, here. A
   // tracestate, or BullMQ telemetry's carrier (the app's propagator wrote it), goes through extract.
-  if (stamp?.tp && !stamp.tst) {
-    const parsed = parseTraceparent(stamp.tp);
-    if (parsed) return remoteParent(context.active(), parsed);
-  }
+  const direct = stamp?.tp && !stamp.tst ? remoteParent(context.active(), stamp.tp) : undefined;
+  if (direct) return direct;
   const carrier = jobCarrier(job);
   if (parseTraceparent(carrier.traceparent)) return propagation.extract(context.active(), carrier);
   // No trace context at all: join the trace the sidecar derives for this correlation ID, under its job span.
@@ -186,7 +183,7 @@ export function wardenProcessor<D = unknown, R = unknown, N extends string = str
     try {
       const stamp = (job.opts as Record<string, unknown>)[WARDEN_OPTS_KEY] as Partial<WardenJobStamp> | undefined;
       cid = stamp?.cid ?? `bullmq:${job.queueName}:${job.id}`;
-      parent = parentContext(job as Job, cid);
+      parent = parentContext(job as Job, stamp, cid);
       const attributes: Attributes = {
         [sc.MESSAGING_SYSTEM]: 'bullmq',
         [sc.MESSAGING_DESTINATION]: job.queueName,

@@ -91,10 +91,8 @@ function parentContext(headers: ActivityExecuteInput['headers'], stamp: WardenTe
   if (carrier) {
     // A bare traceparent (Warden's stamp, or the official interceptors' header under W3C): parsed once,
     // here; a tracestate needs the propagator's TraceState.
-    if (carrier.tracestate === undefined) {
-      const parsed = parseTraceparent(carrier.traceparent);
-      if (parsed) return remoteParent(ROOT_CONTEXT, parsed);
-    }
+    const direct = carrier.tracestate === undefined ? remoteParent(ROOT_CONTEXT, carrier.traceparent) : undefined;
+    if (direct) return direct;
     const extracted = propagation.extract(ROOT_CONTEXT, carrier);
     const found = trace.getSpanContext(extracted);
     if (found && trace.isSpanContextValid(found)) return extracted;
